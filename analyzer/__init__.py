@@ -1,0 +1,1 @@
+"""Workers that claim scans from the consumer group and analyse them."""

@@ -1,0 +1,40 @@
+"""``python -m analyzer``: one consumer of the ``analyzers`` group."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import uvloop
+
+from analyzer.worker import Worker
+from shared.service import boot
+from shared.settings import Settings, SettingsError
+
+
+async def serve(settings: Settings) -> None:
+    """Run a worker until SIGINT/SIGTERM, then drain it."""
+    async with Worker(settings) as worker:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, worker.stop)
+        try:
+            await worker.run()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
+def main() -> None:
+    """Entry point."""
+    settings, log = boot("analyzer")
+    log.info("starting", redis=settings.redis_url, backend=settings.analyzer_backend)
+    try:
+        uvloop.run(serve(settings))
+    except SettingsError as exc:
+        log.error("configuration error", error=str(exc))
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

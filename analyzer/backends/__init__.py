@@ -1,0 +1,57 @@
+"""Analysis backends: one protocol, one result schema, chosen by ``ANALYZER_BACKEND``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import msgspec
+
+from shared.schemas import Category, LabelAnalysis, Marketplace, Stage, Usage
+from shared.settings import Settings
+
+Report = Callable[[Stage, int, str], Awaitable[None]]
+"""Publishes a progress step: stage, percentage, human message."""
+
+
+class AnalysisRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """What a backend analyses."""
+
+    image: bytes
+    media_type: str
+    category: Category
+    marketplaces: list[Marketplace]
+    product_name: str
+
+
+class Analysis(msgspec.Struct, frozen=True, kw_only=True):
+    """What a backend returns."""
+
+    analysis: LabelAnalysis
+    usage: Usage
+    model: str
+
+
+class Backend(Protocol):
+    """Turns a label image into structured findings."""
+
+    name: str
+
+    async def analyze(self, request: AnalysisRequest, report: Report) -> Analysis:
+        """Analyse the label; raise RetryableError or PermanentError on failure."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release network clients."""
+        ...
+
+
+def make_backend(settings: Settings) -> Backend:
+    """The backend ``settings.analyzer_backend`` names."""
+    if settings.analyzer_backend == "simulated":
+        from analyzer.backends.simulated import SimulatedBackend
+
+        return SimulatedBackend(settings)
+    from analyzer.backends.claude import ClaudeBackend
+
+    return ClaudeBackend(settings)

@@ -1,0 +1,233 @@
+"""The Claude backend: one Messages API call with structured output per scan."""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import json
+import math
+import time
+from collections.abc import Mapping
+from typing import Any, Literal, cast
+
+import anthropic
+import msgspec
+from anthropic.types import MessageParam, TextBlockParam
+from anthropic.types.output_config_param import OutputConfigParam
+
+from analyzer.backends import Analysis, AnalysisRequest, Report
+from analyzer.prompt import SYSTEM_PROMPT, user_text
+from shared.errors import (
+    BackendError,
+    BackendUnavailableError,
+    InvalidAnswerError,
+    InvalidImageError,
+)
+from shared.schemas import LabelAnalysis, MarketplaceReport, Usage
+from shared.settings import Settings, SettingsError
+
+ImageMediaType = Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
+IMAGE_MEDIA_TYPES: frozenset[str] = frozenset(
+    {"image/jpeg", "image/png", "image/gif", "image/webp"}
+)
+
+
+def output_schema() -> dict[str, Any]:
+    """The JSON schema of :class:`LabelAnalysis` in the form structured output accepts."""
+    # transform_schema sets additionalProperties false on every object (also in
+    # $defs) and drops keywords the API rejects; msgspec puts the root behind a
+    # $ref, which we inline so the root is a plain object schema.
+    schema = anthropic.transform_schema(msgspec.json.schema(LabelAnalysis))
+    ref = schema.pop("$ref", None)
+    defs: dict[str, Any] = schema.pop("$defs", {})
+    if not isinstance(ref, str):
+        return {**schema, "$defs": defs} if defs else schema
+    name = ref.removeprefix("#/$defs/")
+    root: dict[str, Any] = dict(defs[name])
+    rest = {k: v for k, v in defs.items() if k != name}
+    # Keep the root in $defs only if something refers back to it.
+    if ref in json.dumps(rest):
+        rest[name] = defs[name]
+    if rest:
+        root["$defs"] = rest
+    return root
+
+
+OUTPUT_CONFIG: OutputConfigParam = {"format": {"type": "json_schema", "schema": output_schema()}}
+
+# One block with cache_control: the prompt is identical for every scan, so
+# after the first call it is read from the cache at a tenth of the price.
+SYSTEM_BLOCKS: list[TextBlockParam] = [
+    {"type": "text", "text": SYSTEM_PROMPT, "cache_control": {"type": "ephemeral"}}
+]
+
+
+class ClaudeBackend:
+    """Analyses a label with one Claude Messages API call."""
+
+    name = "claude"
+
+    def __init__(self, settings: Settings) -> None:
+        if settings.anthropic_api_key is None:
+            raise SettingsError("ANTHROPIC_API_KEY is required for ANALYZER_BACKEND=claude")
+        self._model = settings.anthropic_model
+        self._max_tokens = settings.anthropic_max_tokens
+        self._timeout = settings.anthropic_timeout_s
+        # SDK retries are off: a failed scan goes back to labelscan's queue,
+        # which retries with backoff and reports the attempt to the user.
+        self._client = anthropic.AsyncAnthropic(
+            api_key=settings.anthropic_api_key.value,
+            base_url=settings.anthropic_base_url,
+            timeout=settings.anthropic_timeout_s,
+            max_retries=0,
+        )
+
+    async def analyze(self, request: AnalysisRequest, report: Report) -> Analysis:
+        """Send the image and the scan's context; validate Claude's structured answer."""
+        try:
+            message = await self._client.messages.create(
+                model=self._model,
+                max_tokens=self._max_tokens,
+                system=SYSTEM_BLOCKS,
+                messages=[_user_message(request)],
+                output_config=OUTPUT_CONFIG,
+            )
+        except anthropic.APIStatusError as exc:
+            raise _status_error(exc) from exc
+        except anthropic.APITimeoutError as exc:
+            raise BackendUnavailableError(
+                f"Claude API did not answer within {self._timeout:g} s"
+            ) from exc
+        except anthropic.APIConnectionError as exc:
+            cause = exc.__cause__ or exc
+            raise BackendUnavailableError(
+                f"Claude API unreachable: {type(cause).__name__}: {cause}"
+            ) from exc
+
+        await report("parsing", 90, "Validating the analysis")
+        rid = message.id
+        if message.stop_reason == "max_tokens":
+            raise InvalidAnswerError(
+                f"Claude's answer was cut off at max_tokens={self._max_tokens}; "
+                f"raise ANTHROPIC_MAX_TOKENS (message {rid})"
+            )
+        if message.stop_reason == "refusal":
+            raise InvalidAnswerError(f"Claude declined to analyse this label (message {rid})")
+        if message.stop_reason == "model_context_window_exceeded":
+            raise InvalidAnswerError(
+                f"the request exceeded the model's context window (message {rid})"
+            )
+        text = next((b.text for b in message.content if b.type == "text"), None)
+        if text is None:
+            raise InvalidAnswerError(f"Claude's answer has no text block (message {rid})")
+        analysis = _decode(text, rid)
+        usage = message.usage
+        return Analysis(
+            analysis=_in_requested_order(analysis, request, rid),
+            usage=Usage(
+                input_tokens=usage.input_tokens or 0,
+                output_tokens=usage.output_tokens or 0,
+                cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
+                cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+            ),
+            model=message.model,
+        )
+
+    async def aclose(self) -> None:
+        """Close the SDK's HTTP client."""
+        await self._client.close()
+
+
+def _user_message(request: AnalysisRequest) -> MessageParam:
+    """The image first (Claude reads images best before the question), then the text."""
+    if request.media_type not in IMAGE_MEDIA_TYPES:
+        raise InvalidImageError(
+            f"Claude accepts JPEG, PNG, GIF or WebP images, not {request.media_type}"
+        )
+    return {
+        "role": "user",
+        "content": [
+            {
+                "type": "image",
+                "source": {
+                    "type": "base64",
+                    "media_type": cast(ImageMediaType, request.media_type),
+                    "data": base64.b64encode(request.image).decode("ascii"),
+                },
+            },
+            {
+                "type": "text",
+                "text": user_text(request.category, request.marketplaces, request.product_name),
+            },
+        ],
+    }
+
+
+def _decode(text: str, rid: str) -> LabelAnalysis:
+    """Claude's text as a LabelAnalysis, or InvalidAnswerError saying what was wrong."""
+    try:
+        return msgspec.json.decode(text, type=LabelAnalysis)
+    except msgspec.ValidationError as exc:
+        raise InvalidAnswerError(
+            f"Claude's answer does not match the result schema: {exc} (message {rid})"
+        ) from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidAnswerError(
+            f"Claude's answer is not valid JSON: {exc} (message {rid})"
+        ) from exc
+
+
+def _in_requested_order(
+    analysis: LabelAnalysis, request: AnalysisRequest, rid: str
+) -> LabelAnalysis:
+    """One report per requested marketplace, in the requested order; extras are dropped."""
+    by_code: dict[str, MarketplaceReport] = {}
+    for item in analysis.marketplaces:
+        by_code.setdefault(item.marketplace, item)
+    missing = [m for m in request.marketplaces if m not in by_code]
+    if missing:
+        raise InvalidAnswerError(
+            f"Claude's answer has no report for {', '.join(missing)} (message {rid})"
+        )
+    reports = [by_code[m] for m in request.marketplaces]
+    if reports == analysis.marketplaces:
+        return analysis
+    return msgspec.structs.replace(analysis, marketplaces=reports)
+
+
+def _status_error(exc: anthropic.APIStatusError) -> BackendError | BackendUnavailableError:
+    """A labelscan error for an HTTP error answer: retryable for 408, 429 and 5xx."""
+    status = exc.status_code
+    kind = exc.type or "error"
+    detail = exc.api_message or str(exc)
+    message = f"Claude API {status} {kind}: {detail} (request-id {exc.request_id or 'none'})"
+    if status in (408, 429) or status >= 500:
+        return BackendUnavailableError(message, retry_after=_retry_after(exc.response.headers))
+    return BackendError(message)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``retry-after`` (seconds or HTTP date), else ``retry-after-ms``, else None."""
+    raw = headers.get("retry-after")
+    if raw:
+        try:
+            seconds = float(raw)
+        except ValueError:
+            seconds = math.nan
+        if math.isfinite(seconds):
+            return max(0.0, seconds)
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            when = None
+        if when is not None and when.tzinfo is not None:
+            return max(0.0, when.timestamp() - time.time())
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            millis = float(raw_ms)
+        except ValueError:
+            millis = math.nan
+        if math.isfinite(millis):
+            return max(0.0, millis / 1000)
+    return None

@@ -1,0 +1,1 @@
+"""HTTP front door of labelscan."""

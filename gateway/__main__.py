@@ -1,0 +1,28 @@
+"""``python -m gateway``: serve the gateway with uvicorn."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from gateway.app import create_app
+from shared.service import boot
+
+
+def main() -> None:
+    """Run the gateway until SIGINT/SIGTERM."""
+    settings, log = boot("gateway")
+    log.info("starting", url=settings.gateway_url, redis=settings.redis_url)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        log_config=None,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Turning a ``POST /api/scans`` request into a validated scan, or a precise 4xx."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from shared.images import sniff_image
+from shared.schemas import ScanCreate
+from shared.settings import Settings
+
+
+class RejectedError(Exception):
+    """The request is refused; carries the HTTP status and what to tell the client."""
+
+    def __init__(self, status: int, error: str, detail: str, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.field = field
+
+
+class Intake(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated scan request with its image bytes, if uploaded."""
+
+    scan: ScanCreate
+    image: bytes | None
+
+
+_FIELD = re.compile(r"at `\$\.([A-Za-z_]+)")
+_decode_scan = msgspec.json.Decoder(ScanCreate).decode
+
+
+async def read_scan(request: Request, settings: Settings) -> Intake:
+    """Parse and validate the body of ``POST /api/scans``; raise RejectedError on bad input."""
+    _check_length(request, settings)
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == "application/json":
+        body = await _read_capped(request, settings.max_body_bytes)
+        scan = _decode_json(body)
+        image = _decode_base64(scan.image_base64, settings) if scan.image_base64 else None
+    elif media_type == "multipart/form-data":
+        scan, image = await _read_multipart(request, settings)
+    else:
+        raise RejectedError(
+            415, "unsupported_media_type",
+            "send application/json or multipart/form-data", "content-type",
+        )
+    _check_source(scan, image)
+    return Intake(scan=scan, image=image)
+
+
+def _check_length(request: Request, settings: Settings) -> None:
+    raw = request.headers.get("content-length")
+    if raw is None:
+        return
+    try:
+        length = int(raw)
+    except ValueError:
+        raise RejectedError(400, "bad_request", "invalid Content-Length", "content-length") from None
+    if length > settings.max_body_bytes:
+        raise RejectedError(
+            413, "too_large", f"body exceeds {settings.max_body_bytes} bytes", "body"
+        )
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RejectedError(413, "too_large", f"body exceeds {limit} bytes", "body")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _decode_json(body: bytes) -> ScanCreate:
+    try:
+        return _decode_scan(body)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _FIELD.search(message)
+        field = match.group(1) if match else _missing_field(message)
+        raise RejectedError(422, "invalid_field", message, field) from None
+    except msgspec.DecodeError as exc:
+        raise RejectedError(400, "malformed_json", str(exc), "body") from None
+
+
+def _missing_field(message: str) -> str | None:
+    match = re.search(r"Object missing required field `([A-Za-z_]+)`", message)
+    if match:
+        return match.group(1)
+    match = re.search(r"unknown field `([A-Za-z_]+)`", message)
+    return match.group(1) if match else None
+
+
+def _decode_base64(data: str, settings: Settings) -> bytes:
+    if len(data) > settings.max_image_bytes * 4 // 3 + 4:
+        raise RejectedError(
+            413, "too_large", f"image exceeds {settings.max_image_bytes} bytes", "image_base64"
+        )
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise RejectedError(422, "invalid_field", "not valid base64", "image_base64") from None
+    return _check_image(raw, settings, "image_base64")
+
+
+def _check_image(raw: bytes, settings: Settings, field: str) -> bytes:
+    if len(raw) > settings.max_image_bytes:
+        raise RejectedError(
+            413, "too_large", f"image exceeds {settings.max_image_bytes} bytes", field
+        )
+    if not raw:
+        raise RejectedError(422, "invalid_field", "image is empty", field)
+    if sniff_image(raw) is None:
+        raise RejectedError(
+            415, "unsupported_image", "image must be PNG, JPEG, GIF or WebP", field
+        )
+    return raw
+
+
+async def _read_multipart(request: Request, settings: Settings) -> tuple[ScanCreate, bytes | None]:
+    try:
+        form = await request.form(
+            max_files=1, max_fields=16, max_part_size=settings.max_image_bytes + 1
+        )
+    except Exception as exc:  # starlette raises HTTPException/MultiPartException subclasses
+        detail = getattr(exc, "detail", None) or str(exc) or "malformed multipart body"
+        raise RejectedError(400, "malformed_multipart", str(detail), "body") from None
+    try:
+        fields: dict[str, Any] = {}
+        image: bytes | None = None
+        for name, value in form.multi_items():
+            if name == "image":
+                if not isinstance(value, UploadFile):
+                    raise RejectedError(422, "invalid_field", "image must be a file", "image")
+                image = _check_image(await value.read(), settings, "image")
+            elif name == "marketplaces":
+                # Accept repeated fields and comma-separated lists alike.
+                items = [m.strip() for m in str(value).split(",") if m.strip()]
+                fields.setdefault("marketplaces", []).extend(items)
+            elif isinstance(value, UploadFile):
+                raise RejectedError(422, "invalid_field", "unexpected file field", name)
+            else:
+                fields[name] = value
+    finally:
+        await form.close()
+    if "image_base64" in fields:
+        raise RejectedError(422, "invalid_field", "upload the file as `image`", "image_base64")
+    scan = _decode_json(msgspec.json.encode(fields))
+    return scan, image
+
+
+def _check_source(scan: ScanCreate, image: bytes | None) -> None:
+    sources = sum(x is not None for x in (scan.image_url, image))
+    if sources != 1:
+        raise RejectedError(
+            422, "invalid_field",
+            "give exactly one image source: image_url, image_base64 or an image file",
+            "image",
+        )
+    if scan.image_url is not None:
+        parts = urlsplit(scan.image_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise RejectedError(
+                422, "invalid_field", "image_url must be an absolute http(s) URL", "image_url"
+            )

@@ -1,0 +1,20 @@
+-- Accept a scan: store the image, create the scan hash, queue the request,
+-- publish the `queued` event. All or nothing.
+-- KEYS: scan, requests stream, events, scan events, image
+-- ARGV: scan_id, job_json, now_ms, event_json, maxlen, scan_maxlen,
+--       image_bytes ('' when none), image_ttl, history_ttl
+local scan_id = ARGV[1]
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.error_reply('EXISTS scan ' .. scan_id)
+end
+if ARGV[7] ~= '' then
+  redis.call('SET', KEYS[5], ARGV[7], 'EX', ARGV[8])
+end
+local entry_id = redis.call('XADD', KEYS[2], '*', 'scan_id', scan_id, 'job', ARGV[2])
+redis.call('HSET', KEYS[1],
+  'state', 'queued', 'job', ARGV[2], 'attempts', 0,
+  'stage', 'queued', 'pct', 0, 'msg', 'Waiting for an analyzer',
+  'created_ms', ARGV[3], 'updated_ms', ARGV[3], 'entry_id', entry_id, 'stream', KEYS[2])
+redis.call('EXPIRE', KEYS[1], ARGV[9])
+emit(KEYS[3], KEYS[4], scan_id, with_attempt(ARGV[4], 0), ARGV[5], ARGV[6], ARGV[9])
+return entry_id

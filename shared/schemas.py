@@ -1,0 +1,198 @@
+"""Message schemas: every struct that crosses a process or HTTP boundary."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+Category = Literal["toys", "cosmetics", "electronics", "food", "supplements", "general"]
+Marketplace = Literal["US", "UK", "DE", "FR", "IT", "ES", "JP", "CA"]
+Priority = Literal["high", "normal", "low"]
+ScanState = Literal["queued", "active", "retrying", "completed", "failed", "cancelled"]
+Stage = Literal[
+    "queued", "fetching", "analyzing", "parsing", "retrying", "completed", "failed", "cancelled"
+]
+EventType = Literal["queued", "progress", "retrying", "completed", "failed", "cancelled"]
+Severity = Literal["critical", "major", "minor", "info"]
+Verdict = Literal["compliant", "non_compliant", "needs_review"]
+
+CATEGORIES: tuple[Category, ...] = (
+    "toys", "cosmetics", "electronics", "food", "supplements", "general"
+)
+MARKETPLACES: tuple[Marketplace, ...] = ("US", "UK", "DE", "FR", "IT", "ES", "JP", "CA")
+PRIORITIES: tuple[Priority, ...] = ("high", "normal", "low")
+TERMINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+
+
+class Base(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Common config: immutable, keyword-only, strict about unknown fields."""
+
+
+# --- HTTP API ---------------------------------------------------------------
+
+
+class ScanCreate(Base):
+    """Body of ``POST /api/scans`` (JSON form; multipart carries the same fields)."""
+
+    category: Category
+    marketplaces: Annotated[list[Marketplace], Meta(min_length=1, max_length=len(MARKETPLACES))]
+    product_name: Annotated[str, Meta(min_length=1, max_length=200)]
+    image_url: Annotated[str, Meta(max_length=2048)] | None = None
+    image_base64: str | None = None
+    priority: Priority = "normal"
+
+
+class ScanAccepted(Base):
+    """Answer to an accepted scan."""
+
+    scan_id: str
+    status: ScanState
+    status_url: str
+    events_url: str
+
+
+class Progress(Base):
+    """Where a scan stands, for a progress bar."""
+
+    stage: Stage
+    percentage: Annotated[int, Meta(ge=0, le=100)]
+    message: str
+
+
+class ScanError(Base):
+    """Why a scan failed."""
+
+    kind: str
+    message: str
+    retryable: bool = False
+
+
+class ErrorBody(Base):
+    """JSON body of every 4xx/5xx answer."""
+
+    error: str
+    detail: str
+    field: str | None = None
+
+
+class QueueStats(Base):
+    """Counts over the whole deployment, read from Redis."""
+
+    waiting: int
+    active: int
+    completed: int
+    failed: int
+    cancelled: int = 0
+    waiting_by_priority: dict[str, int] = {}
+    consumers: int = 0
+
+
+# --- analysis result (one schema for every backend) ---------------------------
+
+
+class Finding(Base):
+    """One label requirement checked against the label."""
+
+    rule: Annotated[str, Meta(description="Short id of the requirement, e.g. EU-ALL-GPSR")]
+    requirement: Annotated[str, Meta(description="What the regulation requires, in one line")]
+    status: Annotated[
+        Literal["pass", "fail", "unclear"],
+        Meta(description="pass: visibly met; fail: missing or wrong; unclear: cannot tell"),
+    ]
+    severity: Severity
+    evidence: Annotated[str, Meta(description="Text or element on the label that decided it")]
+    fix: Annotated[str, Meta(description="What the seller should change; empty when passed")]
+    regulation: Annotated[str, Meta(description="Regulation or marketplace policy it comes from")]
+
+
+class MarketplaceReport(Base):
+    """Findings for one marketplace."""
+
+    marketplace: Marketplace
+    verdict: Verdict
+    findings: list[Finding]
+
+
+class LabelAnalysis(Base):
+    """What an analysis backend returns: the structured-output schema sent to Claude."""
+
+    verdict: Verdict
+    summary: Annotated[str, Meta(description="Two or three sentences for the seller")]
+    detected_text: Annotated[str, Meta(description="The label's text as read, abridged")]
+    marketplaces: list[MarketplaceReport]
+
+
+class Usage(Base):
+    """Tokens an analysis consumed."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+
+class ScanResult(Base):
+    """A completed scan's stored result."""
+
+    analysis: LabelAnalysis
+    backend: str
+    model: str
+    usage: Usage
+    duration_ms: int
+
+
+class ScanStatus(Base):
+    """Answer of ``GET /api/scans/{id}/status``."""
+
+    scan_id: str
+    state: ScanState
+    progress: Progress
+    attempts: int
+    created_at: str
+    updated_at: str
+
+
+class ScanDetail(ScanStatus, frozen=True, kw_only=True):
+    """Answer of ``GET /api/scans/{id}``: status plus the outcome."""
+
+    category: Category
+    marketplaces: list[Marketplace]
+    product_name: str
+    result: ScanResult | None = None
+    error: ScanError | None = None
+
+
+# --- stream messages -----------------------------------------------------------
+
+
+class ScanJob(Base):
+    """The request stream entry's payload. Carries no image bytes, only where to find them."""
+
+    scan_id: str
+    category: Category
+    marketplaces: list[Marketplace]
+    product_name: str
+    priority: Priority = "normal"
+    image_key: str | None = None
+    image_url: str | None = None
+    submitted_at_ms: int = 0
+
+
+class ScanEvent(Base):
+    """One entry of the events stream; the SSE ``data:`` of the notifier."""
+
+    scan_id: str
+    type: EventType
+    state: ScanState
+    progress: Progress
+    attempt: int = 0
+    at_ms: int = 0
+    error: ScanError | None = None
+    verdict: Verdict | None = None
+
+
+def result_json_schema() -> dict[str, object]:
+    """JSON schema of :class:`LabelAnalysis`, for structured output."""
+    return msgspec.json.schema(LabelAnalysis)

@@ -1,0 +1,197 @@
+"""Settings: read from the environment once, frozen, passed down explicitly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Literal, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+
+Backend = Literal["claude", "simulated"]
+Durability = Literal["fast", "strict"]
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+class Secret(str):
+    """A string that never prints its value."""
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+    @property
+    def value(self) -> str:
+        """The real value, for the one place that needs it."""
+        return str.__str__(self)
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Every knob of every service. Built by :meth:`from_env`; see README for each."""
+
+    redis_url: str = "redis://localhost:6379/0"
+    prefix: str = "labelscan"
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    notifier_host: str = "127.0.0.1"
+    notifier_port: int = 8001
+    public_gateway_url: str = ""
+    public_notifier_url: str = ""
+    worker_concurrency: int = 2
+    anthropic_api_key: Secret | None = None
+    anthropic_base_url: str | None = None
+    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_max_tokens: int = 4096
+    anthropic_timeout_s: float = 120.0
+    analyzer_backend: Backend = "claude"
+    simulated_delay_ms: int = 0
+    max_image_bytes: int = 10 * 1024 * 1024
+    max_body_bytes: int = 15 * 1024 * 1024
+    image_ttl_s: int = 24 * 3600
+    result_ttl_s: int = 7 * 24 * 3600
+    events_maxlen: int = 100_000
+    scan_events_maxlen: int = 1_000
+    fetch_timeout_s: float = 15.0
+    sse_heartbeat_s: float = 15.0
+    sse_retry_ms: int = 2_000
+    durability: Durability = "fast"
+    log_level: str = "INFO"
+    log_json: bool | None = None
+
+    @property
+    def gateway_url(self) -> str:
+        """Base URL clients use to reach the gateway."""
+        return self.public_gateway_url or f"http://{self.gateway_host}:{self.gateway_port}"
+
+    @property
+    def notifier_url(self) -> str:
+        """Base URL browsers use to reach the notifier."""
+        return self.public_notifier_url or f"http://{self.notifier_host}:{self.notifier_port}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``env`` (default ``os.environ``); raise SettingsError on bad values."""
+        e = os.environ if env is None else env
+        r = _Reader(e)
+        d = cls()
+        api_key = r.get("ANTHROPIC_API_KEY", str, None)
+        settings = cls(
+            redis_url=r.get("REDIS_URL", _redis_url, d.redis_url),
+            prefix=r.get("LABELSCAN_PREFIX", _prefix, d.prefix),
+            gateway_host=r.get("GATEWAY_HOST", str, d.gateway_host),
+            gateway_port=r.get("GATEWAY_PORT", _port, d.gateway_port),
+            notifier_host=r.get("NOTIFIER_HOST", str, d.notifier_host),
+            notifier_port=r.get("NOTIFIER_PORT", _port, d.notifier_port),
+            public_gateway_url=r.get("PUBLIC_GATEWAY_URL", _url, d.public_gateway_url),
+            public_notifier_url=r.get("PUBLIC_NOTIFIER_URL", _url, d.public_notifier_url),
+            worker_concurrency=r.get("SCAN_WORKER_CONCURRENCY", _positive, d.worker_concurrency),
+            anthropic_api_key=Secret(api_key) if api_key else None,
+            anthropic_base_url=r.get("ANTHROPIC_BASE_URL", _url, None) or None,
+            anthropic_model=r.get("ANTHROPIC_MODEL", str, d.anthropic_model),
+            anthropic_max_tokens=r.get(
+                "ANTHROPIC_MAX_TOKENS", _positive, d.anthropic_max_tokens
+            ),
+            anthropic_timeout_s=r.get("ANTHROPIC_TIMEOUT", _positive_float, d.anthropic_timeout_s),
+            analyzer_backend=r.get("ANALYZER_BACKEND", _choice("claude", "simulated"), "claude"),  # type: ignore[arg-type]
+            simulated_delay_ms=r.get("SIMULATED_DELAY_MS", _non_negative, d.simulated_delay_ms),
+            max_image_bytes=r.get("SCAN_MAX_IMAGE_BYTES", _positive, d.max_image_bytes),
+            max_body_bytes=r.get("SCAN_MAX_BODY_BYTES", _positive, d.max_body_bytes),
+            image_ttl_s=r.get("SCAN_IMAGE_TTL", _positive, d.image_ttl_s),
+            result_ttl_s=r.get("SCAN_RESULT_TTL", _positive, d.result_ttl_s),
+            events_maxlen=r.get("EVENTS_MAXLEN", _positive, d.events_maxlen),
+            scan_events_maxlen=r.get("SCAN_EVENTS_MAXLEN", _positive, d.scan_events_maxlen),
+            fetch_timeout_s=r.get("IMAGE_FETCH_TIMEOUT", _positive_float, d.fetch_timeout_s),
+            sse_heartbeat_s=r.get("SSE_HEARTBEAT", _positive_float, d.sse_heartbeat_s),
+            sse_retry_ms=r.get("SSE_RETRY_MS", _positive, d.sse_retry_ms),
+            durability=r.get("SCAN_DURABILITY", _choice("fast", "strict"), d.durability),  # type: ignore[arg-type]
+            log_level=r.get("LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+            log_json=r.get("LOG_JSON", _bool, None),
+        )
+        if settings.max_body_bytes < settings.max_image_bytes:
+            raise SettingsError("SCAN_MAX_BODY_BYTES must be at least SCAN_MAX_IMAGE_BYTES")
+        return settings
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        raw = self._env.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except (ValueError, TypeError) as exc:
+            raise SettingsError(f"{name}={raw!r} is invalid: {exc}") from None
+
+
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _non_negative(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be zero or more")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if value <= 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 < value < 65536:
+        raise ValueError("must be a TCP port (1-65535)")
+    return value
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return raw
+
+    return parse
+
+
+def _redis_url(raw: str) -> str:
+    if not raw.startswith(("redis://", "rediss://", "unix://", "valkey://", "valkeys://")):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return raw.replace("valkey", "redis", 1) if raw.startswith("valkey") else raw
+
+
+def _url(raw: str) -> str:
+    if not raw.startswith(("http://", "https://")):
+        raise ValueError("must be an http(s) URL")
+    return raw.rstrip("/")
+
+
+def _prefix(raw: str) -> str:
+    if not raw or any(c in raw for c in "{}: \t\n"):
+        raise ValueError("must be non-empty without braces, colons or spaces")
+    return raw

@@ -1,0 +1,55 @@
+"""Run real uvicorn servers inside a test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from shared.embedded import free_port
+
+
+class RunningServer:
+    """A uvicorn server serving an app on loopback."""
+
+    def __init__(self, server: uvicorn.Server, task: asyncio.Task[None], port: int) -> None:
+        self.server = server
+        self.task = task
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        """Base URL of the server."""
+        return f"http://127.0.0.1:{self.port}"
+
+    async def stop(self) -> None:
+        """Ask the server to exit and wait for it."""
+        self.server.should_exit = True
+        await asyncio.wait_for(self.task, 15)
+
+
+@contextlib.asynccontextmanager
+async def serve(app: ASGIApp, port: int | None = None) -> AsyncIterator[RunningServer]:
+    """Serve ``app`` with uvicorn (httptools, lifespan on) until the block exits."""
+    port = port or free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False,
+        lifespan="on", http="httptools", timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    # The test owns signals; uvicorn must not install its own handlers.
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("uvicorn exited before starting")
+        await asyncio.sleep(0.01)
+    running = RunningServer(server, task, port)
+    try:
+        yield running
+    finally:
+        await running.stop()
