@@ -1,17 +1,21 @@
-"""One scan attempt, from claimed entry to result: fetch, analyse, publish, finish."""
+"""One scan attempt, from claimed entry to outcome: fetch, analyse, publish, finish."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import structlog
+from redis.exceptions import RedisError
 
 from analyzer.backends import AnalysisRequest, Backend
 from analyzer.fetch import ImageFetcher
+from analyzer.retry import backoff_delay, should_retry
+from shared.attempts import AttemptStore, Claim
 from shared.errors import InvalidImageError, LabelscanError, RetryableError
 from shared.images import sniff_image
 from shared.schemas import Progress, ScanError, ScanJob, ScanResult, Stage
-from shared.store import Claim, ScanStore
+from shared.settings import Settings
 
 log = structlog.get_logger("analyzer")
 
@@ -26,18 +30,48 @@ class StaleAttemptError(Exception):
 class ScanRunner:
     """Runs claimed scans against a backend, reporting each stage through the store."""
 
-    def __init__(self, store: ScanStore, backend: Backend, fetcher: ImageFetcher) -> None:
+    def __init__(
+        self, store: AttemptStore, backend: Backend, fetcher: ImageFetcher, settings: Settings
+    ) -> None:
         self.store = store
         self.backend = backend
         self.fetcher = fetcher
+        self.settings = settings
 
     async def run(self, job: ScanJob, entry_id: str, stream: str, consumer: str) -> None:
-        """Claim and run one delivered entry; every outcome ends in a stored state."""
+        """Claim and run one delivered entry; every outcome ends in a stored state.
+
+        Redis errors propagate: the entry then stays pending and is delivered again.
+        """
         claim = await self.store.claim(job, entry_id, stream, consumer, FETCHING)
         if claim is None:
-            log.info("skipped", scan_id=job.scan_id, reason="finished or gone")
+            log.debug("skipped", scan_id=job.scan_id, reason="finished, cancelled or superseded")
             return
         structlog.contextvars.bind_contextvars(scan_id=job.scan_id, attempt=claim.attempt)
+        try:
+            if claim.exhausted:
+                await self._give_up(claim)
+                return
+            await self._attempt(claim)
+        except asyncio.CancelledError:
+            # Cancelled by the user (the token is gone: this is a no-op) or by a
+            # stopping worker (the entry is handed back for immediate redelivery).
+            await self.store.release(job, entry_id, stream, claim.token)
+            log.info("scan attempt interrupted")
+            raise
+        finally:
+            structlog.contextvars.unbind_contextvars("scan_id", "attempt")
+
+    async def _give_up(self, claim: Claim) -> None:
+        message = (
+            f"delivered {claim.attempt} times without an outcome "
+            "(an analyzer crashed or stalled on it each time)"
+        )
+        await self.store.fail(claim, ScanError(kind="poison", message=message), 0)
+        log.error("scan dead-lettered", kind="poison", attempts=claim.attempt)
+
+    async def _attempt(self, claim: Claim) -> None:
+        job = claim.job
         started = time.monotonic()
         log.info("scan started", backend=self.backend.name)
         pct = FETCHING.percentage
@@ -72,21 +106,35 @@ class ScanRunner:
             log.info("scan completed", verdict=result.analysis.verdict,
                      duration_ms=result.duration_ms)
         except StaleAttemptError:
-            log.warning("scan attempt superseded; result discarded")
+            log.warning("scan attempt superseded; its outcome is discarded")
         except LabelscanError as exc:
-            error = ScanError(
-                kind=exc.kind, message=str(exc), retryable=isinstance(exc, RetryableError)
-            )
-            await self.store.fail(claim, error, pct)
-            log.warning("scan failed", kind=exc.kind, error=str(exc))
+            await self._failed(claim, exc, pct)
+        except (RedisError, asyncio.CancelledError):
+            raise
         except Exception as exc:
             # A bug or an unexpected library error: record it rather than crash the worker.
             log.exception("scan crashed")
             await self.store.fail(
                 claim, ScanError(kind="internal", message=f"{type(exc).__name__}: {exc}"), pct
             )
-        finally:
-            structlog.contextvars.unbind_contextvars("scan_id", "attempt")
+
+    async def _failed(self, claim: Claim, exc: LabelscanError, pct: int) -> None:
+        s = self.settings
+        retryable = should_retry(exc, claim.attempt, s.max_attempts)
+        error = ScanError(
+            kind=exc.kind, message=str(exc), retryable=isinstance(exc, RetryableError)
+        )
+        if retryable:
+            delay = backoff_delay(
+                claim.attempt, base_s=s.retry_base_s, cap_s=s.retry_cap_s,
+                retry_after=exc.retry_after if isinstance(exc, RetryableError) else None,
+            )
+            await self.store.retry(claim, error, delay)
+            log.warning("scan will be retried", kind=exc.kind, error=str(exc),
+                        delay_s=round(delay, 2))
+        else:
+            await self.store.fail(claim, error, pct)
+            log.warning("scan failed", kind=exc.kind, error=str(exc))
 
     async def _fetch(self, job: ScanJob) -> bytes:
         if job.image_url is None:

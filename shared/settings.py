@@ -47,7 +47,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_concurrency: int = 2
     anthropic_api_key: Secret | None = None
     anthropic_base_url: str | None = None
-    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_model: str = "claude-sonnet-4-6"
     anthropic_max_tokens: int = 4096
     anthropic_timeout_s: float = 120.0
     analyzer_backend: Backend = "claude"
@@ -62,6 +62,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sse_heartbeat_s: float = 15.0
     sse_retry_ms: int = 2_000
     durability: Durability = "fast"
+    max_attempts: int = 5
+    retry_base_s: float = 2.0
+    retry_cap_s: float = 300.0
+    visibility_timeout_s: float = 60.0
+    shutdown_grace_s: float = 30.0
+    idempotency_ttl_s: int = 24 * 3600
+    dead_maxlen: int = 10_000
+    analyzer_health_host: str = "127.0.0.1"
+    analyzer_health_port: int = 8002
+    liveness_timeout_s: float = 30.0
+    redis_timeout_s: float = 5.0
     log_level: str = "INFO"
     log_json: bool | None = None
 
@@ -111,6 +122,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             sse_heartbeat_s=r.get("SSE_HEARTBEAT", _positive_float, d.sse_heartbeat_s),
             sse_retry_ms=r.get("SSE_RETRY_MS", _positive, d.sse_retry_ms),
             durability=r.get("SCAN_DURABILITY", _choice("fast", "strict"), d.durability),  # type: ignore[arg-type]
+            max_attempts=r.get("SCAN_MAX_ATTEMPTS", _positive, d.max_attempts),
+            retry_base_s=r.get("SCAN_RETRY_BASE", _positive_float, d.retry_base_s),
+            retry_cap_s=r.get("SCAN_RETRY_CAP", _positive_float, d.retry_cap_s),
+            visibility_timeout_s=r.get(
+                "SCAN_VISIBILITY_TIMEOUT", _positive_float, d.visibility_timeout_s
+            ),
+            shutdown_grace_s=r.get("SCAN_SHUTDOWN_GRACE", _non_negative_float, d.shutdown_grace_s),
+            idempotency_ttl_s=r.get("IDEMPOTENCY_TTL", _positive, d.idempotency_ttl_s),
+            dead_maxlen=r.get("DEAD_LETTERS_MAXLEN", _positive, d.dead_maxlen),
+            analyzer_health_host=r.get("ANALYZER_HEALTH_HOST", str, d.analyzer_health_host),
+            analyzer_health_port=r.get("ANALYZER_HEALTH_PORT", _port_or_off, d.analyzer_health_port),
+            liveness_timeout_s=r.get(
+                "SCAN_LIVENESS_TIMEOUT", _positive_float, d.liveness_timeout_s
+            ),
+            redis_timeout_s=r.get("REDIS_SOCKET_TIMEOUT", _positive_float, d.redis_timeout_s),
             log_level=r.get("LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
             log_json=r.get("LOG_JSON", _bool, None),
         )
@@ -152,6 +178,17 @@ def _positive_float(raw: str) -> float:
     if value <= 0:
         raise ValueError("must be a positive number")
     return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise ValueError("must be zero or more")
+    return value
+
+
+def _port_or_off(raw: str) -> int:
+    return 0 if raw == "0" else _port(raw)
 
 
 def _port(raw: str) -> int:

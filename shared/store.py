@@ -1,4 +1,4 @@
-"""Scan state in Redis: every transition the services make, each one atomic."""
+"""Scan state in Redis as the gateway sees it: accept, read, cancel, replay, count."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from shared.clock import iso, now_ms
 from shared.keys import GROUP, Keys
 from shared.schemas import (
     PRIORITIES,
+    DeadLetter,
+    DeadLetters,
     EventType,
     Progress,
     QueueStats,
@@ -30,10 +32,13 @@ from shared.schemas import (
 from shared.settings import Settings
 
 _SCAN_ID = re.compile(r"^[0-9a-f]{32}$")
-_encode = msgspec.json.Encoder().encode
+_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+encode = msgspec.json.Encoder().encode
 _decode_job = msgspec.json.Decoder(ScanJob).decode
 _decode_result = msgspec.json.Decoder(ScanResult).decode
 _decode_error = msgspec.json.Decoder(ScanError).decode
+
+QUEUED = Progress(stage="queued", percentage=0, message="Waiting for an analyzer")
 
 
 def new_scan_id() -> str:
@@ -44,6 +49,11 @@ def new_scan_id() -> str:
 def is_scan_id(value: str) -> bool:
     """Whether ``value`` has the shape of a scan id (cheap 404 before any Redis call)."""
     return bool(_SCAN_ID.match(value))
+
+
+def is_stream_id(value: str) -> bool:
+    """Whether ``value`` is a concrete stream entry id (``ms-seq``)."""
+    return bool(_STREAM_ID.match(value))
 
 
 def event_json(
@@ -57,32 +67,29 @@ def event_json(
 ) -> bytes:
     """Encode an event; the Lua side appends the attempt number it alone knows."""
     event = ScanEvent(
-        scan_id=scan_id,
-        type=type_,
-        state=state,
-        progress=progress,
-        at_ms=now_ms(),
-        error=error,
-        verdict=verdict,
+        scan_id=scan_id, type=type_, state=state, progress=progress, at_ms=now_ms(),
+        error=error, verdict=verdict,
     )
-    raw = _encode(event)
-    # ScanEvent ends with the optional fields; drop the default attempt so Lua can add the real one.
-    return raw.replace(b',"attempt":0', b"", 1)
+    # Drop the default attempt so the script can close the object with the real one.
+    return encode(event).replace(b',"attempt":0', b"", 1)
 
 
-class Claim(msgspec.Struct, frozen=True, kw_only=True):
-    """An attempt that now owns a scan."""
+class Duplicate(msgspec.Struct, frozen=True):
+    """An idempotency key seen before: the scan it made, and whether the body matched."""
 
-    job: ScanJob
-    entry_id: str
-    stream: str
-    token: str
-    attempt: int
-    image: bytes | None
+    scan_id: str
+    same_body: bool
 
 
-class ScanStore:
-    """Reads and atomic writes of scans under one prefix."""
+class CancelOutcome(msgspec.Struct, frozen=True):
+    """What cancelling found: ``ok`` with the previous state, ``terminal``, or ``missing``."""
+
+    outcome: str
+    state: str | None
+
+
+class StoreBase:
+    """Keys, the script runner and the constant arguments both stores share."""
 
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
@@ -98,89 +105,36 @@ class ScanStore:
     def _event_keys(self, scan_id: str) -> list[str]:
         return [self.keys.scan(scan_id), self.keys.events, self.keys.scan_events(scan_id)]
 
-    async def submit(self, job: ScanJob, image: bytes | None) -> str:
-        """Store the image, create the scan and queue its request; returns the entry id."""
+
+class ScanStore(StoreBase):
+    """The gateway's reads and writes of scans under one prefix."""
+
+    async def submit(
+        self, job: ScanJob, image: bytes | None, *, idempotency: tuple[str, str] | None = None
+    ) -> Duplicate | None:
+        """Store the image, create the scan and queue it; a Duplicate if the key was used."""
         k = self.keys
-        ev = event_json(
-            job.scan_id, "queued", "queued",
-            Progress(stage="queued", percentage=0, message="Waiting for an analyzer"),
-        )
-        history_ttl = self.settings.result_ttl_s
-        entry_id = await self.run(
+        sid = job.scan_id
+        idem_key, body_hash = idempotency or ("", "")
+        reply = await self.run(
             scripts.SUBMIT,
-            [k.scan(job.scan_id), k.requests(job.priority), k.events,
-             k.scan_events(job.scan_id), k.image(job.scan_id)],
-            [job.scan_id, _encode(job), job.submitted_at_ms, ev, *self._limits,
-             image or b"", self.settings.image_ttl_s, history_ttl],
+            [k.scan(sid), k.requests(job.priority), k.events, k.scan_events(sid), k.image(sid),
+             k.idempotency(idem_key)],
+            [sid, encode(job), job.submitted_at_ms, event_json(sid, "queued", "queued", QUEUED),
+             *self._limits, image or b"", self.settings.image_ttl_s, self._history_ttl,
+             job.priority, body_hash, self.settings.idempotency_ttl_s],
         )
+        if reply[0] == b"duplicate":
+            return Duplicate(reply[1].decode(), reply[2].decode() == body_hash)
         if self.settings.durability == "strict":
             await self.wait_durable()
-        return str(entry_id, "ascii") if isinstance(entry_id, bytes) else str(entry_id)
+        return None
 
     async def wait_durable(self) -> None:
         """Block until the last write is in the append-only file (WAITAOF)."""
         local, _ = await self.redis.execute_command("WAITAOF", 1, 0, 5000)
         if int(local) < 1:
             raise ResponseError("WAITAOF: write not fsynced locally (is appendonly on?)")
-
-    async def claim(
-        self, job: ScanJob, entry_id: str, stream: str, consumer: str, progress: Progress
-    ) -> Claim | None:
-        """Mark the scan active for a new attempt; None when it must not run."""
-        token = uuid.uuid4().hex
-        sid = job.scan_id
-        ev = event_json(sid, "progress", "active", progress)
-        reply = await self.run(
-            scripts.CLAIM,
-            [*self._event_keys(sid), stream, self.keys.image(sid)],
-            [sid, entry_id, consumer, token, now_ms(), ev, *self._limits, self._group,
-             progress.stage, progress.percentage, progress.message, self._history_ttl],
-        )
-        if reply[0] != b"ok":
-            return None
-        return Claim(
-            job=job, entry_id=entry_id, stream=stream, token=token,
-            attempt=int(reply[1]), image=reply[2] or None,
-        )
-
-    async def progress(self, claim: Claim, progress: Progress) -> bool:
-        """Publish progress; False when this attempt no longer owns the scan."""
-        sid = claim.job.scan_id
-        ev = event_json(sid, "progress", "active", progress)
-        reply = await self.run(
-            scripts.PROGRESS,
-            self._event_keys(sid),
-            [sid, claim.token, now_ms(), progress.stage, progress.percentage, progress.message,
-             ev, *self._limits, self._history_ttl],
-        )
-        return bool(reply)
-
-    async def complete(self, claim: Claim, result: ScanResult) -> bool:
-        """Write the result and finish the scan; False for a stale attempt."""
-        progress = Progress(stage="completed", percentage=100, message="Analysis complete")
-        ev = event_json(
-            claim.job.scan_id, "completed", "completed", progress, verdict=result.analysis.verdict
-        )
-        return await self._finish(claim, "completed", "result", _encode(result), ev, progress)
-
-    async def fail(self, claim: Claim, error: ScanError, stage_pct: int) -> bool:
-        """Mark the scan failed with ``error``; False for a stale attempt."""
-        progress = Progress(stage="failed", percentage=stage_pct, message=error.message)
-        ev = event_json(claim.job.scan_id, "failed", "failed", progress, error=error)
-        return await self._finish(claim, "failed", "error", _encode(error), ev, progress)
-
-    async def _finish(
-        self, claim: Claim, state: ScanState, field: str, outcome: bytes, ev: bytes,
-        progress: Progress,
-    ) -> bool:
-        sid = claim.job.scan_id
-        reply = await self.run(
-            scripts.FINISH,
-            [*self._event_keys(sid), claim.stream, self.keys.stats, self.keys.image(sid)],
-            [sid, claim.token, now_ms(), state, field, outcome, ev, *self._limits, self._group,
-             claim.entry_id, self._history_ttl, progress.message],
-        )
-        return bool(reply)
 
     async def get(self, scan_id: str) -> ScanDetail | None:
         """The scan's state, result and error; None when unknown or expired."""
@@ -190,6 +144,43 @@ class ScanStore:
         if not raw or b"job" not in raw:
             return None
         return _detail(scan_id, raw)
+
+    async def cancel(self, scan_id: str) -> CancelOutcome:
+        """Cancel a scan that has not finished."""
+        if not is_scan_id(scan_id):
+            return CancelOutcome("missing", None)
+        progress = Progress(stage="cancelled", percentage=0, message="Cancelled")
+        reply = await self.run(
+            scripts.CANCEL,
+            [*self._event_keys(scan_id), self.keys.delayed, self.keys.stats,
+             self.keys.image(scan_id)],
+            [scan_id, now_ms(), event_json(scan_id, "cancelled", "cancelled", progress),
+             *self._limits, self._group, self._history_ttl, self.keys.control],
+        )
+        state = reply[1].decode() if len(reply) > 1 else None
+        return CancelOutcome(reply[0].decode(), state)
+
+    async def requeue(self, scan_id: str) -> CancelOutcome:
+        """Replay a failed scan with fresh attempts: ``ok``, ``state`` (not failed) or ``missing``."""
+        if not is_scan_id(scan_id):
+            return CancelOutcome("missing", None)
+        progress = Progress(stage="queued", percentage=0, message="Replayed; waiting for an analyzer")
+        reply = await self.run(
+            scripts.REQUEUE,
+            [*self._event_keys(scan_id), self.keys.dead, self.keys.stats],
+            [scan_id, now_ms(), event_json(scan_id, "queued", "queued", progress),
+             *self._limits, self._history_ttl, "{" + self.keys.prefix + "}"],
+        )
+        state = reply[1].decode() if len(reply) > 1 else None
+        return CancelOutcome(reply[0].decode(), state)
+
+    async def dead_letters(self, count: int, before: str | None) -> DeadLetters:
+        """Dead letters, newest first, ``count`` at a time (``before`` is exclusive)."""
+        end = f"({before}" if before else "+"
+        raw = await self.redis.xrevrange(self.keys.dead, max=end, min="-", count=count)
+        items = [_dead_letter(entry_id, fields) for entry_id, fields in raw]
+        nxt = items[-1].id if len(items) == count else None
+        return DeadLetters(items=items, next=nxt)
 
     async def stats(self) -> QueueStats:
         """Waiting, active and finished counts across every replica."""
@@ -208,8 +199,10 @@ class ScanStore:
                 waiting[priority] = int(length) if isinstance(length, int) else 0
                 continue
             pending = int(group.get("pending", 0))
-            lag = group.get("lag")
-            waiting[priority] = int(lag) if lag is not None else max(int(length) - pending, 0)
+            # Acknowledged entries are deleted, so what the stream still holds is
+            # either pending (being worked on) or waiting. The group's `lag` would
+            # count cancelled (deleted) entries that nobody will ever read.
+            waiting[priority] = max(int(length) - pending, 0)
             active += pending
             consumers = max(consumers, int(group.get("consumers", 0)))
         counters = replies[-1] if isinstance(replies[-1], dict) else {}
@@ -236,8 +229,7 @@ def _find_group(groups: object) -> dict[str, Any] | None:
 
 def _detail(scan_id: str, raw: dict[bytes, bytes]) -> ScanDetail:
     job = _decode_job(raw[b"job"])
-    result = _decode_result(raw[b"result"]) if b"result" in raw else None
-    error = _decode_error(raw[b"error"]) if b"error" in raw else None
+    due = raw.get(b"due_ms")
     return ScanDetail(
         scan_id=scan_id,
         state=raw[b"state"].decode(),  # type: ignore[arg-type]
@@ -249,11 +241,28 @@ def _detail(scan_id: str, raw: dict[bytes, bytes]) -> ScanDetail:
         attempts=int(raw.get(b"attempts", b"0")),
         created_at=iso(int(raw[b"created_ms"])),
         updated_at=iso(int(raw[b"updated_ms"])),
+        next_attempt_at=iso(int(due)) if due else None,
         category=job.category,
         marketplaces=job.marketplaces,
         product_name=job.product_name,
-        result=result,
-        error=error,
+        result=_decode_result(raw[b"result"]) if b"result" in raw else None,
+        error=_decode_error(raw[b"error"]) if b"error" in raw else None,
+    )
+
+
+def _dead_letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
+    job = _decode_job(fields[b"job"])
+    history = [_decode_error(line) for line in fields.get(b"history", b"").splitlines() if line]
+    return DeadLetter(
+        id=entry_id.decode(),
+        scan_id=fields[b"scan_id"].decode(),
+        error=_decode_error(fields[b"error"]),
+        attempts=int(fields.get(b"attempts", b"0")),
+        failed_at=iso(int(fields[b"failed_ms"])),
+        history=history,
+        category=job.category,
+        marketplaces=job.marketplaces,
+        product_name=job.product_name,
     )
 
 

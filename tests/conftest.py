@@ -45,6 +45,7 @@ def make_settings(valkey: EmbeddedValkey, prefix: str) -> SettingsFactory:
             "ANALYZER_BACKEND": "simulated",
             "LOG_JSON": "true",
             "LOG_LEVEL": "WARNING",
+            "ANALYZER_HEALTH_PORT": "0",
         })
         fields = {f: getattr(base, f) for f in base.__struct_fields__}
         fields.update(overrides)

@@ -103,9 +103,12 @@ class ClaudeBackend:
             raise BackendUnavailableError(
                 f"Claude API unreachable: {type(cause).__name__}: {cause}"
             ) from exc
+        except anthropic.AnthropicError as exc:
+            # Raised by the SDK itself (bad parameters, unparsable answer): retrying won't help.
+            raise BackendError(f"Claude SDK error: {type(exc).__name__}: {exc}") from exc
 
         await report("parsing", 90, "Validating the analysis")
-        rid = message.id
+        rid = f"{message.id}, request-id {message._request_id or 'none'}"
         if message.stop_reason == "max_tokens":
             raise InvalidAnswerError(
                 f"Claude's answer was cut off at max_tokens={self._max_tokens}; "

@@ -1,9 +1,19 @@
 -- Accept a scan: store the image, create the scan hash, queue the request,
 -- publish the `queued` event. All or nothing.
--- KEYS: scan, requests stream, events, scan events, image
+-- KEYS: scan, requests stream, events, scan events, image, idempotency key
 -- ARGV: scan_id, job_json, now_ms, event_json, maxlen, scan_maxlen,
---       image_bytes ('' when none), image_ttl, history_ttl
+--       image_bytes ('' when none), image_ttl, history_ttl, priority,
+--       idempotency ('' when none: "<body hash>"), idempotency_ttl
+-- Returns {'new', entry_id} or {'duplicate', scan_id, body_hash}
 local scan_id = ARGV[1]
+if ARGV[11] ~= '' then
+  local seen = redis.call('GET', KEYS[6])
+  if seen then
+    local sep = string.find(seen, ' ', 1, true)
+    return {'duplicate', string.sub(seen, 1, sep - 1), string.sub(seen, sep + 1)}
+  end
+  redis.call('SET', KEYS[6], scan_id .. ' ' .. ARGV[11], 'EX', ARGV[12])
+end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.error_reply('EXISTS scan ' .. scan_id)
 end
@@ -12,9 +22,9 @@ if ARGV[7] ~= '' then
 end
 local entry_id = redis.call('XADD', KEYS[2], '*', 'scan_id', scan_id, 'job', ARGV[2])
 redis.call('HSET', KEYS[1],
-  'state', 'queued', 'job', ARGV[2], 'attempts', 0,
+  'state', 'queued', 'job', ARGV[2], 'priority', ARGV[10], 'attempts', 0,
   'stage', 'queued', 'pct', 0, 'msg', 'Waiting for an analyzer',
   'created_ms', ARGV[3], 'updated_ms', ARGV[3], 'entry_id', entry_id, 'stream', KEYS[2])
 redis.call('EXPIRE', KEYS[1], ARGV[9])
 emit(KEYS[3], KEYS[4], scan_id, with_attempt(ARGV[4], 0), ARGV[5], ARGV[6], ARGV[9])
-return entry_id
+return {'new', entry_id}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import email.utils
 import io
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,7 +15,7 @@ import pytest
 from PIL import Image
 
 from analyzer.backends import AnalysisRequest, make_backend
-from analyzer.backends.claude import ClaudeBackend, output_schema
+from analyzer.backends.claude import ClaudeBackend, _retry_after, output_schema
 from analyzer.prompt import SYSTEM_PROMPT, user_text
 from shared.errors import (
     BackendError,
@@ -231,7 +233,7 @@ async def test_timeout_is_retryable(emulator: MessagesEmulator) -> None:
     emulator.delay_s = 2
     claude = ClaudeBackend(_settings(emulator.base_url, ANTHROPIC_TIMEOUT="0.3"))
     try:
-        with pytest.raises(BackendUnavailableError, match="did not answer within 0.3 s"):
+        with pytest.raises(BackendUnavailableError, match=r"did not answer within 0\.3 s"):
             await claude.analyze(_request(), Steps())
     finally:
         await claude.aclose()
@@ -245,6 +247,31 @@ async def test_rpm_limit_answers_429(emulator: MessagesEmulator, backend: Claude
     assert caught.value.retry_after is not None
     assert 0 < caught.value.retry_after <= 60
     assert emulator.rejected == 1
+
+
+async def test_random_faults_are_seeded(emulator: MessagesEmulator, backend: ClaudeBackend) -> None:
+    emulator.fault_rate = 0.5
+    emulator.fault_statuses = (529, 500)
+    failures = 0
+    for _ in range(20):
+        try:
+            await backend.analyze(_request(), Steps())
+        except BackendUnavailableError:
+            failures += 1
+    assert failures == emulator.faults
+    assert 0 < failures < 20
+    assert emulator.ok_count == 20 - failures
+
+
+def test_retry_after_header_forms() -> None:
+    assert _retry_after({"retry-after": "2.5"}) == 2.5
+    assert _retry_after({"retry-after": "-3"}) == 0
+    assert _retry_after({"retry-after-ms": "1500"}) == 1.5
+    assert _retry_after({"retry-after": "nan"}) is None
+    assert _retry_after({}) is None
+    soon = _retry_after({"retry-after": email.utils.formatdate(time.time() + 30, usegmt=True)})
+    assert soon is not None
+    assert 25 < soon <= 30
 
 
 async def test_bad_request_is_permanent(
@@ -381,7 +408,7 @@ async def test_emulator_answer_headers(emulator: MessagesEmulator) -> None:
     assert raw.headers["request-id"].startswith("req_")
     assert int(raw.headers["anthropic-ratelimit-requests-remaining"]) > 0
     assert raw.headers["anthropic-ratelimit-output-tokens-limit"]
-    message = raw.parse()
+    message = await raw.parse()
     assert message.id.startswith("msg_")
     analysis = msgspec.json.decode(message.content[0].text, type=LabelAnalysis)  # type: ignore[union-attr]
     assert [r.marketplace for r in analysis.marketplaces] == ["CA", "IT"]

@@ -1,0 +1,78 @@
+"""Writes scan events exactly as the services do, through the shared stores."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+from redis.asyncio import Redis
+
+from shared.keys import GROUP, Keys
+from shared.schemas import LabelAnalysis, Progress, ScanJob, ScanResult, Usage
+from shared.settings import Settings
+from shared.attempts import AttemptStore, Claim
+from shared.store import new_scan_id
+
+RESULT = ScanResult(
+    analysis=LabelAnalysis(
+        verdict="compliant", summary="Fine.", detected_text="Made in EU", marketplaces=[]
+    ),
+    backend="simulated", model="test", usage=Usage(), duration_ms=1,
+)
+
+
+class Publisher:
+    """Submits, claims and advances scans like the gateway and an analyzer would."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.store = AttemptStore(redis, settings)
+        self.keys = Keys(settings.prefix)
+        self.stream = self.keys.requests("normal")
+
+    async def setup(self) -> None:
+        """Create the consumer group the claim and finish scripts acknowledge into."""
+        await self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+
+    async def submit(self) -> str:
+        """A new queued scan; returns its id."""
+        job = ScanJob(
+            scan_id=new_scan_id(), category="toys", marketplaces=["US"],
+            product_name="Blocks", submitted_at_ms=int(time.time() * 1000),
+        )
+        assert await self.store.submit(job, b"\x89PNG fake") is None
+        return job.scan_id
+
+    async def claim(self, scan_id: str, consumer: str = "c1") -> Claim:
+        """Deliver the scan's request to ``consumer`` and mark it active."""
+        reply = await self.redis.xreadgroup(GROUP, consumer, {self.stream: ">"}, count=1)
+        entry_id, fields = reply[0][1][0]
+        job = msgspec.json.decode(fields[b"job"], type=ScanJob)
+        assert job.scan_id == scan_id, "tests claim scans in the order they submit them"
+        progress = Progress(stage="fetching", percentage=10, message="Fetching the image")
+        claim = await self.store.claim(job, entry_id.decode(), self.stream, consumer, progress)
+        assert claim is not None
+        return claim
+
+    async def progress(self, claim: Claim, pct: int, message: str = "Analyzing") -> None:
+        """Publish one progress event."""
+        ok = await self.store.progress(
+            claim, Progress(stage="analyzing", percentage=pct, message=message)
+        )
+        assert ok
+
+    async def complete(self, claim: Claim) -> None:
+        """Finish the scan with a result (the terminal event)."""
+        assert await self.store.complete(claim, RESULT)
+
+    async def history(self, scan_id: str) -> list[tuple[str, str]]:
+        """(entry id, event JSON) of everything the scan published, in order."""
+        raw = await self.redis.xrange(self.keys.scan_events(scan_id))
+        return [(i.decode(), f[b"event"].decode()) for i, f in raw]
+
+    async def run_to_completion(self, scan_id: str, steps: int = 2) -> None:
+        """Claim, publish ``steps`` progress events and complete."""
+        claim = await self.claim(scan_id)
+        for i in range(steps):
+            await self.progress(claim, 30 + 20 * i)
+        await self.complete(claim)

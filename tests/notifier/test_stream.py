@@ -1,0 +1,198 @@
+"""Per-scan SSE streams against a real Valkey and uvicorn: order, replay, resume, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from shared.settings import Settings
+from tests.conftest import SettingsFactory
+from tests.notifier.conftest import Notifier, running_notifier
+from tests.notifier.scans import Publisher
+from tests.notifier.sse import Message, open_stream
+
+
+def pairs(events: list[Message]) -> list[tuple[str | None, str | None]]:
+    """(id, data) of each event, to compare with the stored history."""
+    return [(e.id, e.data) for e in events]
+
+
+async def test_live_events_arrive_in_order_and_stream_closes_after_completed(
+    notifier: Notifier, publisher: Publisher, settings: Settings
+) -> None:
+    """Every event arrives once, in order, with the stored id, type and JSON; then EOF."""
+    scan_id = await publisher.submit()
+    async with open_stream(notifier.client, scan_id) as stream:
+        response = stream.response
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-accel-buffering"] == "no"
+        first = await stream.next_message()
+        assert first is not None
+        assert first.retry == settings.sse_retry_ms
+        queued = await stream.events(1)
+        await publisher.run_to_completion(scan_id, steps=2)
+        rest = await stream.rest()
+    history = await publisher.history(scan_id)
+    assert pairs(queued + rest) == history
+    assert [e.event for e in queued + rest] == [
+        "queued", "progress", "progress", "progress", "completed"
+    ]
+
+
+async def test_client_after_completion_gets_full_history_then_close(
+    notifier: Notifier, publisher: Publisher
+) -> None:
+    """A finished scan replays from its history alone and the stream ends."""
+    scan_id = await publisher.submit()
+    await publisher.run_to_completion(scan_id, steps=3)
+    async with open_stream(notifier.client, scan_id) as stream:
+        events = await stream.rest()
+    assert pairs(events) == await publisher.history(scan_id)
+    assert events[-1].event == "completed"
+
+
+@pytest.mark.parametrize("via", ["header", "query"])
+async def test_last_event_id_resumes_exactly_after_it(
+    notifier: Notifier, publisher: Publisher, via: str
+) -> None:
+    """Resuming replays only what came after the id, then live events, with no duplicates."""
+    scan_id = await publisher.submit()
+    claim = await publisher.claim(scan_id)
+    await publisher.progress(claim, 40)
+    await publisher.progress(claim, 60)
+    history = await publisher.history(scan_id)
+    resume_from = history[1][0]
+    header = resume_from if via == "header" else None
+    query = resume_from if via == "query" else None
+    async with open_stream(notifier.client, scan_id, header, query_id=query) as stream:
+        replayed = await stream.events(2)
+        await publisher.progress(claim, 80)
+        await publisher.complete(claim)
+        live = await stream.rest()
+    assert pairs(replayed + live) == (await publisher.history(scan_id))[2:]
+
+
+async def test_header_wins_over_query_parameter(
+    notifier: Notifier, publisher: Publisher
+) -> None:
+    """A browser reconnect sends a newer Last-Event-ID than the URL it was opened with."""
+    scan_id = await publisher.submit()
+    await publisher.run_to_completion(scan_id, steps=2)
+    history = await publisher.history(scan_id)
+    async with open_stream(
+        notifier.client, scan_id, history[2][0], query_id=history[0][0]
+    ) as stream:
+        events = await stream.rest()
+    assert pairs(events) == history[3:]
+
+
+async def test_resume_after_the_terminal_event_answers_204(
+    notifier: Notifier, publisher: Publisher
+) -> None:
+    """Nothing left to send for a finished scan: 204 makes EventSource stop reconnecting."""
+    scan_id = await publisher.submit()
+    await publisher.run_to_completion(scan_id, steps=1)
+    last_id = (await publisher.history(scan_id))[-1][0]
+    response = await notifier.client.get(
+        f"/api/scans/{scan_id}/events", headers={"last-event-id": last_id}
+    )
+    assert response.status_code == 204
+
+
+async def test_live_event_latency_is_small(notifier: Notifier, publisher: Publisher) -> None:
+    """An event published while connected reaches the client within milliseconds."""
+    scan_id = await publisher.submit()
+    claim = await publisher.claim(scan_id)
+    async with open_stream(notifier.client, scan_id) as stream:
+        await stream.events(2)
+        latencies = []
+        for pct in (40, 50, 60):
+            started = time.perf_counter()
+            await publisher.progress(claim, pct)
+            event = await stream.next_event()
+            latencies.append(time.perf_counter() - started)
+            assert event is not None
+            assert f'"percentage":{pct}' in (event.data or "")
+    assert max(latencies) < 0.25, latencies
+
+
+async def test_two_subscribers_of_one_scan_both_get_everything(
+    notifier: Notifier, publisher: Publisher
+) -> None:
+    """Fan-out: both connections receive every event, then both end."""
+    scan_id = await publisher.submit()
+    async with open_stream(notifier.client, scan_id) as a, open_stream(
+        notifier.client, scan_id
+    ) as b:
+        await a.events(1)
+        await b.events(1)
+        assert notifier.hub.stats().subscribers == 2
+        await publisher.run_to_completion(scan_id, steps=3)
+        got_a, got_b = await asyncio.gather(a.rest(), b.rest())
+    history = await publisher.history(scan_id)
+    assert pairs(a.all[1:2] + got_a) == history
+    assert pairs(b.all[1:2] + got_b) == history
+    assert notifier.hub.stats().subscribers == 0
+
+
+async def test_heartbeat_comments_keep_an_idle_stream_alive(
+    make_settings: SettingsFactory, publisher: Publisher
+) -> None:
+    """With nothing to send, ping comments still flow every sse_heartbeat_s."""
+    settings = make_settings(sse_heartbeat_s=0.1)
+    scan_id = await publisher.submit()
+    async with running_notifier(settings) as notifier, open_stream(
+        notifier.client, scan_id
+    ) as stream:
+        await stream.events(1)
+        ping = await stream.next_message(timeout=2)
+        assert ping is not None
+        assert ping.data is None
+        assert ping.comments and ping.comments[0].startswith("ping")
+
+
+async def test_unknown_scan_is_404(notifier: Notifier) -> None:
+    """A well-formed id with no hash and no history: 404 with a JSON body, no stream."""
+    response = await notifier.client.get(f"/api/scans/{'a' * 32}/events")
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": "not_found", "detail": "no such scan (or it has expired)", "field": "scan_id"
+    }
+
+
+@pytest.mark.parametrize("scan_id", ["nope", "A" * 32, "a" * 31, "a" * 33])
+async def test_malformed_scan_id_is_404(notifier: Notifier, scan_id: str) -> None:
+    """Ids that cannot exist are refused before any Redis call."""
+    response = await notifier.client.get(f"/api/scans/{scan_id}/events")
+    assert response.status_code == 404
+    assert response.json()["field"] == "scan_id"
+
+
+@pytest.mark.parametrize(
+    "bad", ["abc", "1-", "-1", "1-2-3", "1", "1.5-0", "99999999999999999999-0", "0x1-0"]
+)
+async def test_malformed_last_event_id_is_400(
+    notifier: Notifier, publisher: Publisher, bad: str
+) -> None:
+    """A Last-Event-ID that is not a stream id: 400 naming the field."""
+    scan_id = await publisher.submit()
+    for params, headers in (({}, {"last-event-id": bad}), ({"last_event_id": bad}, {})):
+        response = await notifier.client.get(
+            f"/api/scans/{scan_id}/events", headers=headers, params=params
+        )
+        assert response.status_code == 400, bad
+        body = response.json()
+        assert body["error"] == "bad_request"
+        assert body["field"] == "Last-Event-ID"
+
+
+async def test_health_and_readiness(notifier: Notifier) -> None:
+    """healthz answers; readyz checks Redis and the events reader."""
+    assert (await notifier.client.get("/healthz")).json() == {"status": "ok"}
+    ready = await notifier.client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ready"
