@@ -119,6 +119,10 @@ class Maintenance:
                 self.reclaimed += len(entries)
                 log.warning("reclaimed stalled entries", stream=stream, count=len(entries))
                 self._deliver(entries)
+        # The shared events stream only feeds live fan-out (histories live per scan):
+        # keep it to the retention window so a burst does not stay in memory.
+        horizon = now_ms() - self.settings.events_retention_s * 1000
+        await redis.xtrim(self.store.keys.events, minid=f"{horizon}-0", approximate=True)
         if time.monotonic() - self._last_tidy > max(60.0, self.settings.visibility_timeout_s):
             self._last_tidy = time.monotonic()
             await self.remove_dead_consumers()

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from gateway.intake import RejectedError, read_scan
 from shared.clock import now_ms
 from shared.connection import connect
+from shared.cors import cors
 from shared.schemas import CancelResult, ErrorBody, ScanAccepted, ScanJob, ScanStatus
 from shared.settings import Settings
 from shared.store import ScanStore, is_stream_id, new_scan_id
@@ -220,6 +221,7 @@ def create_app(settings: Settings) -> Starlette:
     return Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[cors(settings)],
         exception_handlers={
             HTTPException: _http_error,
             RedisConnectionError: _redis_down,

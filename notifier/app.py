@@ -23,9 +23,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from notifier.events import StreamEvent, parse_stream_id
-from notifier.hub import QUEUE_SIZE, Hub
+from notifier.hub import Hub
 from notifier.stream import has_events_after, is_finished, scan_events, scan_state
 from shared.connection import connect
+from shared.cors import cors
 from shared.keys import Keys
 from shared.schemas import ErrorBody
 from shared.settings import Settings
@@ -170,7 +171,7 @@ async def _drain_on(event: anyio.Event, lifecycle: Lifecycle) -> None:
     lifecycle.shutdown()
 
 
-def create_app(settings: Settings, *, queue_size: int = QUEUE_SIZE) -> Starlette:
+def create_app(settings: Settings, *, queue_size: int | None = None) -> Starlette:
     """Build the notifier application for ``settings``."""
     lifecycle = Lifecycle()
 
@@ -178,7 +179,7 @@ def create_app(settings: Settings, *, queue_size: int = QUEUE_SIZE) -> Starlette
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         redis = connect(settings)
         keys = Keys(settings.prefix)
-        hub = Hub(redis, keys.events, queue_size=queue_size)
+        hub = Hub(redis, keys.events, queue_size=queue_size or settings.sse_queue_size)
         shutdown = anyio.Event()
         lifecycle.hub, lifecycle.event = hub, shutdown
         hub.start()
@@ -202,6 +203,7 @@ def create_app(settings: Settings, *, queue_size: int = QUEUE_SIZE) -> Starlette
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[cors(settings)],
         exception_handlers={
             HTTPException: _http_error,
             RedisConnectionError: _redis_down,

@@ -121,6 +121,7 @@ class Hub:
     def drain(self) -> None:
         """End every stream now and refuse new ones (shutdown: clients resume elsewhere)."""
         self.draining = True
+        self._ready.set()  # nobody may wait for a start point that will never come
         for subs in self._subs.values():
             for sub in subs:
                 sub.end()
@@ -145,14 +146,14 @@ class Hub:
             del self._subs[sub.scan_id]
 
     async def wait_ready(self) -> None:
-        """Wait until the reader knows where it starts, so replay cannot leave a gap."""
+        """Wait until the reader knows where it starts (or the hub drains): replay leaves no gap."""
         await self._ready.wait()
 
     def stats(self) -> HubStats:
         """A snapshot of the hub's state."""
         return HubStats(
-            ready=self._ready.is_set(),
-            connected=self._connected and self._ready.is_set(),
+            ready=self._last_id is not None,
+            connected=self._connected and self._last_id is not None,
             last_id=self._last_id,
             scans=len(self._subs),
             subscribers=sum(len(s) for s in self._subs.values()),
@@ -179,7 +180,10 @@ class Hub:
                     log.info("events reader reconnected", last_id=self._last_id)
                     self._connected = True
                 backoff = BACKOFF_MIN_S
-                self._dispatch(reply)
+                try:
+                    self._dispatch(reply)
+                except Exception:  # one bad batch must not stop the reader for everyone
+                    log.exception("dispatching a batch failed", last_id=self._last_id)
                 continue
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)

@@ -40,9 +40,7 @@ def is_finished(state: str | None) -> bool:
 
 async def has_events_after(redis: Redis, keys: Keys, scan_id: str, after: str) -> bool:
     """Whether the history holds anything newer than ``after``."""
-    entries: Any = await redis.xrange(
-        keys.scan_events(scan_id), min="(" + after, max="+", count=1
-    )
+    entries: Any = await redis.xrange(keys.scan_events(scan_id), min="(" + after, count=1)
     return bool(entries)
 
 
@@ -50,9 +48,7 @@ async def replay(redis: Redis, key: str, after: str | None) -> AsyncGenerator[St
     """The history stream ``key`` strictly after ``after`` (or from its start), in pages."""
     start = "-" if after is None else "(" + after
     while True:
-        entries: Any = await redis.xrange(
-            key, min=start, max="+", count=PAGE
-        )
+        entries: Any = await redis.xrange(key, min=start, max="+", count=PAGE)
         for entry_id, fields in entries:
             try:
                 yield decode_event(entry_id, fields.get(b"event"))
@@ -76,6 +72,8 @@ async def scan_events(
     sub = hub.subscribe(scan_id)
     try:
         await hub.wait_ready()
+        if sub.ended:
+            return  # draining for shutdown
         # Read before the history: a finished scan's history already holds its last event.
         finished = is_finished(_text(await redis.hget(keys.scan(scan_id), "state")))
         async with aclosing(replay(redis, keys.scan_events(scan_id), after)) as history:

@@ -57,10 +57,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     image_ttl_s: int = 24 * 3600
     result_ttl_s: int = 7 * 24 * 3600
     events_maxlen: int = 100_000
+    events_retention_s: int = 3600
     scan_events_maxlen: int = 1_000
     fetch_timeout_s: float = 15.0
     sse_heartbeat_s: float = 15.0
     sse_retry_ms: int = 2_000
+    sse_queue_size: int = 256
+    cors_origins: tuple[str, ...] = ("*",)
     durability: Durability = "fast"
     max_attempts: int = 5
     retry_base_s: float = 2.0
@@ -117,10 +120,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             image_ttl_s=r.get("SCAN_IMAGE_TTL", _positive, d.image_ttl_s),
             result_ttl_s=r.get("SCAN_RESULT_TTL", _positive, d.result_ttl_s),
             events_maxlen=r.get("EVENTS_MAXLEN", _positive, d.events_maxlen),
+            events_retention_s=r.get("EVENTS_RETENTION", _positive, d.events_retention_s),
             scan_events_maxlen=r.get("SCAN_EVENTS_MAXLEN", _positive, d.scan_events_maxlen),
             fetch_timeout_s=r.get("IMAGE_FETCH_TIMEOUT", _positive_float, d.fetch_timeout_s),
             sse_heartbeat_s=r.get("SSE_HEARTBEAT", _positive_float, d.sse_heartbeat_s),
             sse_retry_ms=r.get("SSE_RETRY_MS", _positive, d.sse_retry_ms),
+            sse_queue_size=r.get("SSE_QUEUE_SIZE", _positive, d.sse_queue_size),
+            cors_origins=r.get("CORS_ORIGINS", _origins, d.cors_origins),
             durability=r.get("SCAN_DURABILITY", _choice("fast", "strict"), d.durability),  # type: ignore[arg-type]
             max_attempts=r.get("SCAN_MAX_ATTEMPTS", _positive, d.max_attempts),
             retry_base_s=r.get("SCAN_RETRY_BASE", _positive_float, d.retry_base_s),
@@ -226,6 +232,14 @@ def _url(raw: str) -> str:
     if not raw.startswith(("http://", "https://")):
         raise ValueError("must be an http(s) URL")
     return raw.rstrip("/")
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise ValueError(f"{origin!r} is not * or an http(s) origin")
+    return origins
 
 
 def _prefix(raw: str) -> str:

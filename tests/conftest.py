@@ -74,3 +74,15 @@ async def redis(valkey: EmbeddedValkey) -> AsyncIterator[Redis]:
 def data_dir(tmp_path: Path) -> Path:
     """A scratch directory."""
     return tmp_path
+
+
+@pytest.fixture
+def own_valkey(tmp_path: Path) -> Iterator[EmbeddedValkey]:
+    """A private Valkey server for a test that kills, pauses or restarts it."""
+    server = EmbeddedValkey(tmp_path / "own-valkey", log_file=tmp_path / "own-valkey.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.resume()
+        server.stop()

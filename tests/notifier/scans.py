@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
 
+from shared.attempts import AttemptStore, Claim
 from shared.keys import GROUP, Keys
 from shared.schemas import LabelAnalysis, Progress, ScanJob, ScanResult, Usage
 from shared.settings import Settings
-from shared.attempts import AttemptStore, Claim
 from shared.store import new_scan_id
 
 RESULT = ScanResult(
@@ -45,7 +46,7 @@ class Publisher:
 
     async def claim(self, scan_id: str, consumer: str = "c1") -> Claim:
         """Deliver the scan's request to ``consumer`` and mark it active."""
-        reply = await self.redis.xreadgroup(GROUP, consumer, {self.stream: ">"}, count=1)
+        reply: Any = await self.redis.xreadgroup(GROUP, consumer, {self.stream: ">"}, count=1)
         entry_id, fields = reply[0][1][0]
         job = msgspec.json.decode(fields[b"job"], type=ScanJob)
         assert job.scan_id == scan_id, "tests claim scans in the order they submit them"
@@ -67,7 +68,7 @@ class Publisher:
 
     async def history(self, scan_id: str) -> list[tuple[str, str]]:
         """(entry id, event JSON) of everything the scan published, in order."""
-        raw = await self.redis.xrange(self.keys.scan_events(scan_id))
+        raw: Any = await self.redis.xrange(self.keys.scan_events(scan_id))
         return [(i.decode(), f[b"event"].decode()) for i, f in raw]
 
     async def run_to_completion(self, scan_id: str, steps: int = 2) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -19,7 +20,7 @@ from shared.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.notifier.conftest import running_notifier
 from tests.notifier.scans import Publisher
-from tests.notifier.sse import open_stream
+from tests.support.sse import open_stream
 
 SCAN = "c" * 32
 
@@ -27,21 +28,22 @@ SCAN = "c" * 32
 async def add(redis: Redis, stream: str, n: int, scan_id: str = SCAN) -> str:
     """XADD a progress-shaped event for ``scan_id``; returns its id."""
     event = f'{{"scan_id":"{scan_id}","type":"progress","n":{n}}}'
-    entry_id: bytes = await redis.xadd(stream, {"scan_id": scan_id, "event": event})
-    return entry_id.decode()
+    entry_id: Any = await redis.xadd(stream, {"scan_id": scan_id, "event": event})
+    return str(entry_id.decode())
 
 
-async def next_of(sub: Subscription, timeout: float = 5.0) -> StreamEvent | None:
+async def next_of(sub: Subscription, within: float = 5.0) -> StreamEvent | None:
     """The subscription's next event, failing the test if none comes in time."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within):
         return await sub.get()
 
 
-async def until(predicate: object, timeout: float = 5.0) -> None:
+async def until(predicate: Callable[[], bool], within: float = 5.0) -> None:
     """Poll ``predicate`` until it is true."""
-    assert callable(predicate)
-    async with asyncio.timeout(timeout):
-        while not predicate():
+    async with asyncio.timeout(within):
+        while True:
+            if predicate():
+                return
             await asyncio.sleep(0.01)
 
 
@@ -107,7 +109,9 @@ async def test_hub_survives_client_kill_without_losing_events(
         notifier.client, scan_id
     ) as stream:
         await stream.events(2)
-        killed = await redis.execute_command("CLIENT", "KILL", "TYPE", "normal")
+        killed = await redis.execute_command(  # type: ignore[no-untyped-call]
+            "CLIENT", "KILL", "TYPE", "normal"
+        )
         assert int(killed) >= 1
         await publisher.progress(claim, 50)
         await publisher.progress(claim, 70)
@@ -140,7 +144,7 @@ async def test_hub_resumes_from_its_last_id_after_redis_restarts(tmp_path: Path)
             assert hub.stats().last_id == first, "the resume point is the concrete last id"
             # Written before the reader reconnects: "$" would skip these, a concrete id must not.
             later = [await add(writer, "ev", n) for n in (2, 3)]
-            got = [await next_of(sub, 10), await next_of(sub, 10)]
+            got = [await next_of(sub, within=10), await next_of(sub, within=10)]
             await until(lambda: hub.stats().connected)
         assert [e.id for e in got if e is not None] == later
         assert later[0] > first
@@ -181,7 +185,7 @@ async def test_slow_client_is_disconnected_without_affecting_another(
         await publisher.complete(claim)
         fast_rest = await fast.rest()
         assert fast_rest[-1].event == "completed"
-        slow_rest = await slow.rest(timeout=20)
+        slow_rest = await slow.rest(within=20)
     history = await publisher.history(scan_id)
     assert [(e.id, e.data) for e in fast.all if e.data is not None] == history
     received = [e for e in slow.all if e.data is not None]

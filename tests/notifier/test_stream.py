@@ -11,7 +11,7 @@ from shared.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.notifier.conftest import Notifier, running_notifier
 from tests.notifier.scans import Publisher
-from tests.notifier.sse import Message, open_stream
+from tests.support.sse import Message, open_stream
 
 
 def pairs(events: list[Message]) -> list[tuple[str | None, str | None]]:
@@ -149,7 +149,7 @@ async def test_heartbeat_comments_keep_an_idle_stream_alive(
         notifier.client, scan_id
     ) as stream:
         await stream.events(1)
-        ping = await stream.next_message(timeout=2)
+        ping = await stream.next_message(within=2)
         assert ping is not None
         assert ping.data is None
         assert ping.comments and ping.comments[0].startswith("ping")
@@ -196,3 +196,34 @@ async def test_health_and_readiness(notifier: Notifier) -> None:
     ready = await notifier.client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["status"] == "ready"
+
+
+async def test_clients_joining_mid_flight_get_a_gapless_duplicate_free_stream(
+    notifier: Notifier, publisher: Publisher
+) -> None:
+    """Connections opened while events are being written each see exactly the history."""
+    scan_id = await publisher.submit()
+    claim = await publisher.claim(scan_id)
+
+    async def produce() -> None:
+        for pct in range(20, 80):
+            await publisher.progress(claim, pct)
+            await asyncio.sleep(0.002)
+        await publisher.complete(claim)
+
+    async def consume(delay: float, resume: bool) -> tuple[str | None, list[Message]]:
+        await asyncio.sleep(delay)
+        after = (await publisher.history(scan_id))[-1][0] if resume else None
+        async with open_stream(notifier.client, scan_id, after) as stream:
+            return after, await stream.rest()
+
+    producer = asyncio.create_task(produce())
+    results = await asyncio.gather(
+        *(consume(i * 0.01, resume=i % 2 == 1) for i in range(16))
+    )
+    await producer
+    history = await publisher.history(scan_id)
+    ids = [entry_id for entry_id, _ in history]
+    for after, events in results:
+        start = ids.index(after) + 1 if after is not None else 0
+        assert pairs(events) == history[start:]

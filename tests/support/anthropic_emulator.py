@@ -91,7 +91,8 @@ class MessagesEmulator:
         """None: a valid LabelAnalysis for the requested marketplaces."""
         self.stop_reason = stop_reason
         self.fault_rate = fault_rate
-        """Fraction of requests (0..1) answered with a random status of ``fault_statuses``."""
+        """Fraction of requests (0..1) answered with a random status of ``fault_statuses``
+        (status 0 means: drop the connection without an answer)."""
         self.fault_statuses = tuple(fault_statuses)
         self.fault_retry_after = fault_retry_after
         self.rpm_limit = rpm_limit
@@ -199,6 +200,9 @@ class MessagesEmulator:
         if self.fault_rate and self._random.random() < self.fault_rate:
             status = self._random.choice(self.fault_statuses)
             self.faults += 1
+            if status == 0:
+                self.dropped += 1
+                return None
             return _error(status, "random fault of the emulator", request_id,
                           self.fault_retry_after)
 

@@ -11,6 +11,7 @@ import httpx
 from analyzer.backends import Backend
 from analyzer.worker import Worker
 from gateway.app import create_app as create_gateway
+from notifier.app import create_app as create_notifier
 from shared.schemas import TERMINAL_STATES
 from shared.settings import Settings
 from tests.support.servers import serve
@@ -19,10 +20,12 @@ from tests.support.servers import serve
 class Stack:
     """A running gateway and analyzers for one test."""
 
-    def __init__(self, gateway_url: str, workers: list[Worker]) -> None:
+    def __init__(self, gateway_url: str, notifier_url: str, workers: list[Worker]) -> None:
         self.gateway_url = gateway_url
+        self.notifier_url = notifier_url
         self.workers = workers
         self.client = httpx.AsyncClient(base_url=gateway_url, timeout=10)
+        self.events = httpx.AsyncClient(base_url=notifier_url, timeout=10)
 
     async def wait_terminal(self, scan_id: str, timeout: float = 20.0) -> dict[str, object]:
         """Poll the scan until it ends; return its detail JSON."""
@@ -53,13 +56,15 @@ async def worker_task(
 async def running_stack(
     settings: Settings, *, analyzers: int = 1, backend: Backend | None = None
 ) -> AsyncIterator[Stack]:
-    """Gateway on uvicorn plus ``analyzers`` workers, all against ``settings``."""
+    """Gateway and notifier on uvicorn plus ``analyzers`` workers, all against ``settings``."""
     async with contextlib.AsyncExitStack() as stack:
         gateway = await stack.enter_async_context(serve(create_gateway(settings)))
+        notifier = await stack.enter_async_context(serve(create_notifier(settings)))
         workers = [
             await stack.enter_async_context(worker_task(settings, backend))
             for _ in range(analyzers)
         ]
-        running = Stack(gateway.url, workers)
+        running = Stack(gateway.url, notifier.url, workers)
         stack.push_async_callback(running.client.aclose)
+        stack.push_async_callback(running.events.aclose)
         yield running

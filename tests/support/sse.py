@@ -63,37 +63,37 @@ class EventStream:
         self.all: list[Message] = []
         self._it = messages(response)
 
-    async def next_message(self, timeout: float = 5.0) -> Message | None:
+    async def next_message(self, within: float = 5.0) -> Message | None:
         """The next block of any kind; None when the server ended the stream."""
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(within):
                 message = await anext(self._it)
         except StopAsyncIteration:
             return None
         self.all.append(message)
         return message
 
-    async def next_event(self, timeout: float = 5.0) -> Message | None:
+    async def next_event(self, within: float = 5.0) -> Message | None:
         """The next message carrying data (what EventSource dispatches); None at the end."""
-        while (message := await self.next_message(timeout)) is not None:
+        while (message := await self.next_message(within)) is not None:
             if message.data is not None:
                 return message
         return None
 
-    async def events(self, count: int, timeout: float = 5.0) -> list[Message]:
+    async def events(self, count: int, within: float = 5.0) -> list[Message]:
         """Exactly ``count`` more events (fails if the stream ends first)."""
         got: list[Message] = []
         for _ in range(count):
-            event = await self.next_event(timeout)
+            event = await self.next_event(within)
             assert event is not None, f"stream ended after {len(got)} of {count} events"
             got.append(event)
         return got
 
-    async def rest(self, timeout: float = 10.0) -> list[Message]:
+    async def rest(self, within: float = 10.0) -> list[Message]:
         """Every remaining event until the server ends the stream."""
         got: list[Message] = []
-        async with asyncio.timeout(timeout):
-            while (event := await self.next_event(timeout)) is not None:
+        async with asyncio.timeout(within):
+            while (event := await self.next_event(within)) is not None:
                 got.append(event)
         return got
 

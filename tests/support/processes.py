@@ -1,0 +1,82 @@
+"""Services as real processes (``python -m <service>``), for tests that kill them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+
+from shared.embedded import die_with_parent
+from shared.settings import Settings
+
+_ENV_OF = {
+    "redis_url": "REDIS_URL",
+    "prefix": "LABELSCAN_PREFIX",
+    "gateway_port": "GATEWAY_PORT",
+    "notifier_port": "NOTIFIER_PORT",
+    "worker_concurrency": "SCAN_WORKER_CONCURRENCY",
+    "analyzer_backend": "ANALYZER_BACKEND",
+    "simulated_delay_ms": "SIMULATED_DELAY_MS",
+    "visibility_timeout_s": "SCAN_VISIBILITY_TIMEOUT",
+    "max_attempts": "SCAN_MAX_ATTEMPTS",
+    "retry_base_s": "SCAN_RETRY_BASE",
+    "retry_cap_s": "SCAN_RETRY_CAP",
+    "shutdown_grace_s": "SCAN_SHUTDOWN_GRACE",
+    "analyzer_health_port": "ANALYZER_HEALTH_PORT",
+    "durability": "SCAN_DURABILITY",
+    "redis_timeout_s": "REDIS_SOCKET_TIMEOUT",
+    "anthropic_base_url": "ANTHROPIC_BASE_URL",
+    "anthropic_model": "ANTHROPIC_MODEL",
+    "sse_heartbeat_s": "SSE_HEARTBEAT",
+}
+
+
+def service_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that makes ``python -m <service>`` read ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "SCAN_"))}
+    for field, name in _ENV_OF.items():
+        value = getattr(settings, field)
+        if value is not None:
+            env[name] = str(value)
+    if settings.anthropic_api_key is not None:
+        env["ANTHROPIC_API_KEY"] = settings.anthropic_api_key.value
+    env.update({"LOG_JSON": "true", "LOG_LEVEL": "INFO", **extra})
+    return env
+
+
+def spawn(service: str, settings: Settings, **extra: str) -> subprocess.Popen[bytes]:
+    """Start ``python -m service`` with ``settings``; it dies with the test run."""
+    return subprocess.Popen(
+        [sys.executable, "-m", service], env=service_env(settings, **extra),
+        stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
+    )
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """Wait until ``url`` answers 200, failing early if ``proc`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} came up")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up in {timeout}s")
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
+    """SIGTERM and wait; SIGKILL if it lingers. Returns the exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode

@@ -1,0 +1,66 @@
+"""The whole path: POST to the gateway, an analyzer on the real SDK, events over SSE."""
+
+from __future__ import annotations
+
+import base64
+
+import msgspec
+
+from shared.schemas import ScanEvent
+from shared.settings import Secret
+from tests.conftest import SettingsFactory
+from tests.support.anthropic_emulator import run_emulator
+from tests.support.images import label_png
+from tests.support.sse import open_stream
+from tests.support.stack import running_stack
+
+PNG = label_png("Made in Germany / CE")
+STAGES = ["queued", "fetching", "analyzing", "parsing", "completed"]
+
+
+async def test_json_and_multipart_scans_stream_to_completion(
+    make_settings: SettingsFactory,
+) -> None:
+    """Both upload forms run on Claude (emulated) and stream every stage in order over SSE."""
+    async with run_emulator(delay_s=0.2) as emulator:
+        settings = make_settings(
+            analyzer_backend="claude", anthropic_api_key=Secret("sk-e2e"),
+            anthropic_base_url=emulator.base_url,
+        )
+        async with running_stack(settings) as stack:
+            json_post = await stack.client.post("/api/scans", json={
+                "image_base64": base64.b64encode(PNG).decode(), "category": "electronics",
+                "marketplaces": ["DE", "FR"], "product_name": "Desk lamp",
+            })
+            form_post = await stack.client.post(
+                "/api/scans",
+                data={"category": "toys", "marketplaces": "US,UK", "product_name": "Blocks"},
+                files={"image": ("label.png", PNG, "image/png")},
+            )
+            for accepted, markets in ((json_post, ["DE", "FR"]), (form_post, ["US", "UK"])):
+                assert accepted.status_code == 202
+                scan_id = accepted.json()["scan_id"]
+                async with open_stream(stack.events, scan_id) as stream:
+                    messages = await stream.rest(within=15)
+                events = [msgspec.json.decode(m.data or "", type=ScanEvent) for m in messages]
+                assert [e.progress.stage for e in events] == STAGES
+                assert [m.event for m in messages] == [e.type for e in events]
+                assert [e.progress.percentage for e in events] == [0, 10, 30, 90, 100]
+                ids = [m.id for m in messages]
+                assert ids == sorted(ids, key=lambda i: tuple(map(int, (i or "0-0").split("-"))))
+
+                detail = (await stack.client.get(f"/api/scans/{scan_id}")).json()
+                status = (await stack.client.get(f"/api/scans/{scan_id}/status")).json()
+                assert detail["state"] == status["state"] == "completed"
+                assert status["progress"]["percentage"] == 100
+                result = detail["result"]
+                assert result["backend"] == "claude"
+                assert [m["marketplace"] for m in result["analysis"]["marketplaces"]] == markets
+                assert result["usage"]["input_tokens"] > 0
+                assert events[-1].verdict == result["analysis"]["verdict"]
+
+                # A client arriving after the end still gets the whole history.
+                async with open_stream(stack.events, scan_id) as late:
+                    replay = await late.rest(within=5)
+                assert [m.id for m in replay] == ids
+    assert emulator.ok_count == 2
