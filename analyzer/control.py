@@ -41,4 +41,4 @@ async def listen_for_cancels(
                 log.warning("control channel lost; reconnecting", error=str(exc))
             await asyncio.sleep(min(0.1 * 2**failures, 2.0))
         finally:
-            await pubsub.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]

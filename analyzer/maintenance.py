@@ -52,6 +52,7 @@ class Maintenance:
     def __init__(
         self,
         store: AttemptStore,
+        *,
         settings: Settings,
         consumer: str,
         held: Callable[[], dict[str, list[str]]],

@@ -10,6 +10,7 @@ import socket
 import time
 import uuid
 from types import TracebackType
+from typing import Any
 
 import msgspec
 import structlog
@@ -74,7 +75,8 @@ class Worker:
         self.runner = ScanRunner(self.store, self.backend, self.fetcher, settings)
         self.streams = self.store.keys.request_streams  # highest priority first
         self.maintenance = Maintenance(
-            self.store, settings, self.consumer, self._held, self._free_slots, self._deliver
+            self.store, settings=settings, consumer=self.consumer, held=self._held,
+            free_slots=self._free_slots, deliver=self._deliver,
         )
         self.health_port = settings.analyzer_health_port if health_port is None else health_port
         self.processed = 0
@@ -206,7 +208,7 @@ class Worker:
     async def _xreadgroup(
         self, streams: dict[str, str], count: int, block: int | None
     ) -> list[Entry]:
-        reply = await self._reader.xreadgroup(
+        reply: Any = await self._reader.xreadgroup(
             GROUP, self.consumer, streams, count=count, block=block  # type: ignore[arg-type]
         )
         out: list[Entry] = []

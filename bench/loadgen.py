@@ -143,7 +143,7 @@ def main() -> None:
     import sys
 
     mode, host, port, path, body_file, rate, seconds = sys.argv[1:8]
-    body = open(body_file, "rb").read()  # noqa: SIM115, PTH123
+    body = open(body_file, "rb").read()  # noqa: SIM115
     if mode == "fixed":
         coro = fixed_rate(host, int(port), path, body, rate=float(rate), seconds=float(seconds))
     else:

@@ -80,6 +80,7 @@ async def create_scan(request: Request) -> Response:
         marketplaces=list(dict.fromkeys(scan.marketplaces)),
         product_name=scan.product_name,
         priority=scan.priority,
+        tenant=scan.tenant,
         image_key=_store(request).keys.image(scan_id) if intake.image else None,
         image_url=scan.image_url,
         submitted_at_ms=now_ms(),
@@ -176,7 +177,7 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     """Readiness: Redis answers."""
     try:
-        await _store(request).redis.ping()  # type: ignore[misc]
+        await _store(request).redis.ping()
     except RedisError as exc:
         return JSONResponse({"status": "unavailable", "redis": str(exc)}, status_code=503)
     return JSONResponse({"status": "ready"})

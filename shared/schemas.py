@@ -18,6 +18,9 @@ EventType = Literal["queued", "progress", "retrying", "completed", "failed", "ca
 Severity = Literal["critical", "major", "minor", "info"]
 Verdict = Literal["compliant", "non_compliant", "needs_review"]
 
+Tenant = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+"""Who a scan belongs to: from the API key once auth is on, else the request's field."""
+
 CATEGORIES: tuple[Category, ...] = (
     "toys", "cosmetics", "electronics", "food", "supplements", "general"
 )
@@ -33,7 +36,7 @@ class Base(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
 # --- HTTP API ---------------------------------------------------------------
 
 
-class ScanCreate(Base):
+class ScanCreate(Base, frozen=True, kw_only=True):
     """Body of ``POST /api/scans`` (JSON form; multipart carries the same fields)."""
 
     category: Category
@@ -42,9 +45,10 @@ class ScanCreate(Base):
     image_url: Annotated[str, Meta(max_length=2048)] | None = None
     image_base64: str | None = None
     priority: Priority = "normal"
+    tenant: Tenant = "default"
 
 
-class ScanAccepted(Base):
+class ScanAccepted(Base, frozen=True, kw_only=True):
     """Answer to an accepted scan."""
 
     scan_id: str
@@ -53,7 +57,7 @@ class ScanAccepted(Base):
     events_url: str
 
 
-class Progress(Base):
+class Progress(Base, frozen=True, kw_only=True):
     """Where a scan stands, for a progress bar."""
 
     stage: Stage
@@ -61,7 +65,7 @@ class Progress(Base):
     message: str
 
 
-class ScanError(Base):
+class ScanError(Base, frozen=True, kw_only=True):
     """Why a scan failed."""
 
     kind: str
@@ -69,7 +73,7 @@ class ScanError(Base):
     retryable: bool = False
 
 
-class ErrorBody(Base):
+class ErrorBody(Base, frozen=True, kw_only=True):
     """JSON body of every 4xx/5xx answer."""
 
     error: str
@@ -77,7 +81,7 @@ class ErrorBody(Base):
     field: str | None = None
 
 
-class QueueStats(Base):
+class QueueStats(Base, frozen=True, kw_only=True):
     """Counts over the whole deployment, read from Redis."""
 
     waiting: int
@@ -92,7 +96,7 @@ class QueueStats(Base):
 # --- analysis result (one schema for every backend) ---------------------------
 
 
-class Finding(Base):
+class Finding(Base, frozen=True, kw_only=True):
     """One label requirement checked against the label."""
 
     rule: Annotated[str, Meta(description="Short id of the requirement, e.g. EU-ALL-GPSR")]
@@ -107,7 +111,7 @@ class Finding(Base):
     regulation: Annotated[str, Meta(description="Regulation or marketplace policy it comes from")]
 
 
-class MarketplaceReport(Base):
+class MarketplaceReport(Base, frozen=True, kw_only=True):
     """Findings for one marketplace."""
 
     marketplace: Marketplace
@@ -115,7 +119,7 @@ class MarketplaceReport(Base):
     findings: list[Finding]
 
 
-class LabelAnalysis(Base):
+class LabelAnalysis(Base, frozen=True, kw_only=True):
     """What an analysis backend returns: the structured-output schema sent to Claude."""
 
     verdict: Verdict
@@ -124,7 +128,7 @@ class LabelAnalysis(Base):
     marketplaces: list[MarketplaceReport]
 
 
-class Usage(Base):
+class Usage(Base, frozen=True, kw_only=True):
     """Tokens an analysis consumed."""
 
     input_tokens: int = 0
@@ -133,7 +137,7 @@ class Usage(Base):
     cache_read_input_tokens: int = 0
 
 
-class ScanResult(Base):
+class ScanResult(Base, frozen=True, kw_only=True):
     """A completed scan's stored result."""
 
     analysis: LabelAnalysis
@@ -143,7 +147,7 @@ class ScanResult(Base):
     duration_ms: int
 
 
-class ScanStatus(Base):
+class ScanStatus(Base, frozen=True, kw_only=True):
     """Answer of ``GET /api/scans/{id}/status``."""
 
     scan_id: str
@@ -165,7 +169,7 @@ class ScanDetail(ScanStatus, frozen=True, kw_only=True):
     error: ScanError | None = None
 
 
-class CancelResult(Base):
+class CancelResult(Base, frozen=True, kw_only=True):
     """Answer of ``DELETE /api/scans/{id}``."""
 
     scan_id: str
@@ -173,7 +177,7 @@ class CancelResult(Base):
     previous_state: ScanState
 
 
-class DeadLetter(Base):
+class DeadLetter(Base, frozen=True, kw_only=True):
     """One entry of the dead-letter stream."""
 
     id: str
@@ -187,7 +191,7 @@ class DeadLetter(Base):
     product_name: str
 
 
-class DeadLetters(Base):
+class DeadLetters(Base, frozen=True, kw_only=True):
     """Answer of ``GET /api/dead``."""
 
     items: list[DeadLetter]
@@ -197,7 +201,7 @@ class DeadLetters(Base):
 # --- stream messages -----------------------------------------------------------
 
 
-class ScanJob(Base):
+class ScanJob(Base, frozen=True, kw_only=True):
     """The request stream entry's payload. Carries no image bytes, only where to find them."""
 
     scan_id: str
@@ -205,12 +209,13 @@ class ScanJob(Base):
     marketplaces: list[Marketplace]
     product_name: str
     priority: Priority = "normal"
+    tenant: str = "default"
     image_key: str | None = None
     image_url: str | None = None
     submitted_at_ms: int = 0
 
 
-class ScanEvent(Base):
+class ScanEvent(Base, frozen=True, kw_only=True):
     """One entry of the events stream; the SSE ``data:`` of the notifier."""
 
     scan_id: str

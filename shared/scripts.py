@@ -131,7 +131,7 @@ class ScriptRunner:
         # redis-py's generic pipeline spends most of its time packing arguments;
         # scripts' arguments are few types, packed here in one pass per call.
         pool = self._redis.connection_pool
-        conn = await pool.get_connection()
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
             await conn.send_packed_command(
                 b"".join(pack_evalsha(sc, keys, args) for sc, keys, args, _ in batch),

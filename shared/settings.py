@@ -91,7 +91,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from ``env`` (default ``os.environ``); raise SettingsError on bad values."""
+        """Build settings from ``env`` (default: ``os.environ``); SettingsError if malformed."""
         e = os.environ if env is None else env
         r = _Reader(e)
         d = cls()
@@ -138,7 +138,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             idempotency_ttl_s=r.get("IDEMPOTENCY_TTL", _positive, d.idempotency_ttl_s),
             dead_maxlen=r.get("DEAD_LETTERS_MAXLEN", _positive, d.dead_maxlen),
             analyzer_health_host=r.get("ANALYZER_HEALTH_HOST", str, d.analyzer_health_host),
-            analyzer_health_port=r.get("ANALYZER_HEALTH_PORT", _port_or_off, d.analyzer_health_port),
+            analyzer_health_port=r.get(
+                "ANALYZER_HEALTH_PORT", _port_or_off, d.analyzer_health_port
+            ),
             liveness_timeout_s=r.get(
                 "SCAN_LIVENESS_TIMEOUT", _positive_float, d.liveness_timeout_s
             ),

@@ -122,7 +122,7 @@ class ScanStore(StoreBase):
              k.idempotency(idem_key)],
             [sid, encode(job), job.submitted_at_ms, event_json(sid, "queued", "queued", QUEUED),
              *self._limits, image or b"", self.settings.image_ttl_s, self._history_ttl,
-             job.priority, body_hash, self.settings.idempotency_ttl_s],
+             job.priority, body_hash, self.settings.idempotency_ttl_s, job.tenant],
         )
         if reply[0] == b"duplicate":
             return Duplicate(reply[1].decode(), reply[2].decode() == body_hash)
@@ -132,7 +132,7 @@ class ScanStore(StoreBase):
 
     async def wait_durable(self) -> None:
         """Block until the last write is in the append-only file (WAITAOF)."""
-        local, _ = await self.redis.execute_command("WAITAOF", 1, 0, 5000)
+        local, _ = await self.redis.execute_command("WAITAOF", 1, 0, 5000)  # type: ignore[no-untyped-call]
         if int(local) < 1:
             raise ResponseError("WAITAOF: write not fsynced locally (is appendonly on?)")
 
@@ -140,7 +140,8 @@ class ScanStore(StoreBase):
         """The scan's state, result and error; None when unknown or expired."""
         if not is_scan_id(scan_id):
             return None
-        raw: dict[bytes, bytes] = await self.redis.hgetall(self.keys.scan(scan_id))  # type: ignore[misc]
+        # redis-py types replies loosely; with decode_responses off they are bytes.
+        raw: Any = await self.redis.hgetall(self.keys.scan(scan_id))
         if not raw or b"job" not in raw:
             return None
         return _detail(scan_id, raw)
@@ -161,10 +162,12 @@ class ScanStore(StoreBase):
         return CancelOutcome(reply[0].decode(), state)
 
     async def requeue(self, scan_id: str) -> CancelOutcome:
-        """Replay a failed scan with fresh attempts: ``ok``, ``state`` (not failed) or ``missing``."""
+        """Replay a failed scan with fresh attempts: ``ok``, ``state`` or ``missing``."""
         if not is_scan_id(scan_id):
             return CancelOutcome("missing", None)
-        progress = Progress(stage="queued", percentage=0, message="Replayed; waiting for an analyzer")
+        progress = Progress(
+            stage="queued", percentage=0, message="Replayed; waiting for an analyzer"
+        )
         reply = await self.run(
             scripts.REQUEUE,
             [*self._event_keys(scan_id), self.keys.dead, self.keys.stats],
@@ -177,7 +180,7 @@ class ScanStore(StoreBase):
     async def dead_letters(self, count: int, before: str | None) -> DeadLetters:
         """Dead letters, newest first, ``count`` at a time (``before`` is exclusive)."""
         end = f"({before}" if before else "+"
-        raw = await self.redis.xrevrange(self.keys.dead, max=end, min="-", count=count)
+        raw: Any = await self.redis.xrevrange(self.keys.dead, max=end, min="-", count=count)
         items = [_dead_letter(entry_id, fields) for entry_id, fields in raw]
         nxt = items[-1].id if len(items) == count else None
         return DeadLetters(items=items, next=nxt)

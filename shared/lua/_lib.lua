@@ -1,10 +1,13 @@
 -- Shared helpers, prepended to every script.
 
 -- Append one event to the global events stream and, under the same entry ID,
--- to the scan's own history, so an SSE id means the same in both.
-local function emit(events_key, scan_events_key, scan_id, event_json, maxlen, scan_maxlen, ttl)
+-- to the scan's own history, so an SSE id means the same in both. The global
+-- entry names scan and tenant so notifiers route it without decoding JSON.
+local function emit(scan_key, events_key, scan_events_key, scan_id, event_json, maxlen,
+                    scan_maxlen, ttl)
+  local tenant = redis.call('HGET', scan_key, 'tenant') or ''
   local id = redis.call('XADD', events_key, 'MAXLEN', '~', maxlen, '*',
-    'scan_id', scan_id, 'event', event_json)
+    'scan_id', scan_id, 'tenant', tenant, 'event', event_json)
   redis.call('XADD', scan_events_key, 'MAXLEN', '~', scan_maxlen, id, 'event', event_json)
   if ttl and tonumber(ttl) > 0 then
     redis.call('EXPIRE', scan_events_key, ttl)

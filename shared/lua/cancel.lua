@@ -21,7 +21,7 @@ redis.call('HSET', KEYS[1], 'state', 'cancelled', 'stage', 'cancelled',
   'msg', 'Cancelled', 'updated_ms', ARGV[2])
 redis.call('HDEL', KEYS[1], 'token', 'owner', 'due_ms')
 local attempt = redis.call('HGET', KEYS[1], 'attempts')
-emit(KEYS[2], KEYS[3], ARGV[1], with_attempt(ARGV[3], attempt), ARGV[4], ARGV[5], ARGV[7])
+emit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], with_attempt(ARGV[3], attempt), ARGV[4], ARGV[5], ARGV[7])
 redis.call('HINCRBY', KEYS[5], 'cancelled', 1)
 redis.call('EXPIRE', KEYS[1], ARGV[7])
 redis.call('DEL', KEYS[6])

@@ -27,5 +27,5 @@ redis.call('HSET', KEYS[1], 'state', 'active', 'token', ARGV[4], 'owner', ARGV[3
 if verdict == 'exhausted' then
   return {verdict, attempts, false}
 end
-emit(KEYS[2], KEYS[3], ARGV[1], with_attempt(ARGV[6], attempts), ARGV[7], ARGV[8], ARGV[13])
+emit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], with_attempt(ARGV[6], attempts), ARGV[7], ARGV[8], ARGV[13])
 return {verdict, attempts, redis.call('GET', KEYS[5])}

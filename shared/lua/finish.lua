@@ -17,7 +17,7 @@ redis.call('HSET', KEYS[1], 'state', state, ARGV[5], ARGV[6], 'stage', state,
   'msg', ARGV[13], 'updated_ms', ARGV[3])
 redis.call('HDEL', KEYS[1], 'token', 'owner', 'due_ms')
 local attempt = redis.call('HGET', KEYS[1], 'attempts')
-emit(KEYS[2], KEYS[3], ARGV[1], with_attempt(ARGV[7], attempt), ARGV[8], ARGV[9], ARGV[12])
+emit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], with_attempt(ARGV[7], attempt), ARGV[8], ARGV[9], ARGV[12])
 redis.call('XACK', KEYS[4], ARGV[10], ARGV[11])
 redis.call('XDEL', KEYS[4], ARGV[11])
 redis.call('HINCRBY', KEYS[5], state, 1)

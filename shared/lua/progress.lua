@@ -7,5 +7,5 @@ end
 redis.call('HSET', KEYS[1], 'stage', ARGV[4], 'pct', ARGV[5], 'msg', ARGV[6],
   'updated_ms', ARGV[3])
 local attempt = redis.call('HGET', KEYS[1], 'attempts')
-emit(KEYS[2], KEYS[3], ARGV[1], with_attempt(ARGV[7], attempt), ARGV[8], ARGV[9], ARGV[10])
+emit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], with_attempt(ARGV[7], attempt), ARGV[8], ARGV[9], ARGV[10])
 return 1

@@ -19,7 +19,7 @@ for _, sid in ipairs(due) do
     redis.call('HSET', scan, 'state', 'queued', 'entry_id', entry_id, 'stream', stream,
       'stage', 'queued', 'pct', 0, 'msg', 'Waiting for an analyzer', 'updated_ms', ARGV[1])
     redis.call('HDEL', scan, 'due_ms')
-    emit(KEYS[2], scan .. ':events', sid,
+    emit(scan, KEYS[2], scan .. ':events', sid,
       with_attempt(ARGV[7] .. sid .. ARGV[8], attempts or 0), ARGV[4], ARGV[5], ARGV[6])
     promoted = promoted + 1
   end

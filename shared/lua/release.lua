@@ -28,6 +28,6 @@ redis.call('HSET', KEYS[1], 'state', 'queued', 'entry_id', entry_id, 'stage', 'q
   'pct', 0, 'msg', 'Handed back by a stopping analyzer', 'updated_ms', ARGV[4])
 redis.call('HDEL', KEYS[1], 'token', 'owner')
 if ARGV[2] ~= '' then
-  emit(KEYS[2], KEYS[3], ARGV[1], with_attempt(ARGV[5], attempts or 0), ARGV[6], ARGV[7], ARGV[9])
+  emit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], with_attempt(ARGV[5], attempts or 0), ARGV[6], ARGV[7], ARGV[9])
 end
 return 1

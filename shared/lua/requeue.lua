@@ -22,5 +22,5 @@ if dead_id then
 end
 redis.call('HINCRBY', KEYS[5], 'failed', -1)
 redis.call('EXPIRE', KEYS[1], ARGV[6])
-emit(KEYS[2], KEYS[3], ARGV[1], with_attempt(ARGV[3], 0), ARGV[4], ARGV[5], ARGV[6])
+emit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], with_attempt(ARGV[3], 0), ARGV[4], ARGV[5], ARGV[6])
 return {'ok', entry_id}

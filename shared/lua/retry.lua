@@ -12,7 +12,7 @@ redis.call('HSET', KEYS[1], 'state', 'retrying', 'error', ARGV[5], 'stage', 'ret
   'history', history .. ARGV[5] .. '\n')
 redis.call('HDEL', KEYS[1], 'token', 'owner')
 local attempt = redis.call('HGET', KEYS[1], 'attempts')
-emit(KEYS[2], KEYS[3], ARGV[1], with_attempt(ARGV[6], attempt), ARGV[7], ARGV[8], ARGV[11])
+emit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], with_attempt(ARGV[6], attempt), ARGV[7], ARGV[8], ARGV[11])
 redis.call('XACK', KEYS[4], ARGV[9], ARGV[10])
 redis.call('XDEL', KEYS[4], ARGV[10])
 redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1])

@@ -3,7 +3,7 @@
 -- KEYS: scan, requests stream, events, scan events, image, idempotency key
 -- ARGV: scan_id, job_json, now_ms, event_json, maxlen, scan_maxlen,
 --       image_bytes ('' when none), image_ttl, history_ttl, priority,
---       idempotency ('' when none: "<body hash>"), idempotency_ttl
+--       idempotency ('' when none: "<body hash>"), idempotency_ttl, tenant
 -- Returns {'new', entry_id} or {'duplicate', scan_id, body_hash}
 local scan_id = ARGV[1]
 if ARGV[11] ~= '' then
@@ -24,7 +24,8 @@ local entry_id = redis.call('XADD', KEYS[2], '*', 'scan_id', scan_id, 'job', ARG
 redis.call('HSET', KEYS[1],
   'state', 'queued', 'job', ARGV[2], 'priority', ARGV[10], 'attempts', 0,
   'stage', 'queued', 'pct', 0, 'msg', 'Waiting for an analyzer',
-  'created_ms', ARGV[3], 'updated_ms', ARGV[3], 'entry_id', entry_id, 'stream', KEYS[2])
+  'created_ms', ARGV[3], 'updated_ms', ARGV[3], 'entry_id', entry_id, 'stream', KEYS[2],
+  'tenant', ARGV[13])
 redis.call('EXPIRE', KEYS[1], ARGV[9])
-emit(KEYS[3], KEYS[4], scan_id, with_attempt(ARGV[4], 0), ARGV[5], ARGV[6], ARGV[9])
+emit(KEYS[1], KEYS[3], KEYS[4], scan_id, with_attempt(ARGV[4], 0), ARGV[5], ARGV[6], ARGV[9])
 return {'new', entry_id}

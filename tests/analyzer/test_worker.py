@@ -84,7 +84,7 @@ async def test_two_analyzers_share_work_without_duplicates(
     assert all(p > 0 for p in processed), processed
     assert sum(processed) == 40
     counts = collections.Counter()
-    for entry_id, fields in await redis.xrange(Keys(settings.prefix).events):
+    for _, fields in await redis.xrange(Keys(settings.prefix).events):
         event = msgspec.json.decode(fields[b"event"], type=ScanEvent)
         if event.type == "completed":
             counts[event.scan_id] += 1
