@@ -10,9 +10,10 @@ from redis.exceptions import RedisError
 
 from analyzer.backends import AnalysisRequest, Backend
 from analyzer.fetch import ImageFetcher
+from analyzer.ratelimit import RateLimiter, Reservation
 from analyzer.retry import backoff_delay, should_retry
 from shared.attempts import AttemptStore, Claim
-from shared.errors import InvalidImageError, LabelscanError, RetryableError
+from shared.errors import InvalidImageError, LabelscanError, RateLimitedError, RetryableError
 from shared.images import sniff_image
 from shared.schemas import Progress, ScanError, ScanJob, ScanResult, Stage
 from shared.settings import Settings
@@ -37,6 +38,11 @@ class ScanRunner:
         self.backend = backend
         self.fetcher = fetcher
         self.settings = settings
+        # Calls to the real API always honour the fleet-wide pause a 429 sets;
+        # configured limits apply to whatever backend runs.
+        self.limiter: RateLimiter | None = None
+        if settings.rate_limited or backend.name == "claude":
+            self.limiter = RateLimiter(store.run, store.keys, settings)
 
     async def run(self, job: ScanJob, entry_id: str, stream: str, consumer: str) -> None:
         """Claim and run one delivered entry; every outcome ends in a stored state.
@@ -90,13 +96,22 @@ class ScanRunner:
                     claim, Progress(stage=stage, percentage=percentage, message=message)
                 )
 
-            outcome = await self.backend.analyze(
-                AnalysisRequest(
-                    image=image, media_type=media_type, category=job.category,
-                    marketplaces=job.marketplaces, product_name=job.product_name,
-                ),
-                report,
-            )
+            reservation = await self._acquire(claim, image)
+            try:
+                outcome = await self.backend.analyze(
+                    AnalysisRequest(
+                        image=image, media_type=media_type, category=job.category,
+                        marketplaces=job.marketplaces, product_name=job.product_name,
+                    ),
+                    report,
+                )
+            except RateLimitedError as exc:
+                if self.limiter is not None:
+                    await self.limiter.pause(exc.retry_after or 1.0, "429 from the API")
+                raise
+            if self.limiter is not None and reservation is not None:
+                await self.limiter.settle(reservation, outcome.usage)
+                await self.limiter.observe(outcome.limits, reservation.input_tokens)
             result = ScanResult(
                 analysis=outcome.analysis, backend=self.backend.name, model=outcome.model,
                 usage=outcome.usage, duration_ms=int((time.monotonic() - started) * 1000),
@@ -135,6 +150,24 @@ class ScanRunner:
         else:
             await self.store.fail(claim, error, pct)
             log.warning("scan failed", kind=exc.kind, error=str(exc))
+
+    async def _acquire(self, claim: Claim, image: bytes) -> Reservation | None:
+        if self.limiter is None:
+            return None
+        input_tokens, output_tokens = self.limiter.estimate(image)
+        told = False
+        while True:
+            decision = await self.limiter.try_acquire(input_tokens, output_tokens)
+            if decision.reservation is not None:
+                return decision.reservation
+            if not told:  # one event per wait, not one per check
+                told = True
+                await self._report(claim, Progress(
+                    stage="waiting", percentage=ANALYZING.percentage,
+                    message=f"Waiting for capacity ({decision.reason}), "
+                            f"about {decision.wait_ms / 1000:.1f}s",
+                ))
+            await asyncio.sleep(decision.wait_ms / 1000)
 
     async def _fetch(self, job: ScanJob) -> bytes:
         if job.image_url is None:

@@ -27,6 +27,7 @@ from shared.connection import connect
 from shared.embedded import EmbeddedValkey, free_port
 from shared.schemas import ScanJob
 from shared.settings import Settings
+from shared.stats import queue_stats
 from shared.store import ScanStore, new_scan_id
 
 RESULTS = Path(__file__).parent / "results"
@@ -45,7 +46,8 @@ class PipelineResult(msgspec.Struct, frozen=True, kw_only=True):
     events_published: int
 
 
-def _env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
+def service_env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
+    """Environment of a benchmark service: simulated backend at 0 ms, quiet logs."""
     return {
         **os.environ, "REDIS_URL": redis_url, "LABELSCAN_PREFIX": prefix,
         "ANALYZER_BACKEND": "simulated", "SIMULATED_DELAY_MS": "0", "LOG_LEVEL": "WARNING",
@@ -77,7 +79,7 @@ def _loadgen(mode: str, port: int, body: Path, rate: float, seconds: float) -> L
 def bench_gateway(redis_url: str, *, rate: float, seconds: float) -> list[LoadResult]:
     """POST latency at a fixed rate, then the maximum sustained accept rate."""
     port = free_port()
-    env = _env(redis_url, f"bench{os.getpid()}g", GATEWAY_PORT=str(port))
+    env = service_env(redis_url, f"bench{os.getpid()}g", GATEWAY_PORT=str(port))
     gateway = subprocess.Popen([sys.executable, "-m", "gateway"], env=env)
     try:
         _wait_http(f"http://127.0.0.1:{port}/healthz")
@@ -117,7 +119,7 @@ async def _span(settings: Settings, scans: int, timeout: float) -> tuple[float, 
     redis = connect(settings)
     store = ScanStore(redis, settings)
     deadline = time.monotonic() + timeout
-    while (await store.stats()).completed < scans:
+    while (await queue_stats(redis, store.keys, settings)).completed < scans:
         if time.monotonic() > deadline:
             raise RuntimeError("analyzer did not finish in time")
         await asyncio.sleep(0.1)
@@ -142,15 +144,17 @@ async def _span(settings: Settings, scans: int, timeout: float) -> tuple[float, 
     return max(last - first_claim, 1) / 1000, total
 
 
-def bench_pipeline(redis_url: str, *, scans: int, concurrency: int) -> PipelineResult:
+def bench_pipeline(
+    redis_url: str, *, scans: int, concurrency: int, tag: str = "p", **env: str
+) -> PipelineResult:
     """End-to-end scans/s through one analyzer process, every progress event published."""
-    prefix = f"bench{os.getpid()}p"
-    settings = Settings.from_env(_env(redis_url, prefix))
+    prefix = f"bench{os.getpid()}{tag}"
+    settings = Settings.from_env(service_env(redis_url, prefix))
     asyncio.run(_fill(settings, scans))
     analyzer = subprocess.Popen(
         [sys.executable, "-m", "analyzer"],
-        env=_env(redis_url, prefix, SCAN_WORKER_CONCURRENCY=str(concurrency),
-                 EVENTS_MAXLEN=str(scans * 10)),
+        env=service_env(redis_url, prefix, SCAN_WORKER_CONCURRENCY=str(concurrency),
+                 EVENTS_MAXLEN=str(scans * 10), ANALYZER_HEALTH_PORT="0", **env),
     )
     try:
         seconds, events = asyncio.run(_span(settings, scans, timeout=300))

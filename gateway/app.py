@@ -22,8 +22,16 @@ from gateway.intake import RejectedError, read_scan
 from shared.clock import now_ms
 from shared.connection import connect
 from shared.cors import cors
-from shared.schemas import CancelResult, ErrorBody, ScanAccepted, ScanJob, ScanStatus
+from shared.schemas import (
+    CancelResult,
+    ErrorBody,
+    ScanAccepted,
+    ScanJob,
+    ScanState,
+    ScanStatus,
+)
 from shared.settings import Settings
+from shared.stats import queue_stats
 from shared.store import ScanStore, is_stream_id, new_scan_id
 
 log = structlog.get_logger("gateway")
@@ -85,7 +93,9 @@ async def create_scan(request: Request) -> Response:
         image_url=scan.image_url,
         submitted_at_ms=now_ms(),
     )
-    duplicate = await _store(request).submit(job, intake.image, idempotency=idempotency)
+    duplicate = await _store(request).submit(
+        job, intake.image, idempotency=idempotency, due_ms=intake.due_ms
+    )
     if duplicate is not None:
         if not duplicate.same_body:
             return error(422, "idempotency_conflict",
@@ -93,14 +103,15 @@ async def create_scan(request: Request) -> Response:
                          "idempotency-key")
         return JSONResponse(_accepted(settings, duplicate.scan_id), status_code=200,
                             headers={"location": f"/api/scans/{duplicate.scan_id}"})
-    return JSONResponse(_accepted(settings, scan_id), status_code=202,
+    state: ScanState = "scheduled" if intake.due_ms else "queued"
+    return JSONResponse(_accepted(settings, scan_id, state), status_code=202,
                         headers={"location": f"/api/scans/{scan_id}"})
 
 
-def _accepted(settings: Settings, scan_id: str) -> ScanAccepted:
+def _accepted(settings: Settings, scan_id: str, state: ScanState = "queued") -> ScanAccepted:
     return ScanAccepted(
         scan_id=scan_id,
-        status="queued",
+        status=state,
         status_url=f"{settings.gateway_url}/api/scans/{scan_id}/status",
         events_url=f"{settings.notifier_url}/api/scans/{scan_id}/events",
     )
@@ -164,9 +175,10 @@ async def dead_letters(request: Request) -> Response:
     return JSONResponse(await _store(request).dead_letters(int(raw_count), before))
 
 
-async def queue_stats(request: Request) -> Response:
+async def stats(request: Request) -> Response:
     """``GET /api/queue/stats``."""
-    return JSONResponse(await _store(request).stats())
+    store = _store(request)
+    return JSONResponse(await queue_stats(store.redis, store.keys, store.settings))
 
 
 async def healthz(request: Request) -> Response:
@@ -215,7 +227,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/scans/{scan_id}", cancel_scan, methods=["DELETE"]),
         Route("/api/scans/{scan_id}/retry", retry_scan, methods=["POST"]),
         Route("/api/dead", dead_letters, methods=["GET"]),
-        Route("/api/queue/stats", queue_stats, methods=["GET"]),
+        Route("/api/queue/stats", stats, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]

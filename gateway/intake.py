@@ -12,6 +12,7 @@ import msgspec
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
+from shared.clock import now_ms
 from shared.images import sniff_image
 from shared.schemas import ScanCreate
 from shared.settings import Settings
@@ -29,10 +30,11 @@ class RejectedError(Exception):
 
 
 class Intake(msgspec.Struct, frozen=True, kw_only=True):
-    """A validated scan request with its image bytes, if uploaded."""
+    """A validated scan request with its image bytes, if uploaded, and when it is due."""
 
     scan: ScanCreate
     image: bytes | None
+    due_ms: int = 0
 
 
 _FIELD = re.compile(r"at `\$\.([A-Za-z_]+)")
@@ -55,7 +57,31 @@ async def read_scan(request: Request, settings: Settings) -> Intake:
             "send application/json or multipart/form-data", "content-type",
         )
     _check_source(scan, image)
-    return Intake(scan=scan, image=image)
+    return Intake(scan=scan, image=image, due_ms=_due_ms(scan, settings))
+
+
+def _due_ms(scan: ScanCreate, settings: Settings) -> int:
+    if scan.delay_ms is not None and scan.run_at is not None:
+        raise RejectedError(422, "invalid_field", "give delay_ms or run_at, not both", "run_at")
+    now = now_ms()
+    if scan.delay_ms is not None:
+        due = now + scan.delay_ms
+    elif scan.run_at is not None:
+        if scan.run_at.tzinfo is None:
+            raise RejectedError(
+                422, "invalid_field", "run_at needs a UTC offset (RFC 3339)", "run_at"
+            )
+        due = int(scan.run_at.timestamp() * 1000)
+    else:
+        return 0
+    # An uploaded image and the scan's record must outlive the wait.
+    horizon_s = min(settings.image_ttl_s, settings.result_ttl_s)
+    if due - now > horizon_s * 1000:
+        field = "delay_ms" if scan.delay_ms is not None else "run_at"
+        raise RejectedError(
+            422, "invalid_field", f"a scan can be scheduled at most {horizon_s} s ahead", field
+        )
+    return due if due > now else 0
 
 
 def _check_length(request: Request, settings: Settings) -> None:

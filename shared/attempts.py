@@ -28,8 +28,17 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
     exhausted: bool = False
 
 
+DEFER_MS = 250
+"""How long a scan waits when its tenant is at its cap of active scans."""
+
+
 class AttemptStore(ScanStore):
     """Claim, progress, finish, retry and hand back scans."""
+
+    @property
+    def _defer_message(self) -> str:
+        cap = self.settings.tenant_max_active
+        return f"Waiting: this tenant already has {cap} scans running"
 
     async def claim(
         self, job: ScanJob, entry_id: str, stream: str, consumer: str, progress: Progress
@@ -37,15 +46,21 @@ class AttemptStore(ScanStore):
         """Own the scan for a new attempt; None when it must not run (finished, superseded)."""
         token = uuid.uuid4().hex
         sid = job.scan_id
+        cap = self.settings.tenant_max_active
+        deferred = b""
+        if cap:
+            deferred = event_json(sid, "scheduled", "scheduled", Progress(
+                stage="scheduled", percentage=0, message=self._defer_message))
         reply = await self.run(
             scripts.CLAIM,
-            [*self._event_keys(sid), stream, self.keys.image(sid)],
+            [*self._event_keys(sid), stream, self.keys.image(sid), self.keys.tenant_active,
+             self.keys.delayed],
             [sid, entry_id, consumer, token, now_ms(),
              event_json(sid, "progress", "active", progress), *self._limits, self._group,
              progress.stage, progress.percentage, progress.message, self._history_ttl,
-             self.settings.max_attempts],
+             self.settings.max_attempts, cap, DEFER_MS, deferred, self._defer_message],
         )
-        if reply[0] == b"skip":
+        if reply[0] in (b"skip", b"deferred"):
             return None
         return Claim(
             job=job, entry_id=entry_id, stream=stream, token=token, attempt=int(reply[1]),
@@ -85,7 +100,7 @@ class AttemptStore(ScanStore):
         reply = await self.run(
             scripts.FINISH,
             [*self._event_keys(sid), claim.stream, self.keys.stats, self.keys.image(sid),
-             self.keys.dead],
+             self.keys.dead, self.keys.tenant_active],
             [sid, claim.token, now_ms(), state, *outcome, ev, *self._limits, self._group,
              claim.entry_id, self._history_ttl, progress.message, self.settings.dead_maxlen],
         )
@@ -100,7 +115,7 @@ class AttemptStore(ScanStore):
         progress = Progress(stage="retrying", percentage=0, message=message)
         reply = await self.run(
             scripts.RETRY,
-            [*self._event_keys(sid), claim.stream, self.keys.delayed],
+            [*self._event_keys(sid), claim.stream, self.keys.delayed, self.keys.tenant_active],
             [sid, claim.token, now, due, encode(error),
              event_json(sid, "retrying", "retrying", progress, error=error), *self._limits,
              self._group, claim.entry_id, self._history_ttl, message],
@@ -113,7 +128,7 @@ class AttemptStore(ScanStore):
         progress = Progress(stage="queued", percentage=0, message="Handed back; waiting again")
         reply = await self.run(
             scripts.RELEASE,
-            [*self._event_keys(sid), stream],
+            [*self._event_keys(sid), stream, self.keys.tenant_active],
             [sid, token, entry_id, now_ms(), event_json(sid, "queued", "queued", progress),
              *self._limits, self._group, self._history_ttl],
         )

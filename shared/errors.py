@@ -53,3 +53,9 @@ class BackendUnavailableError(RetryableError):
     """The analysis backend is rate-limiting, overloaded or unreachable."""
 
     kind = "backend_unavailable"
+
+
+class RateLimitedError(BackendUnavailableError):
+    """The API answered 429: the whole fleet should pause for ``retry_after``."""
+
+    kind = "rate_limited"

@@ -55,6 +55,15 @@ class Keys:
         """Pub/sub channel for control messages to analyzers (cancel)."""
         return f"{self._p}:control"
 
+    def ratelimit(self, part: str) -> str:
+        """Global rate-limit state: ``requests``, ``input``, ``output`` or ``state``."""
+        return f"{self._p}:ratelimit:{part}"
+
+    @property
+    def tenant_active(self) -> str:
+        """Hash of tenant -> scans active now (for per-tenant caps)."""
+        return f"{self._p}:tenants:active"
+
     def scan(self, scan_id: str) -> str:
         """Hash holding one scan's state."""
         return f"{self._p}:scan:{scan_id}"

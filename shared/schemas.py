@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -10,11 +11,16 @@ from msgspec import Meta
 Category = Literal["toys", "cosmetics", "electronics", "food", "supplements", "general"]
 Marketplace = Literal["US", "UK", "DE", "FR", "IT", "ES", "JP", "CA"]
 Priority = Literal["high", "normal", "low"]
-ScanState = Literal["queued", "active", "retrying", "completed", "failed", "cancelled"]
-Stage = Literal[
-    "queued", "fetching", "analyzing", "parsing", "retrying", "completed", "failed", "cancelled"
+ScanState = Literal[
+    "scheduled", "queued", "active", "retrying", "completed", "failed", "cancelled"
 ]
-EventType = Literal["queued", "progress", "retrying", "completed", "failed", "cancelled"]
+Stage = Literal[
+    "queued", "scheduled", "fetching", "waiting", "analyzing", "ocr", "checking_rules",
+    "parsing", "retrying", "completed", "failed", "cancelled",
+]
+EventType = Literal[
+    "scheduled", "queued", "progress", "retrying", "completed", "failed", "cancelled"
+]
 Severity = Literal["critical", "major", "minor", "info"]
 Verdict = Literal["compliant", "non_compliant", "needs_review"]
 
@@ -46,6 +52,8 @@ class ScanCreate(Base, frozen=True, kw_only=True):
     image_base64: str | None = None
     priority: Priority = "normal"
     tenant: Tenant = "default"
+    delay_ms: Annotated[int, Meta(ge=0)] | None = None
+    run_at: datetime | None = None
 
 
 class ScanAccepted(Base, frozen=True, kw_only=True):
@@ -81,6 +89,19 @@ class ErrorBody(Base, frozen=True, kw_only=True):
     field: str | None = None
 
 
+class LimiterStats(Base, frozen=True, kw_only=True):
+    """The shared API rate limiter: use over the last minute against the limits."""
+
+    requests_last_minute: int
+    requests_per_minute_limit: int
+    input_tokens_last_minute: int
+    input_tokens_per_minute_limit: int
+    output_tokens_last_minute: int
+    output_tokens_per_minute_limit: int
+    paused_until: str | None = None
+    pause_reason: str | None = None
+
+
 class QueueStats(Base, frozen=True, kw_only=True):
     """Counts over the whole deployment, read from Redis."""
 
@@ -89,8 +110,11 @@ class QueueStats(Base, frozen=True, kw_only=True):
     completed: int
     failed: int
     cancelled: int = 0
+    delayed: int = 0
     waiting_by_priority: dict[str, int] = {}
+    active_by_tenant: dict[str, int] = {}
     consumers: int = 0
+    limiter: LimiterStats | None = None
 
 
 # --- analysis result (one schema for every backend) ---------------------------

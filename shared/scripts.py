@@ -41,6 +41,9 @@ CANCEL = _load("cancel")
 RELEASE = _load("release")
 REQUEUE = _load("requeue")
 RENEW = _load("renew")
+RATELIMIT_ACQUIRE = _load("ratelimit_acquire")
+RATELIMIT_SETTLE = _load("ratelimit_settle")
+RATELIMIT_PAUSE = _load("ratelimit_pause")
 
 class Packed(bytes):
     """An argument already in RESP bulk form: constants packed once, not per call."""

@@ -76,8 +76,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     analyzer_health_port: int = 8002
     liveness_timeout_s: float = 30.0
     redis_timeout_s: float = 5.0
+    anthropic_rpm: int = 0
+    anthropic_input_tpm: int = 0
+    anthropic_output_tpm: int = 0
+    anthropic_output_estimate: int = 1500
+    anthropic_prompt_tokens: int = 4000
+    tenant_max_active: int = 0
     log_level: str = "INFO"
     log_json: bool | None = None
+
+    @property
+    def rate_limited(self) -> bool:
+        """Whether any global API limit is configured."""
+        return bool(self.anthropic_rpm or self.anthropic_input_tpm or self.anthropic_output_tpm)
 
     @property
     def gateway_url(self) -> str:
@@ -145,6 +156,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 "SCAN_LIVENESS_TIMEOUT", _positive_float, d.liveness_timeout_s
             ),
             redis_timeout_s=r.get("REDIS_SOCKET_TIMEOUT", _positive_float, d.redis_timeout_s),
+            anthropic_rpm=r.get("ANTHROPIC_RPM", _non_negative, d.anthropic_rpm),
+            anthropic_input_tpm=r.get("ANTHROPIC_INPUT_TPM", _non_negative, d.anthropic_input_tpm),
+            anthropic_output_tpm=r.get(
+                "ANTHROPIC_OUTPUT_TPM", _non_negative, d.anthropic_output_tpm
+            ),
+            anthropic_output_estimate=r.get(
+                "ANTHROPIC_OUTPUT_ESTIMATE", _positive, d.anthropic_output_estimate
+            ),
+            anthropic_prompt_tokens=r.get(
+                "ANTHROPIC_PROMPT_TOKENS", _positive, d.anthropic_prompt_tokens
+            ),
+            tenant_max_active=r.get("SCAN_TENANT_MAX_ACTIVE", _non_negative, d.tenant_max_active),
             log_level=r.get("LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
             log_json=r.get("LOG_JSON", _bool, None),
         )

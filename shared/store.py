@@ -14,12 +14,10 @@ from shared import scripts
 from shared.clock import iso, now_ms
 from shared.keys import GROUP, Keys
 from shared.schemas import (
-    PRIORITIES,
     DeadLetter,
     DeadLetters,
     EventType,
     Progress,
-    QueueStats,
     ScanDetail,
     ScanError,
     ScanEvent,
@@ -110,19 +108,32 @@ class ScanStore(StoreBase):
     """The gateway's reads and writes of scans under one prefix."""
 
     async def submit(
-        self, job: ScanJob, image: bytes | None, *, idempotency: tuple[str, str] | None = None
+        self,
+        job: ScanJob,
+        image: bytes | None,
+        *,
+        idempotency: tuple[str, str] | None = None,
+        due_ms: int = 0,
     ) -> Duplicate | None:
-        """Store the image, create the scan and queue it; a Duplicate if the key was used."""
+        """Store the image, create the scan and queue (or schedule) it.
+
+        Returns a Duplicate instead when the idempotency key was used before.
+        """
         k = self.keys
         sid = job.scan_id
         idem_key, body_hash = idempotency or ("", "")
+        if due_ms > job.submitted_at_ms:
+            ev = event_json(sid, "scheduled", "scheduled", Progress(
+                stage="scheduled", percentage=0, message=f"Scheduled for {iso(due_ms)}"))
+        else:
+            ev = event_json(sid, "queued", "queued", QUEUED)
         reply = await self.run(
             scripts.SUBMIT,
             [k.scan(sid), k.requests(job.priority), k.events, k.scan_events(sid), k.image(sid),
-             k.idempotency(idem_key)],
-            [sid, encode(job), job.submitted_at_ms, event_json(sid, "queued", "queued", QUEUED),
-             *self._limits, image or b"", self.settings.image_ttl_s, self._history_ttl,
-             job.priority, body_hash, self.settings.idempotency_ttl_s, job.tenant],
+             k.idempotency(idem_key), k.delayed],
+            [sid, encode(job), job.submitted_at_ms, ev, *self._limits, image or b"",
+             self.settings.image_ttl_s, self._history_ttl, job.priority, body_hash,
+             self.settings.idempotency_ttl_s, job.tenant, due_ms],
         )
         if reply[0] == b"duplicate":
             return Duplicate(reply[1].decode(), reply[2].decode() == body_hash)
@@ -154,7 +165,7 @@ class ScanStore(StoreBase):
         reply = await self.run(
             scripts.CANCEL,
             [*self._event_keys(scan_id), self.keys.delayed, self.keys.stats,
-             self.keys.image(scan_id)],
+             self.keys.image(scan_id), self.keys.tenant_active],
             [scan_id, now_ms(), event_json(scan_id, "cancelled", "cancelled", progress),
              *self._limits, self._group, self._history_ttl, self.keys.control],
         )
@@ -184,50 +195,6 @@ class ScanStore(StoreBase):
         items = [_dead_letter(entry_id, fields) for entry_id, fields in raw]
         nxt = items[-1].id if len(items) == count else None
         return DeadLetters(items=items, next=nxt)
-
-    async def stats(self) -> QueueStats:
-        """Waiting, active and finished counts across every replica."""
-        pipe = self.redis.pipeline(transaction=False)
-        for stream in self.keys.request_streams:
-            pipe.xlen(stream)
-            pipe.xinfo_groups(stream)
-        pipe.hgetall(self.keys.stats)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
-        waiting: dict[str, int] = {}
-        active = consumers = 0
-        for i, priority in enumerate(PRIORITIES):
-            length, groups = replies[2 * i], replies[2 * i + 1]
-            group = _find_group(groups)
-            if group is None:
-                waiting[priority] = int(length) if isinstance(length, int) else 0
-                continue
-            pending = int(group.get("pending", 0))
-            # Acknowledged entries are deleted, so what the stream still holds is
-            # either pending (being worked on) or waiting. The group's `lag` would
-            # count cancelled (deleted) entries that nobody will ever read.
-            waiting[priority] = max(int(length) - pending, 0)
-            active += pending
-            consumers = max(consumers, int(group.get("consumers", 0)))
-        counters = replies[-1] if isinstance(replies[-1], dict) else {}
-        return QueueStats(
-            waiting=sum(waiting.values()),
-            active=active,
-            completed=int(counters.get(b"completed", 0)),
-            failed=int(counters.get(b"failed", 0)),
-            cancelled=int(counters.get(b"cancelled", 0)),
-            waiting_by_priority=waiting,
-            consumers=consumers,
-        )
-
-
-def _find_group(groups: object) -> dict[str, Any] | None:
-    if not isinstance(groups, list):
-        return None  # the stream does not exist yet
-    for group in groups:
-        name = group.get("name")
-        if name in (GROUP, GROUP.encode()):
-            return {k.decode() if isinstance(k, bytes) else k: v for k, v in group.items()}
-    return None
 
 
 def _detail(scan_id: str, raw: dict[bytes, bytes]) -> ScanDetail:

@@ -24,12 +24,24 @@ class AnalysisRequest(msgspec.Struct, frozen=True, kw_only=True):
     product_name: str
 
 
+class ApiLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """What the API said of its limits on this answer (``anthropic-ratelimit-*``)."""
+
+    requests_remaining: int | None = None
+    requests_reset_ms: int | None = None
+    input_tokens_remaining: int | None = None
+    input_tokens_reset_ms: int | None = None
+    output_tokens_remaining: int | None = None
+    output_tokens_reset_ms: int | None = None
+
+
 class Analysis(msgspec.Struct, frozen=True, kw_only=True):
     """What a backend returns."""
 
     analysis: LabelAnalysis
     usage: Usage
     model: str
+    limits: ApiLimits | None = None
 
 
 class Backend(Protocol):

@@ -8,6 +8,7 @@ import json
 import math
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Literal, cast
 
 import anthropic
@@ -15,13 +16,14 @@ import msgspec
 from anthropic.types import MessageParam, TextBlockParam
 from anthropic.types.output_config_param import OutputConfigParam
 
-from analyzer.backends import Analysis, AnalysisRequest, Report
+from analyzer.backends import Analysis, AnalysisRequest, ApiLimits, Report
 from analyzer.prompt import SYSTEM_PROMPT, user_text
 from shared.errors import (
     BackendError,
     BackendUnavailableError,
     InvalidAnswerError,
     InvalidImageError,
+    RateLimitedError,
 )
 from shared.schemas import LabelAnalysis, MarketplaceReport, Usage
 from shared.settings import Settings, SettingsError
@@ -85,13 +87,16 @@ class ClaudeBackend:
     async def analyze(self, request: AnalysisRequest, report: Report) -> Analysis:
         """Send the image and the scan's context; validate Claude's structured answer."""
         try:
-            message = await self._client.messages.create(
+            # The raw response carries the anthropic-ratelimit-* headers the
+            # shared limiter uses to slow the fleet before it is refused.
+            raw = await self._client.messages.with_raw_response.create(
                 model=self._model,
                 max_tokens=self._max_tokens,
                 system=SYSTEM_BLOCKS,
                 messages=[_user_message(request)],
                 output_config=OUTPUT_CONFIG,
             )
+            message = await raw.parse()
         except anthropic.APIStatusError as exc:
             raise _status_error(exc) from exc
         except anthropic.APITimeoutError as exc:
@@ -134,6 +139,7 @@ class ClaudeBackend:
                 cache_read_input_tokens=usage.cache_read_input_tokens or 0,
             ),
             model=message.model,
+            limits=api_limits(raw.headers),
         )
 
     async def aclose(self) -> None:
@@ -204,7 +210,9 @@ def _status_error(exc: anthropic.APIStatusError) -> BackendError | BackendUnavai
     kind = exc.type or "error"
     detail = exc.api_message or str(exc)
     message = f"Claude API {status} {kind}: {detail} (request-id {exc.request_id or 'none'})"
-    if status in (408, 429) or status >= 500:
+    if status == 429:
+        return RateLimitedError(message, retry_after=_retry_after(exc.response.headers))
+    if status == 408 or status >= 500:
         return BackendUnavailableError(message, retry_after=_retry_after(exc.response.headers))
     return BackendError(message)
 
@@ -234,3 +242,29 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         if math.isfinite(millis):
             return max(0.0, millis / 1000)
     return None
+
+
+def api_limits(headers: Mapping[str, str]) -> ApiLimits:
+    """The ``anthropic-ratelimit-*`` headers: what remains, and when each limit resets."""
+
+    def remaining(name: str) -> int | None:
+        raw = headers.get(f"anthropic-ratelimit-{name}-remaining")
+        return int(raw) if raw and raw.isdigit() else None
+
+    def reset_ms(name: str) -> int | None:
+        raw = headers.get(f"anthropic-ratelimit-{name}-reset")
+        if not raw:
+            return None
+        try:
+            return int(datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp() * 1000)
+        except ValueError:
+            return None
+
+    return ApiLimits(
+        requests_remaining=remaining("requests"),
+        requests_reset_ms=reset_ms("requests"),
+        input_tokens_remaining=remaining("input-tokens"),
+        input_tokens_reset_ms=reset_ms("input-tokens"),
+        output_tokens_remaining=remaining("output-tokens"),
+        output_tokens_reset_ms=reset_ms("output-tokens"),
+    )

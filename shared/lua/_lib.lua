@@ -21,6 +21,14 @@ local function with_attempt(event_json, attempt)
   return string.sub(event_json, 1, -2) .. ',"attempt":' .. attempt .. '}'
 end
 
+-- The scan stops counting against its tenant's active scans.
+local function leave_active(scan_key, counts_key)
+  local tenant = redis.call('HGET', scan_key, 'tenant') or ''
+  if redis.call('HINCRBY', counts_key, tenant, -1) <= 0 then
+    redis.call('HDEL', counts_key, tenant)
+  end
+end
+
 local function is_terminal(state)
   return state == 'completed' or state == 'failed' or state == 'cancelled'
 end

@@ -1,7 +1,7 @@
 -- Cancel a scan that has not finished: it never runs (queued, retrying) or its
 -- attempt loses ownership at once (active); the owning analyzer is told over
 -- the control channel to stop its task.
--- KEYS: scan, events, scan events, delayed, stats, image
+-- KEYS: scan, events, scan events, delayed, stats, image, tenant counts
 -- ARGV: scan_id, now_ms, event_json, maxlen, scan_maxlen, group, history_ttl, channel
 -- Returns {'ok', previous_state} or {'terminal', state} or {'missing'}
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -17,6 +17,9 @@ if entry_id and stream then
   redis.call('XDEL', stream, entry_id)
 end
 redis.call('ZREM', KEYS[4], ARGV[1])
+if state == 'active' then
+  leave_active(KEYS[1], KEYS[7])
+end
 redis.call('HSET', KEYS[1], 'state', 'cancelled', 'stage', 'cancelled',
   'msg', 'Cancelled', 'updated_ms', ARGV[2])
 redis.call('HDEL', KEYS[1], 'token', 'owner', 'due_ms')

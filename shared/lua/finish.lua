@@ -4,7 +4,7 @@
 -- Only the attempt holding the token may do this: a stale worker's late
 -- answer changes nothing (and must not ack: the entry may belong to another
 -- consumer now).
--- KEYS: scan, events, scan events, requests stream, stats, image, dead
+-- KEYS: scan, events, scan events, requests stream, stats, image, dead, tenant counts
 -- ARGV: scan_id, token, now_ms, state, outcome_field, outcome_json,
 --       event_json, maxlen, scan_maxlen, group, entry_id, retention_ttl, msg,
 --       dead_maxlen
@@ -12,6 +12,7 @@ if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then
   return 0
 end
 local state = ARGV[4]
+leave_active(KEYS[1], KEYS[8])
 redis.call('HSET', KEYS[1], 'state', state, ARGV[5], ARGV[6], 'stage', state,
   'pct', state == 'completed' and 100 or redis.call('HGET', KEYS[1], 'pct'),
   'msg', ARGV[13], 'updated_ms', ARGV[3])

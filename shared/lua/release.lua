@@ -2,7 +2,7 @@
 -- entry is re-added to its stream and the scan is queued again. With a token,
 -- only if that attempt still owns the scan; without (an entry read but never
 -- started), only if the scan is still queued on that entry.
--- KEYS: scan, events, scan events, requests stream
+-- KEYS: scan, events, scan events, requests stream, tenant counts
 -- ARGV: scan_id, token, entry_id, now_ms, event_json, maxlen, scan_maxlen,
 --       group, history_ttl
 local state, token, current, job, attempts = unpack(redis.call('HMGET', KEYS[1],
@@ -20,6 +20,9 @@ if not owned or not job then
     redis.call('XDEL', KEYS[4], ARGV[3])
   end
   return 0
+end
+if ARGV[2] ~= '' then
+  leave_active(KEYS[1], KEYS[5])
 end
 redis.call('XACK', KEYS[4], ARGV[8], ARGV[3])
 redis.call('XDEL', KEYS[4], ARGV[3])

@@ -1,11 +1,12 @@
 -- A retryable failure: acknowledge the entry and schedule the next attempt,
 -- in one step, so the scan is always either in a stream or in the schedule.
--- KEYS: scan, events, scan events, requests stream, delayed
+-- KEYS: scan, events, scan events, requests stream, delayed, tenant counts
 -- ARGV: scan_id, token, now_ms, due_ms, error_json, event_json, maxlen,
 --       scan_maxlen, group, entry_id, history_ttl, msg
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then
   return 0
 end
+leave_active(KEYS[1], KEYS[6])
 local history = redis.call('HGET', KEYS[1], 'history') or ''
 redis.call('HSET', KEYS[1], 'state', 'retrying', 'error', ARGV[5], 'stage', 'retrying',
   'msg', ARGV[12], 'updated_ms', ARGV[3], 'due_ms', ARGV[4],

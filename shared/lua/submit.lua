@@ -1,9 +1,10 @@
 -- Accept a scan: store the image, create the scan hash, queue the request,
 -- publish the `queued` event. All or nothing.
--- KEYS: scan, requests stream, events, scan events, image, idempotency key
+-- A scan due later (delay_ms / run_at) goes to the schedule instead, `scheduled`.
+-- KEYS: scan, requests stream, events, scan events, image, idempotency key, delayed
 -- ARGV: scan_id, job_json, now_ms, event_json, maxlen, scan_maxlen,
 --       image_bytes ('' when none), image_ttl, history_ttl, priority,
---       idempotency ('' when none: "<body hash>"), idempotency_ttl, tenant
+--       idempotency ('' when none: "<body hash>"), idempotency_ttl, tenant, due_ms (0: now)
 -- Returns {'new', entry_id} or {'duplicate', scan_id, body_hash}
 local scan_id = ARGV[1]
 if ARGV[11] ~= '' then
@@ -20,12 +21,22 @@ end
 if ARGV[7] ~= '' then
   redis.call('SET', KEYS[5], ARGV[7], 'EX', ARGV[8])
 end
-local entry_id = redis.call('XADD', KEYS[2], '*', 'scan_id', scan_id, 'job', ARGV[2])
-redis.call('HSET', KEYS[1],
-  'state', 'queued', 'job', ARGV[2], 'priority', ARGV[10], 'attempts', 0,
-  'stage', 'queued', 'pct', 0, 'msg', 'Waiting for an analyzer',
-  'created_ms', ARGV[3], 'updated_ms', ARGV[3], 'entry_id', entry_id, 'stream', KEYS[2],
-  'tenant', ARGV[13])
+local due = tonumber(ARGV[14])
+local entry_id = ''
+if due > tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[7], due, scan_id)
+  redis.call('HSET', KEYS[1],
+    'state', 'scheduled', 'job', ARGV[2], 'priority', ARGV[10], 'attempts', 0,
+    'stage', 'scheduled', 'pct', 0, 'msg', 'Scheduled', 'due_ms', due,
+    'created_ms', ARGV[3], 'updated_ms', ARGV[3], 'stream', KEYS[2], 'tenant', ARGV[13])
+else
+  entry_id = redis.call('XADD', KEYS[2], '*', 'scan_id', scan_id, 'job', ARGV[2])
+  redis.call('HSET', KEYS[1],
+    'state', 'queued', 'job', ARGV[2], 'priority', ARGV[10], 'attempts', 0,
+    'stage', 'queued', 'pct', 0, 'msg', 'Waiting for an analyzer',
+    'created_ms', ARGV[3], 'updated_ms', ARGV[3], 'entry_id', entry_id, 'stream', KEYS[2],
+    'tenant', ARGV[13])
+end
 redis.call('EXPIRE', KEYS[1], ARGV[9])
 emit(KEYS[1], KEYS[3], KEYS[4], scan_id, with_attempt(ARGV[4], 0), ARGV[5], ARGV[6], ARGV[9])
 return {'new', entry_id}

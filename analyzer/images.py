@@ -1,0 +1,151 @@
+"""Image preparation shared by every backend: decode, orient, downscale, re-encode."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import msgspec
+from PIL import Image, ImageOps
+
+from shared.errors import InvalidImageError
+
+MAX_LONG_EDGE = 1568
+"""Claude downsizes anything larger server-side, so bigger images only cost bytes and time."""
+
+MAX_BASE64_BYTES = 5 * 1024 * 1024
+"""The Messages API rejects an image whose base64 string is longer than 5 MB."""
+
+MAX_ENCODED_BYTES = MAX_BASE64_BYTES // 4 * 3
+"""Raw-byte budget so that the base64 form stays within :data:`MAX_BASE64_BYTES`."""
+
+JPEG_QUALITIES = (85, 75, 65, 50)
+LOSSLESS_SOURCES = frozenset({"PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM"})
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
+
+
+class PreparedImage(msgspec.Struct, frozen=True, kw_only=True):
+    """An image ready to send: oriented, bounded in size, re-encoded."""
+
+    data: bytes
+    media_type: str
+    width: int
+    height: int
+    token_estimate: int
+
+
+def token_estimate(width: int, height: int) -> int:
+    """Anthropic's documented image cost: about width * height / 750 tokens."""
+    return math.ceil(width * height / 750)
+
+
+def decode(data: bytes, max_long_edge: int = MAX_LONG_EDGE) -> tuple[Image.Image, str]:
+    """Decode, apply EXIF orientation, flatten the mode, downscale; return image and format."""
+    if not data:
+        raise InvalidImageError("the image is empty")
+    try:
+        opened = Image.open(io.BytesIO(data))
+        source_format = opened.format or ""
+        # Image.open reads only the header; refuse huge canvases before decoding.
+        if opened.width * opened.height > (Image.MAX_IMAGE_PIXELS or 89_478_485):
+            raise InvalidImageError(
+                f"the image is {opened.width}x{opened.height} pixels, too large to decode safely"
+            )
+        if source_format == "JPEG":
+            # JPEG can decode at 1/2, 1/4 or 1/8 scale: far less memory for phone photos.
+            opened.draft("RGB", (max_long_edge, max_long_edge))
+        opened.load()
+        image = ImageOps.exif_transpose(opened)
+        image = _normalize_mode(image)
+        if max(image.size) > max_long_edge:
+            image.thumbnail((max_long_edge, max_long_edge), Image.Resampling.LANCZOS)
+    except InvalidImageError:
+        raise
+    except _DECODE_ERRORS as exc:
+        raise InvalidImageError(f"not a readable image: {type(exc).__name__}: {exc}") from exc
+    return image, source_format
+
+
+def flatten(image: Image.Image, background: str = "white") -> Image.Image:
+    """An RGB or L copy with any transparency composited onto ``background``."""
+    if image.mode != "RGBA":
+        return image
+    canvas = Image.new("RGB", image.size, background)
+    canvas.paste(image, mask=image.getchannel("A"))
+    return canvas
+
+
+def prepare_image(data: bytes, max_bytes: int = MAX_ENCODED_BYTES) -> PreparedImage:
+    """Decode ``data`` and re-encode it within the API's pixel and byte limits."""
+    image, source_format = decode(data)
+    has_alpha = image.mode == "RGBA"
+    while True:
+        lossless = source_format in LOSSLESS_SOURCES
+        encoded, media_type = _encode(image, has_alpha, lossless, max_bytes)
+        if encoded is not None:
+            return PreparedImage(
+                data=encoded,
+                media_type=media_type,
+                width=image.width,
+                height=image.height,
+                token_estimate=token_estimate(image.width, image.height),
+            )
+        if min(image.size) <= 16:
+            raise InvalidImageError("the image cannot be encoded within the byte limit")
+        # Still too large at the lowest quality: fewer pixels is the only lever left.
+        size = (max(1, int(image.width * 0.75)), max(1, int(image.height * 0.75)))
+        image = image.resize(size, Image.Resampling.LANCZOS)
+
+
+def _normalize_mode(image: Image.Image) -> Image.Image:
+    """RGB, L or RGBA; RGBA only when some pixel is actually transparent."""
+    if image.mode in {"RGB", "L"}:
+        return image
+    if image.mode == "P" and "transparency" not in image.info:
+        return image.convert("RGB")
+    if image.mode in {"I;16", "I;16B", "I;16L", "I", "F"}:
+        # 16-bit and float greyscale: scale into 8 bits rather than clip.
+        grey = image.convert("F")
+        high = float(grey.getextrema()[1] or 0)  # type: ignore[arg-type]
+        scale = 255 / high if high > 255 else 1.0
+        return grey.point(lambda v: v * scale).convert("L")
+    rgba = image.convert("RGBA")
+    alpha_min = rgba.getchannel("A").getextrema()[0]
+    return rgba if isinstance(alpha_min, int) and alpha_min < 255 else rgba.convert("RGB")
+
+
+def _encode(
+    image: Image.Image, has_alpha: bool, lossless_source: bool, max_bytes: int
+) -> tuple[bytes | None, str]:
+    """The smallest acceptable encoding at this size, or None when none fits."""
+    if has_alpha:
+        png = _save(image, "PNG")
+        return (png if len(png) <= max_bytes else None), "image/png"
+    jpeg: bytes | None = None
+    for quality in JPEG_QUALITIES:
+        candidate = _save(image, "JPEG", quality=quality)
+        if len(candidate) <= max_bytes:
+            jpeg = candidate
+            break
+    if lossless_source:
+        # Flat label artwork and screenshots are often smaller, and sharper, as PNG.
+        png = _save(image, "PNG")
+        if len(png) <= max_bytes and (jpeg is None or len(png) <= len(jpeg)):
+            return png, "image/png"
+    return jpeg, "image/jpeg"
+
+
+def _save(image: Image.Image, fmt: str, **options: int) -> bytes:
+    out = io.BytesIO()
+    if fmt == "JPEG":
+        image.save(out, format="JPEG", optimize=True, **options)
+    else:
+        image.save(out, format="PNG", compress_level=6)
+    return out.getvalue()

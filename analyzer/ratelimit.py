@@ -1,0 +1,121 @@
+"""One rate limit shared by every analyzer replica, enforced in Redis.
+
+Every replica asks before each API call; the answer is either "go" (capacity
+reserved) or "wait this long". Waiting is a sleep, not a poll. A 429, or
+headers saying a limit is spent, pause the whole fleet at once.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import uuid
+import warnings
+
+import msgspec
+from PIL import Image
+
+from analyzer.backends import ApiLimits
+from shared import scripts
+from shared.clock import now_ms
+from shared.keys import Keys
+from shared.schemas import Usage
+from shared.scripts import ScriptRunner
+from shared.settings import Settings
+
+# Claude scales images so the long edge is at most 1568 px and about 1.15 MP;
+# an image then costs about width * height / 750 tokens (Anthropic's vision docs).
+MAX_EDGE = 1568
+MAX_PIXELS = 1_150_000
+PIXELS_PER_TOKEN = 750
+
+
+class Reservation(msgspec.Struct, frozen=True, kw_only=True):
+    """Capacity reserved for one call, to be settled with the real usage."""
+
+    second: int
+    input_tokens: int
+    output_tokens: int
+
+
+class Decision(msgspec.Struct, frozen=True, kw_only=True):
+    """The limiter's answer: reserved (``wait_ms == 0``) or wait and why."""
+
+    wait_ms: int
+    reason: str
+    reservation: Reservation | None = None
+
+
+def image_tokens(image: bytes) -> int:
+    """Estimated input tokens of an image, from its header only (no decode)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            width, height = Image.open(io.BytesIO(image)).size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return 1600  # the most one image can cost after Claude's own scaling
+    scale = min(1.0, MAX_EDGE / max(width, height), math.sqrt(MAX_PIXELS / (width * height)))
+    return max(1, math.ceil(width * scale * height * scale / PIXELS_PER_TOKEN))
+
+
+class RateLimiter:
+    """The fleet-wide limits of ``ANTHROPIC_RPM`` / ``_INPUT_TPM`` / ``_OUTPUT_TPM``."""
+
+    def __init__(self, run: ScriptRunner, keys: Keys, settings: Settings) -> None:
+        self._run = run
+        self._keys = [keys.ratelimit(p) for p in ("requests", "input", "output", "state")]
+        self._limits = (
+            settings.anthropic_rpm, settings.anthropic_input_tpm, settings.anthropic_output_tpm
+        )
+        self.prompt_tokens = settings.anthropic_prompt_tokens
+        self.output_estimate = settings.anthropic_output_estimate
+
+    def estimate(self, image: bytes) -> tuple[int, int]:
+        """(input, output) tokens to reserve for one analysis of ``image``."""
+        return image_tokens(image) + self.prompt_tokens, self.output_estimate
+
+    async def try_acquire(self, input_tokens: int, output_tokens: int) -> Decision:
+        """Reserve capacity now, or say how long to wait; one round trip."""
+        now = now_ms()
+        wait, reason = await self._run(
+            scripts.RATELIMIT_ACQUIRE, self._keys[:4],
+            [now, *self._limits, input_tokens, output_tokens, uuid.uuid4().hex],
+        )
+        if int(wait) > 0:
+            return Decision(wait_ms=int(wait), reason=reason.decode())
+        return Decision(wait_ms=0, reason="", reservation=Reservation(
+            second=now // 1000, input_tokens=input_tokens, output_tokens=output_tokens,
+        ))
+
+    async def settle(self, reservation: Reservation, usage: Usage) -> None:
+        """Correct the reservation with the tokens the API reports it used."""
+        used_in = (usage.input_tokens + usage.cache_creation_input_tokens
+                   + usage.cache_read_input_tokens)
+        await self._run(
+            scripts.RATELIMIT_SETTLE, self._keys[1:3],
+            [reservation.second, used_in - reservation.input_tokens,
+             usage.output_tokens - reservation.output_tokens],
+        )
+
+    async def pause(self, seconds: float, reason: str) -> None:
+        """Stop every replica's calls for ``seconds``."""
+        await self.pause_until(now_ms() + int(seconds * 1000), reason)
+
+    async def pause_until(self, until_ms: int, reason: str) -> None:
+        """Stop every replica's calls until ``until_ms`` (epoch ms)."""
+        await self._run(scripts.RATELIMIT_PAUSE, self._keys[3:], [until_ms, reason])
+
+    async def observe(self, limits: ApiLimits | None, next_input: int) -> None:
+        """Slow the fleet before it is refused: pause until a spent limit resets."""
+        if limits is None:
+            return
+        spent = [
+            (limits.requests_remaining, 1, limits.requests_reset_ms, "requests"),
+            (limits.input_tokens_remaining, next_input, limits.input_tokens_reset_ms,
+             "input tokens"),
+            (limits.output_tokens_remaining, self.output_estimate,
+             limits.output_tokens_reset_ms, "output tokens"),
+        ]
+        for remaining, need, reset_ms, what in spent:
+            if remaining is not None and reset_ms is not None and remaining < need:
+                await self.pause_until(reset_ms, f"API reports {what} spent until reset")
