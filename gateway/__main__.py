@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import sys
+
 import uvicorn
 
 from gateway.app import create_app
 from shared.service import boot
+from shared.settings import SettingsError
 
 
 def main() -> None:
     """Run the gateway until SIGINT/SIGTERM."""
     settings, log = boot("gateway")
     log.info("starting", url=settings.gateway_url, redis=settings.redis_url)
+    try:
+        app = create_app(settings)
+    except SettingsError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_config=None,

@@ -12,21 +12,11 @@ import msgspec
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
+from gateway.errors import ApiError
 from shared.clock import now_ms
 from shared.images import sniff_image
 from shared.schemas import ScanCreate
 from shared.settings import Settings
-
-
-class RejectedError(Exception):
-    """The request is refused; carries the HTTP status and what to tell the client."""
-
-    def __init__(self, status: int, error: str, detail: str, field: str | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.error = error
-        self.detail = detail
-        self.field = field
 
 
 class Intake(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,7 +32,7 @@ _decode_scan = msgspec.json.Decoder(ScanCreate).decode
 
 
 async def read_scan(request: Request, settings: Settings) -> Intake:
-    """Parse and validate the body of ``POST /api/scans``; raise RejectedError on bad input."""
+    """Parse and validate the body of ``POST /api/scans``; raise ApiError on bad input."""
     _check_length(request, settings)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == "application/json":
@@ -52,7 +42,7 @@ async def read_scan(request: Request, settings: Settings) -> Intake:
     elif media_type == "multipart/form-data":
         scan, image = await _read_multipart(request, settings)
     else:
-        raise RejectedError(
+        raise ApiError(
             415, "unsupported_media_type",
             "send application/json or multipart/form-data", "content-type",
         )
@@ -62,13 +52,13 @@ async def read_scan(request: Request, settings: Settings) -> Intake:
 
 def _due_ms(scan: ScanCreate, settings: Settings) -> int:
     if scan.delay_ms is not None and scan.run_at is not None:
-        raise RejectedError(422, "invalid_field", "give delay_ms or run_at, not both", "run_at")
+        raise ApiError(422, "invalid_field", "give delay_ms or run_at, not both", "run_at")
     now = now_ms()
     if scan.delay_ms is not None:
         due = now + scan.delay_ms
     elif scan.run_at is not None:
         if scan.run_at.tzinfo is None:
-            raise RejectedError(
+            raise ApiError(
                 422, "invalid_field", "run_at needs a UTC offset (RFC 3339)", "run_at"
             )
         due = int(scan.run_at.timestamp() * 1000)
@@ -78,7 +68,7 @@ def _due_ms(scan: ScanCreate, settings: Settings) -> int:
     horizon_s = min(settings.image_ttl_s, settings.result_ttl_s)
     if due - now > horizon_s * 1000:
         field = "delay_ms" if scan.delay_ms is not None else "run_at"
-        raise RejectedError(
+        raise ApiError(
             422, "invalid_field", f"a scan can be scheduled at most {horizon_s} s ahead", field
         )
     return due if due > now else 0
@@ -91,11 +81,11 @@ def _check_length(request: Request, settings: Settings) -> None:
     try:
         length = int(raw)
     except ValueError:
-        raise RejectedError(
+        raise ApiError(
             400, "bad_request", "invalid Content-Length", "content-length"
         ) from None
     if length > settings.max_body_bytes:
-        raise RejectedError(
+        raise ApiError(
             413, "too_large", f"body exceeds {settings.max_body_bytes} bytes", "body"
         )
 
@@ -106,7 +96,7 @@ async def _read_capped(request: Request, limit: int) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise RejectedError(413, "too_large", f"body exceeds {limit} bytes", "body")
+            raise ApiError(413, "too_large", f"body exceeds {limit} bytes", "body")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -118,9 +108,9 @@ def _decode_json(body: bytes) -> ScanCreate:
         message = str(exc)
         match = _FIELD.search(message)
         field = match.group(1) if match else _missing_field(message)
-        raise RejectedError(422, "invalid_field", message, field) from None
+        raise ApiError(422, "invalid_field", message, field) from None
     except msgspec.DecodeError as exc:
-        raise RejectedError(400, "malformed_json", str(exc), "body") from None
+        raise ApiError(400, "malformed_json", str(exc), "body") from None
 
 
 def _missing_field(message: str) -> str | None:
@@ -133,25 +123,25 @@ def _missing_field(message: str) -> str | None:
 
 def _decode_base64(data: str, settings: Settings) -> bytes:
     if len(data) > settings.max_image_bytes * 4 // 3 + 4:
-        raise RejectedError(
+        raise ApiError(
             413, "too_large", f"image exceeds {settings.max_image_bytes} bytes", "image_base64"
         )
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
-        raise RejectedError(422, "invalid_field", "not valid base64", "image_base64") from None
+        raise ApiError(422, "invalid_field", "not valid base64", "image_base64") from None
     return _check_image(raw, settings, "image_base64")
 
 
 def _check_image(raw: bytes, settings: Settings, field: str) -> bytes:
     if len(raw) > settings.max_image_bytes:
-        raise RejectedError(
+        raise ApiError(
             413, "too_large", f"image exceeds {settings.max_image_bytes} bytes", field
         )
     if not raw:
-        raise RejectedError(422, "invalid_field", "image is empty", field)
+        raise ApiError(422, "invalid_field", "image is empty", field)
     if sniff_image(raw) is None:
-        raise RejectedError(
+        raise ApiError(
             415, "unsupported_image", "image must be PNG, JPEG, GIF or WebP", field
         )
     return raw
@@ -164,27 +154,27 @@ async def _read_multipart(request: Request, settings: Settings) -> tuple[ScanCre
         )
     except Exception as exc:  # starlette raises HTTPException/MultiPartException subclasses
         detail = getattr(exc, "detail", None) or str(exc) or "malformed multipart body"
-        raise RejectedError(400, "malformed_multipart", str(detail), "body") from None
+        raise ApiError(400, "malformed_multipart", str(detail), "body") from None
     try:
         fields: dict[str, Any] = {}
         image: bytes | None = None
         for name, value in form.multi_items():
             if name == "image":
                 if not isinstance(value, UploadFile):
-                    raise RejectedError(422, "invalid_field", "image must be a file", "image")
+                    raise ApiError(422, "invalid_field", "image must be a file", "image")
                 image = _check_image(await value.read(), settings, "image")
             elif name == "marketplaces":
                 # Accept repeated fields and comma-separated lists alike.
                 items = [m.strip() for m in str(value).split(",") if m.strip()]
                 fields.setdefault("marketplaces", []).extend(items)
             elif isinstance(value, UploadFile):
-                raise RejectedError(422, "invalid_field", "unexpected file field", name)
+                raise ApiError(422, "invalid_field", "unexpected file field", name)
             else:
                 fields[name] = value
     finally:
         await form.close()
     if "image_base64" in fields:
-        raise RejectedError(422, "invalid_field", "upload the file as `image`", "image_base64")
+        raise ApiError(422, "invalid_field", "upload the file as `image`", "image_base64")
     scan = _decode_json(msgspec.json.encode(fields))
     return scan, image
 
@@ -192,7 +182,7 @@ async def _read_multipart(request: Request, settings: Settings) -> tuple[ScanCre
 def _check_source(scan: ScanCreate, image: bytes | None) -> None:
     sources = sum(x is not None for x in (scan.image_url, image))
     if sources != 1:
-        raise RejectedError(
+        raise ApiError(
             422, "invalid_field",
             "give exactly one image source: image_url, image_base64 or an image file",
             "image",
@@ -200,6 +190,6 @@ def _check_source(scan: ScanCreate, image: bytes | None) -> None:
     if scan.image_url is not None:
         parts = urlsplit(scan.image_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise RejectedError(
+            raise ApiError(
                 422, "invalid_field", "image_url must be an absolute http(s) URL", "image_url"
             )

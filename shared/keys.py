@@ -64,6 +64,14 @@ class Keys:
         """Hash of tenant -> scans active now (for per-tenant caps)."""
         return f"{self._p}:tenants:active"
 
+    def tenant_rate(self, tenant: str) -> str:
+        """GCRA state of a tenant's requests per second."""
+        return f"{self._p}:ratelimit:tenant:{tenant}"
+
+    def tenant_quota(self, tenant: str, day: str) -> str:
+        """Scans a tenant submitted on ``day`` (YYYYMMDD, UTC)."""
+        return f"{self._p}:quota:{tenant}:{day}"
+
     def scan(self, scan_id: str) -> str:
         """Hash holding one scan's state."""
         return f"{self._p}:scan:{scan_id}"

@@ -63,6 +63,7 @@ class ScanAccepted(Base, frozen=True, kw_only=True):
     status: ScanState
     status_url: str
     events_url: str
+    events_token: str | None = None
 
 
 class Progress(Base, frozen=True, kw_only=True):
@@ -189,6 +190,7 @@ class ScanDetail(ScanStatus, frozen=True, kw_only=True):
     category: Category
     marketplaces: list[Marketplace]
     product_name: str
+    tenant: str = "default"
     result: ScanResult | None = None
     error: ScanError | None = None
 
@@ -210,9 +212,11 @@ class DeadLetter(Base, frozen=True, kw_only=True):
     attempts: int
     failed_at: str
     history: list[ScanError]
-    category: Category
-    marketplaces: list[Marketplace]
-    product_name: str
+    category: Category | None = None
+    marketplaces: list[Marketplace] = []
+    product_name: str | None = None
+    tenant: str | None = None
+    raw_entry: str | None = None
 
 
 class DeadLetters(Base, frozen=True, kw_only=True):

@@ -44,6 +44,7 @@ RENEW = _load("renew")
 RATELIMIT_ACQUIRE = _load("ratelimit_acquire")
 RATELIMIT_SETTLE = _load("ratelimit_settle")
 RATELIMIT_PAUSE = _load("ratelimit_pause")
+TENANT_RATE = _load("tenant_rate")
 
 class Packed(bytes):
     """An argument already in RESP bulk form: constants packed once, not per call."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Literal, TypeVar
 
@@ -82,6 +83,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     anthropic_output_estimate: int = 1500
     anthropic_prompt_tokens: int = 4000
     tenant_max_active: int = 0
+    auth: bool = True
+    api_keys: tuple[tuple[str, Secret], ...] = ()
+    api_keys_file: str | None = None
+    admin_tenants: tuple[str, ...] = ("admin",)
+    event_keys: tuple[Secret, ...] = ()
+    event_token_ttl_s: int = 3600
+    tenant_rps: float = 20.0
+    tenant_scans_per_day: int = 0
     log_level: str = "INFO"
     log_json: bool | None = None
 
@@ -168,6 +177,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 "ANTHROPIC_PROMPT_TOKENS", _positive, d.anthropic_prompt_tokens
             ),
             tenant_max_active=r.get("SCAN_TENANT_MAX_ACTIVE", _non_negative, d.tenant_max_active),
+            auth=r.get("LABELSCAN_AUTH", _on_off, d.auth),
+            api_keys=r.get("LABELSCAN_API_KEYS", _api_keys, d.api_keys),
+            api_keys_file=r.get("LABELSCAN_API_KEYS_FILE", str, None),
+            admin_tenants=r.get("LABELSCAN_ADMIN_TENANTS", _names, d.admin_tenants),
+            event_keys=r.get("LABELSCAN_EVENT_KEYS", _secrets, d.event_keys),
+            event_token_ttl_s=r.get("LABELSCAN_EVENT_TOKEN_TTL", _positive, d.event_token_ttl_s),
+            tenant_rps=r.get("LABELSCAN_TENANT_RPS", _non_negative_float, d.tenant_rps),
+            tenant_scans_per_day=r.get(
+                "LABELSCAN_TENANT_SCANS_PER_DAY", _non_negative, d.tenant_scans_per_day
+            ),
             log_level=r.get("LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
             log_json=r.get("LOG_JSON", _bool, None),
         )
@@ -257,6 +276,38 @@ def _url(raw: str) -> str:
     if not raw.startswith(("http://", "https://")):
         raise ValueError("must be an http(s) URL")
     return raw.rstrip("/")
+
+
+_TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _on_off(raw: str) -> bool:
+    return _bool(raw)
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in raw.split(",") if n.strip())
+    for name in names:
+        if not _TENANT.match(name):
+            raise ValueError(f"{name!r} is not a tenant name ([A-Za-z0-9_.-], 1-64)")
+    return names
+
+
+def _api_keys(raw: str) -> tuple[tuple[str, Secret], ...]:
+    pairs = []
+    for item in (i.strip() for i in raw.split(",") if i.strip()):
+        tenant, sep, key = item.partition(":")
+        if not sep or not _TENANT.match(tenant) or len(key) < 16:
+            raise ValueError("expected tenant:key pairs, keys of at least 16 characters")
+        pairs.append((tenant, Secret(key)))
+    return tuple(pairs)
+
+
+def _secrets(raw: str) -> tuple[Secret, ...]:
+    keys = tuple(Secret(k.strip()) for k in raw.split(",") if k.strip())
+    if any(len(k.value) < 32 for k in keys):
+        raise ValueError("each key must be at least 32 characters")
+    return keys
 
 
 def _origins(raw: str) -> tuple[str, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from typing import Any
 
@@ -79,6 +80,12 @@ class Duplicate(msgspec.Struct, frozen=True):
     same_body: bool
 
 
+class OverQuota(msgspec.Struct, frozen=True):
+    """The tenant has used its scans for today."""
+
+    used: int
+
+
 class CancelOutcome(msgspec.Struct, frozen=True):
     """What cancelling found: ``ok`` with the previous state, ``terminal``, or ``missing``."""
 
@@ -114,10 +121,11 @@ class ScanStore(StoreBase):
         *,
         idempotency: tuple[str, str] | None = None,
         due_ms: int = 0,
-    ) -> Duplicate | None:
+    ) -> Duplicate | OverQuota | None:
         """Store the image, create the scan and queue (or schedule) it.
 
-        Returns a Duplicate instead when the idempotency key was used before.
+        Returns a Duplicate instead when the idempotency key was used before, or
+        OverQuota when the tenant has no scans left today; then nothing is written.
         """
         k = self.keys
         sid = job.scan_id
@@ -130,13 +138,17 @@ class ScanStore(StoreBase):
         reply = await self.run(
             scripts.SUBMIT,
             [k.scan(sid), k.requests(job.priority), k.events, k.scan_events(sid), k.image(sid),
-             k.idempotency(idem_key), k.delayed],
+             k.idempotency(idem_key), k.delayed,
+             k.tenant_quota(job.tenant, time.strftime("%Y%m%d", time.gmtime()))],
             [sid, encode(job), job.submitted_at_ms, ev, *self._limits, image or b"",
              self.settings.image_ttl_s, self._history_ttl, job.priority, body_hash,
-             self.settings.idempotency_ttl_s, job.tenant, due_ms],
+             self.settings.idempotency_ttl_s, job.tenant, due_ms,
+             self.settings.tenant_scans_per_day],
         )
         if reply[0] == b"duplicate":
             return Duplicate(reply[1].decode(), reply[2].decode() == body_hash)
+        if reply[0] == b"quota":
+            return OverQuota(int(reply[1]))
         if self.settings.durability == "strict":
             await self.wait_durable()
         return None
@@ -188,13 +200,28 @@ class ScanStore(StoreBase):
         state = reply[1].decode() if len(reply) > 1 else None
         return CancelOutcome(reply[0].decode(), state)
 
-    async def dead_letters(self, count: int, before: str | None) -> DeadLetters:
-        """Dead letters, newest first, ``count`` at a time (``before`` is exclusive)."""
+    async def dead_letters(
+        self, count: int, before: str | None, tenant: str | None = None
+    ) -> DeadLetters:
+        """Dead letters, newest first, ``count`` at a time (``before`` is exclusive).
+
+        With ``tenant``, only that tenant's; entries that are not scans (poison
+        entries with no readable job) are shown to operators only (tenant None).
+        """
+        items: list[DeadLetter] = []
         end = f"({before}" if before else "+"
-        raw: Any = await self.redis.xrevrange(self.keys.dead, max=end, min="-", count=count)
-        items = [_dead_letter(entry_id, fields) for entry_id, fields in raw]
-        nxt = items[-1].id if len(items) == count else None
-        return DeadLetters(items=items, next=nxt)
+        for _ in range(20):  # bounded scan when most entries belong to other tenants
+            raw: Any = await self.redis.xrevrange(self.keys.dead, max=end, min="-", count=count)
+            for entry_id, fields in raw:
+                letter = _dead_letter(entry_id, fields)
+                if tenant is None or letter.tenant == tenant:
+                    items.append(letter)
+                    if len(items) == count:
+                        return DeadLetters(items=items, next=letter.id)
+            if len(raw) < count:
+                return DeadLetters(items=items, next=None)
+            end = "(" + raw[-1][0].decode()
+        return DeadLetters(items=items, next=end[1:])
 
 
 def _detail(scan_id: str, raw: dict[bytes, bytes]) -> ScanDetail:
@@ -215,12 +242,24 @@ def _detail(scan_id: str, raw: dict[bytes, bytes]) -> ScanDetail:
         category=job.category,
         marketplaces=job.marketplaces,
         product_name=job.product_name,
+        tenant=job.tenant,
         result=_decode_result(raw[b"result"]) if b"result" in raw else None,
         error=_decode_error(raw[b"error"]) if b"error" in raw else None,
     )
 
 
 def _dead_letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
+    if b"job" not in fields:
+        # A poison entry: nothing decodable behind it, only what the stream held.
+        return DeadLetter(
+            id=entry_id.decode(),
+            scan_id=fields.get(b"scan_id", b"").decode(errors="replace"),
+            error=ScanError(kind="poison", message=fields.get(b"reason", b"").decode()),
+            attempts=0,
+            failed_at=iso(int(entry_id.split(b"-")[0])),
+            history=[],
+            raw_entry=fields.get(b"fields", b"").decode(errors="replace"),
+        )
     job = _decode_job(fields[b"job"])
     history = [_decode_error(line) for line in fields.get(b"history", b"").splitlines() if line]
     return DeadLetter(
@@ -233,6 +272,7 @@ def _dead_letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
         category=job.category,
         marketplaces=job.marketplaces,
         product_name=job.product_name,
+        tenant=job.tenant,
     )
 
 

@@ -46,6 +46,8 @@ def make_settings(valkey: EmbeddedValkey, prefix: str) -> SettingsFactory:
             "LOG_JSON": "true",
             "LOG_LEVEL": "WARNING",
             "ANALYZER_HEALTH_PORT": "0",
+            "LABELSCAN_AUTH": "off",
+            "LABELSCAN_TENANT_RPS": "0",
         })
         fields = {f: getattr(base, f) for f in base.__struct_fields__}
         fields.update(overrides)

@@ -1,0 +1,273 @@
+"""The label rulebook: rules as data (rulebook.toml) and their evaluation against OCR text."""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from typing import Literal
+
+import msgspec
+
+from shared.schemas import Category, Finding, Marketplace, MarketplaceReport, Severity, Verdict
+
+DetectKind = Literal["text", "language", "visual", "listing"]
+Status = Literal["pass", "fail", "unclear"]
+_MACRO = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
+_EVIDENCE_CHARS = 240
+
+
+class Detect(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How a rule is decided from the label text."""
+
+    kind: DetectKind = "text"
+    all: list[str] = []
+    any: list[str] = []
+    min_any: int = 1
+    local: dict[Marketplace, list[str]] = {}
+    none: list[str] = []
+    when: list[str] = []
+    when_absent: str = "the text that triggers this rule is absent"
+    otherwise: Status = "pass"
+    on_missing: Status = "fail"
+    languages: list[str] = []
+    hint: list[str] = []
+
+
+class Rule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One label requirement for some marketplaces and categories."""
+
+    id: str
+    marketplaces: list[Marketplace]
+    categories: list[Category] = []
+    requirement: str
+    regulation: str
+    severity: Severity
+    fix: str
+    detect: Detect = Detect()
+
+    def applies(self, marketplace: Marketplace, category: Category) -> bool:
+        """Whether this rule is checked for ``marketplace`` and ``category``."""
+        return marketplace in self.marketplaces and (
+            not self.categories or category in self.categories
+        )
+
+
+class Language(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Markers of one language: common words, or a character class for other scripts."""
+
+    name: str
+    words: list[str] = []
+    pattern: str = ""
+    min_hits: int = 3
+
+
+class Rulebook(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The whole rulebook file."""
+
+    version: str
+    macros: dict[str, str] = {}
+    languages: dict[str, Language] = {}
+    rules: list[Rule] = []
+
+    def for_scan(self, marketplace: Marketplace, category: Category) -> list[Rule]:
+        """The rules checked for one marketplace and category, in file order."""
+        return [rule for rule in self.rules if rule.applies(marketplace, category)]
+
+
+class RulebookError(ValueError):
+    """The rulebook file is malformed; the message names the rule."""
+
+
+@functools.cache
+def load_rulebook(source: str | None = None) -> Rulebook:
+    """Decode and validate the rulebook (the packaged file unless ``source`` is given)."""
+    text = source if source is not None else _packaged_text()
+    try:
+        book = msgspec.toml.decode(text, type=Rulebook)
+    except msgspec.ValidationError as exc:
+        raise RulebookError(f"rulebook.toml: {exc}") from exc
+    _validate(book)
+    return book
+
+
+def _packaged_text() -> str:
+    return (resources.files("analyzer") / "rulebook.toml").read_text(encoding="utf-8")
+
+
+def _validate(book: Rulebook) -> None:
+    seen: set[str] = set()
+    for rule in book.rules:
+        if rule.id in seen:
+            raise RulebookError(f"rule {rule.id} is defined twice")
+        seen.add(rule.id)
+        detect = rule.detect
+        for language in detect.languages:
+            if language not in book.languages:
+                raise RulebookError(f"rule {rule.id} names unknown language {language!r}")
+        if detect.kind == "language" and not detect.languages:
+            raise RulebookError(f"rule {rule.id} is a language check without languages")
+        if detect.kind == "text" and not (detect.all or detect.any or detect.local or detect.none):
+            raise RulebookError(f"rule {rule.id} is a text check without patterns")
+        for pattern in _patterns_of(detect):
+            try:
+                _compile(pattern, tuple(sorted(book.macros.items())))
+            except (re.error, KeyError) as exc:
+                raise RulebookError(f"rule {rule.id}: bad pattern {pattern!r}: {exc}") from exc
+
+
+def _patterns_of(detect: Detect) -> Iterable[str]:
+    yield from (*detect.all, *detect.any, *detect.none, *detect.when, *detect.hint)
+    for patterns in detect.local.values():
+        yield from patterns
+
+
+@functools.cache
+def _compile(pattern: str, macros: tuple[tuple[str, str], ...]) -> re.Pattern[str]:
+    table = dict(macros)
+    expanded = _MACRO.sub(lambda m: f"(?:{table[m.group(1)]})", pattern)
+    return re.compile(unicodedata.normalize("NFKC", expanded), re.IGNORECASE)
+
+
+class LabelText:
+    """OCR lines, normalised, with a map from character offsets back to lines."""
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        # NFKC folds full-width colons, ligatures and the like into what patterns expect.
+        self.lines = [unicodedata.normalize("NFKC", line).strip() for line in lines]
+        self.text = "\n".join(self.lines)
+        self._starts: list[int] = []
+        offset = 0
+        for line in self.lines:
+            self._starts.append(offset)
+            offset += len(line) + 1
+
+    def line_at(self, offset: int) -> str:
+        """The line containing character ``offset``."""
+        return self.lines[bisect.bisect_right(self._starts, offset) - 1]
+
+
+class Evaluator:
+    """Applies the rulebook to one label's text."""
+
+    def __init__(self, book: Rulebook, text: LabelText) -> None:
+        self._book = book
+        self._macros = tuple(sorted(book.macros.items()))
+        self._text = text
+
+    def _search(self, pattern: str) -> str | None:
+        match = _compile(pattern, self._macros).search(self._text.text)
+        return None if match is None else self._text.line_at(match.start())
+
+    def _found(self, patterns: Iterable[str]) -> list[str]:
+        return [line for p in patterns if (line := self._search(p)) is not None]
+
+    def finding(self, rule: Rule, marketplace: Marketplace) -> Finding:
+        """Decide one rule for one marketplace."""
+        status, evidence = self._decide(rule, marketplace)
+        fix = ""
+        if rule.detect.kind == "visual" and status == "unclear":
+            fix = f"Needs visual check: {rule.fix}"
+        elif rule.detect.kind == "listing":
+            fix = f"Verify in Seller Central: {rule.fix}"
+        elif status != "pass":
+            fix = rule.fix
+        return Finding(
+            rule=rule.id,
+            requirement=rule.requirement,
+            status=status,
+            severity=rule.severity,
+            evidence=evidence,
+            fix=fix,
+            regulation=rule.regulation,
+        )
+
+    def _decide(self, rule: Rule, marketplace: Marketplace) -> tuple[Status, str]:
+        detect = rule.detect
+        if detect.when:
+            trigger = self._found(detect.when)
+            if not trigger:
+                return detect.otherwise, f"Not required: {detect.when_absent}."
+        if detect.kind == "listing":
+            return "unclear", "Not on the label: a listing or document requirement."
+        if detect.kind == "visual":
+            hints = self._found(detect.hint)
+            seen = f" Text that may belong to it: {_quote(hints)}." if hints else ""
+            return "unclear", f"A symbol or layout OCR cannot judge.{seen}"
+        if detect.kind == "language":
+            return self._languages(detect.languages)
+        bad = self._found(detect.none)
+        if bad:
+            return "fail", f"Prohibited wording: {_quote(bad)}"
+        wanted_any = detect.local.get(marketplace, detect.any)
+        found_all = [self._search(p) for p in detect.all]
+        found_any = self._found(wanted_any)
+        hits = [line for line in (*found_all, *found_any) if line is not None]
+        complete = all(line is not None for line in found_all) and (
+            not wanted_any or len(found_any) >= min(detect.min_any, len(wanted_any))
+        )
+        if complete:
+            return "pass", _quote(hits) if hits else "No prohibited wording found."
+        partial = f" Found only: {_quote(hits)}." if hits else ""
+        return detect.on_missing, f"Not found in the label text.{partial}"
+
+    def _languages(self, codes: Sequence[str]) -> tuple[Status, str]:
+        words = set(re.findall(r"\w+", self._text.text.lower()))
+        found: list[str] = []
+        missing: list[str] = []
+        for code in codes:
+            language = self._book.languages[code]
+            if language.pattern:
+                hits = sorted(set(re.findall(language.pattern, self._text.text)))
+            else:
+                hits = sorted(words.intersection(w.lower() for w in language.words))
+            target = found if len(hits) >= language.min_hits else missing
+            target.append(f"{language.name} ({', '.join(hits[:6]) or 'no markers'})")
+        if missing:
+            return "fail", f"Too little text in {'; '.join(missing)}."
+        return "pass", f"Text found in {'; '.join(found)}."
+
+
+def _quote(lines: Iterable[str]) -> str:
+    unique = list(dict.fromkeys(lines))
+    text = " | ".join(f'"{line}"' for line in unique)
+    return text if len(text) <= _EVIDENCE_CHARS else text[: _EVIDENCE_CHARS - 1] + "…"
+
+
+def verdict_of(findings: Sequence[Finding]) -> Verdict:
+    """non_compliant on a critical/major fail; needs_review on any other doubt; info never counts."""
+    counted = [f for f in findings if f.severity != "info"]
+    if any(f.status == "fail" and f.severity in {"critical", "major"} for f in counted):
+        return "non_compliant"
+    if any(f.status != "pass" for f in counted):
+        return "needs_review"
+    return "compliant"
+
+
+def worst(verdicts: Iterable[Verdict]) -> Verdict:
+    """The most severe of several verdicts."""
+    order: dict[Verdict, int] = {"compliant": 0, "needs_review": 1, "non_compliant": 2}
+    return max(verdicts, key=order.__getitem__, default="needs_review")
+
+
+def evaluate(
+    lines: Sequence[str],
+    category: Category,
+    marketplaces: Sequence[Marketplace],
+    book: Rulebook | None = None,
+) -> list[MarketplaceReport]:
+    """Check the label text against every applicable rule, one report per marketplace."""
+    book = book or load_rulebook()
+    evaluator = Evaluator(book, LabelText(lines))
+    reports: list[MarketplaceReport] = []
+    for marketplace in dict.fromkeys(marketplaces):
+        findings = [evaluator.finding(r, marketplace) for r in book.for_scan(marketplace, category)]
+        reports.append(
+            MarketplaceReport(
+                marketplace=marketplace, verdict=verdict_of(findings), findings=findings
+            )
+        )
+    return reports

@@ -1,0 +1,174 @@
+"""The scan endpoints: create, status, result, cancel, replay, dead letters."""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.auth import Caller, Guard
+from gateway.errors import ApiError, JSONResponse, not_found
+from gateway.intake import read_scan
+from shared import tokens
+from shared.clock import now_ms
+from shared.schemas import (
+    CancelResult,
+    ScanAccepted,
+    ScanDetail,
+    ScanJob,
+    ScanState,
+    ScanStatus,
+)
+from shared.settings import Settings
+from shared.store import Duplicate, OverQuota, ScanStore, is_stream_id, new_scan_id
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _store(request: Request) -> ScanStore:
+    store: ScanStore = request.state.store
+    return store
+
+
+async def _caller(request: Request) -> Caller:
+    guard: Guard = request.state.guard
+    return await guard.caller(request)
+
+
+def accepted(settings: Settings, scan_id: str, state: ScanState = "queued") -> ScanAccepted:
+    """The 202 body: where to poll, and where (with what token) to listen."""
+    events_url = f"{settings.notifier_url}/api/scans/{scan_id}/events"
+    token = None
+    if settings.auth:
+        token = tokens.sign(settings.event_keys, "s", scan_id, settings.event_token_ttl_s)
+        events_url += f"?token={token}"
+    return ScanAccepted(
+        scan_id=scan_id, status=state, events_url=events_url, events_token=token,
+        status_url=f"{settings.gateway_url}/api/scans/{scan_id}/status",
+    )
+
+
+def _idempotency(request: Request, body: bytes) -> tuple[str, str] | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isprintable():
+        raise ApiError(400, "bad_request", "Idempotency-Key must be 1-255 printable characters",
+                       "idempotency-key")
+    return hashlib.sha256(key.encode()).hexdigest(), hashlib.sha256(body).hexdigest()
+
+
+async def create_scan(request: Request) -> Response:
+    """``POST /api/scans``: validate, store, queue, answer 202."""
+    caller = await _caller(request)
+    settings: Settings = request.state.settings
+    intake = await read_scan(request, settings)
+    scan = intake.scan
+    tenant = scan.tenant
+    if caller.tenant is not None:
+        if scan.tenant not in ("default", caller.tenant):
+            raise ApiError(422, "invalid_field", "the tenant comes from your API key", "tenant")
+        tenant = caller.tenant
+    # Keyed per tenant, so two sellers' keys never collide.
+    idempotency = _idempotency(request, _encode(scan) + (intake.image or b"") + tenant.encode())
+    if idempotency is not None:
+        idempotency = (f"{tenant}:{idempotency[0]}", idempotency[1])
+    scan_id = new_scan_id()
+    store = _store(request)
+    job = ScanJob(
+        scan_id=scan_id, category=scan.category,
+        marketplaces=list(dict.fromkeys(scan.marketplaces)), product_name=scan.product_name,
+        priority=scan.priority, tenant=tenant,
+        image_key=store.keys.image(scan_id) if intake.image else None,
+        image_url=scan.image_url, submitted_at_ms=now_ms(),
+    )
+    outcome = await store.submit(job, intake.image, idempotency=idempotency,
+                                 due_ms=intake.due_ms)
+    if isinstance(outcome, OverQuota):
+        raise ApiError(429, "quota_exceeded",
+                       f"this key has used its {settings.tenant_scans_per_day} scans for today",
+                       headers={"retry-after": str(86400 - int(now_ms() / 1000) % 86400)})
+    if isinstance(outcome, Duplicate):
+        if not outcome.same_body:
+            raise ApiError(422, "idempotency_conflict",
+                           "this Idempotency-Key was used with a different request body",
+                           "idempotency-key")
+        return JSONResponse(accepted(settings, outcome.scan_id), status_code=200,
+                            headers={"location": f"/api/scans/{outcome.scan_id}"})
+    state: ScanState = "scheduled" if intake.due_ms else "queued"
+    return JSONResponse(accepted(settings, scan_id, state), status_code=202,
+                        headers={"location": f"/api/scans/{scan_id}"})
+
+
+async def _owned(request: Request) -> tuple[Caller, ScanDetail]:
+    caller = await _caller(request)
+    detail = await _store(request).get(request.path_params["scan_id"])
+    # Someone else's scan is as unknown as a missing one: no hint that it exists.
+    if detail is None or not caller.owns(detail.tenant):
+        raise not_found()
+    return caller, detail
+
+
+async def scan_status(request: Request) -> Response:
+    """``GET /api/scans/{scan_id}/status``."""
+    _, d = await _owned(request)
+    return JSONResponse(ScanStatus(
+        scan_id=d.scan_id, state=d.state, progress=d.progress, attempts=d.attempts,
+        created_at=d.created_at, updated_at=d.updated_at, next_attempt_at=d.next_attempt_at,
+    ))
+
+
+async def scan_detail(request: Request) -> Response:
+    """``GET /api/scans/{scan_id}``: status plus result or error."""
+    _, detail = await _owned(request)
+    return JSONResponse(detail)
+
+
+async def events_link(request: Request) -> Response:
+    """``GET /api/scans/{scan_id}/events-url``: a fresh token for the scan's event stream."""
+    _, detail = await _owned(request)
+    body = accepted(request.state.settings, detail.scan_id, detail.state)
+    return JSONResponse({"events_url": body.events_url, "events_token": body.events_token})
+
+
+async def cancel_scan(request: Request) -> Response:
+    """``DELETE /api/scans/{scan_id}``: cancel a scan that has not finished."""
+    _, detail = await _owned(request)
+    outcome = await _store(request).cancel(detail.scan_id)
+    if outcome.outcome == "missing":
+        raise not_found()
+    if outcome.outcome == "terminal":
+        raise ApiError(409, "already_finished",
+                       f"the scan is already {outcome.state}; nothing to cancel", "scan_id")
+    return JSONResponse(CancelResult(
+        scan_id=detail.scan_id, state="cancelled",
+        previous_state=outcome.state,  # type: ignore[arg-type]
+    ))
+
+
+async def retry_scan(request: Request) -> Response:
+    """``POST /api/scans/{scan_id}/retry``: replay a failed scan with fresh attempts."""
+    _, detail = await _owned(request)
+    outcome = await _store(request).requeue(detail.scan_id)
+    if outcome.outcome == "missing":
+        raise not_found()
+    if outcome.outcome == "state":
+        raise ApiError(409, "not_failed",
+                       f"only failed scans can be retried; this one is {outcome.state}",
+                       "scan_id")
+    return JSONResponse(accepted(request.state.settings, detail.scan_id), status_code=202)
+
+
+async def dead_letters(request: Request) -> Response:
+    """``GET /api/dead?count=&before=``: the caller's dead letters, newest first."""
+    caller = await _caller(request)
+    raw_count = request.query_params.get("count", "50")
+    before = request.query_params.get("before")
+    if not raw_count.isdigit() or not 1 <= int(raw_count) <= 500:
+        raise ApiError(422, "invalid_field", "count must be an integer from 1 to 500", "count")
+    if before is not None and not is_stream_id(before):
+        raise ApiError(422, "invalid_field", "before must be a dead-letter id", "before")
+    letters = await _store(request).dead_letters(int(raw_count), before, caller.scope)
+    return JSONResponse(letters)
