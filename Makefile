@@ -4,13 +4,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck bench clean
+.PHONY: install run test lint bench browser clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml constraints.txt | $(PY)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
@@ -19,8 +18,15 @@ install: $(STAMP) ## create .venv and install labelscan with its dev tools
 run: $(STAMP) ## embedded Valkey + gateway + analyzer + notifier, logs prefixed; Ctrl-C stops all
 	$(PY) -m shared.run
 
-test: $(STAMP) ## the whole suite against real servers
+test: $(STAMP) browser ## the whole suite against real servers
 	$(PY) -m pytest
+
+# Debian's chromium for the browser test (root and apt needed); without it the
+# browser test is skipped and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium could not be installed: the browser test will be skipped"
 
 lint: $(STAMP) ## ruff + mypy
 	$(PY) -m ruff check .

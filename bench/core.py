@@ -51,7 +51,7 @@ def service_env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
     return {
         **os.environ, "REDIS_URL": redis_url, "LABELSCAN_PREFIX": prefix,
         "ANALYZER_BACKEND": "simulated", "SIMULATED_DELAY_MS": "0", "LOG_LEVEL": "WARNING",
-        "LOG_JSON": "true", **extra,
+        "LOG_JSON": "true", "LABELSCAN_AUTH": "off", "LABELSCAN_TENANT_RPS": "0", **extra,
     }
 
 

@@ -14,7 +14,8 @@ from starlette.requests import Request
 
 from gateway.errors import ApiError
 from shared.clock import now_ms
-from shared.images import sniff_image
+from shared.errors import InvalidImageError
+from shared.images import ImageTooLargeError, inspect_image, sniff_image
 from shared.schemas import ScanCreate
 from shared.settings import Settings
 
@@ -144,6 +145,12 @@ def _check_image(raw: bytes, settings: Settings, field: str) -> bytes:
         raise ApiError(
             415, "unsupported_image", "image must be PNG, JPEG, GIF or WebP", field
         )
+    try:
+        inspect_image(raw)
+    except ImageTooLargeError as exc:
+        raise ApiError(413, "image_too_large", str(exc), field) from None
+    except InvalidImageError as exc:
+        raise ApiError(422, "invalid_image", str(exc), field) from None
     return raw
 
 

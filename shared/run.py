@@ -7,7 +7,9 @@ stops them all on Ctrl-C or SIGTERM, and all of them if one dies.
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -118,10 +120,14 @@ def main() -> None:
     else:
         sup.say(f"using Redis at {settings.redis_url}")
 
+    key = _dev_credentials(env, Path(os.environ.get("LABELSCAN_DATA_DIR", ".data")))
     for name in SERVICES:
         sup.spawn(name, [sys.executable, "-m", name], env)
     sup.say(f"gateway   {settings.gateway_url}  (POST /api/scans, GET /api/queue/stats)")
     sup.say(f"notifier  {settings.notifier_url}  (GET /api/scans/<id>/events)")
+    if key:
+        sup.say(f"development API key (tenant 'dev'): {key}")
+        sup.say(f"  curl -H 'Authorization: Bearer {key}' {settings.gateway_url}/api/queue/stats")
     sup.say("Ctrl-C stops everything")
     code = sup.watch()
     sup.say("stopping")
@@ -131,6 +137,27 @@ def main() -> None:
         valkey.stop()
     sup.say("stopped")
     raise SystemExit(code)
+
+
+def _dev_credentials(env: dict[str, str], data: Path) -> str | None:
+    """Create (once) and use a development API key and event key; return the API key."""
+    if env.get("LABELSCAN_AUTH", "on").lower() in {"0", "false", "no", "off"}:
+        return None
+    if env.get("LABELSCAN_API_KEYS") or env.get("LABELSCAN_API_KEYS_FILE"):
+        return None
+    path = data / "dev-credentials.json"
+    if path.exists():
+        creds = json.loads(path.read_text())
+    else:
+        creds = {"api_key": f"dev-{secrets.token_urlsafe(24)}",
+                 "event_key": secrets.token_urlsafe(36)}
+        data.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(creds))
+        path.chmod(0o600)
+    env["LABELSCAN_API_KEYS"] = f"dev:{creds['api_key']}"
+    env.setdefault("LABELSCAN_EVENT_KEYS", creds["event_key"])
+    api_key: str = creds["api_key"]
+    return api_key
 
 
 def _port_free(port: int) -> bool:

@@ -31,18 +31,27 @@ _ENV_OF = {
     "anthropic_base_url": "ANTHROPIC_BASE_URL",
     "anthropic_model": "ANTHROPIC_MODEL",
     "sse_heartbeat_s": "SSE_HEARTBEAT",
+    "tenant_rps": "LABELSCAN_TENANT_RPS",
+    "anthropic_rpm": "ANTHROPIC_RPM",
+    "events_retention_s": "EVENTS_RETENTION",
 }
 
 
 def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment that makes ``python -m <service>`` read ``settings``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "SCAN_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ANTHROPIC_", "SCAN_", "LABELSCAN_"))}
     for field, name in _ENV_OF.items():
         value = getattr(settings, field)
         if value is not None:
             env[name] = str(value)
     if settings.anthropic_api_key is not None:
         env["ANTHROPIC_API_KEY"] = settings.anthropic_api_key.value
+    env["LABELSCAN_AUTH"] = "on" if settings.auth else "off"
+    if settings.api_keys:
+        env["LABELSCAN_API_KEYS"] = ",".join(f"{t}:{k.value}" for t, k in settings.api_keys)
+    if settings.event_keys:
+        env["LABELSCAN_EVENT_KEYS"] = ",".join(k.value for k in settings.event_keys)
     env.update({"LOG_JSON": "true", "LOG_LEVEL": "INFO", **extra})
     return env
 

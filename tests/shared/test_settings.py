@@ -1,0 +1,57 @@
+"""Settings: read once from the environment, loud on bad values, documented in the README."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from shared.settings import Secret, Settings, SettingsError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_match_the_issue() -> None:
+    """The documented defaults."""
+    s = Settings.from_env({})
+    assert (s.redis_url, s.gateway_port, s.notifier_port, s.worker_concurrency) == (
+        "redis://localhost:6379/0", 8000, 8001, 2)
+    assert s.analyzer_backend == "claude"
+    assert s.max_attempts == 5
+
+
+@pytest.mark.parametrize(("name", "value", "words"), [
+    ("GATEWAY_PORT", "eighty", "GATEWAY_PORT"),
+    ("GATEWAY_PORT", "70000", "TCP port"),
+    ("SCAN_WORKER_CONCURRENCY", "0", "positive"),
+    ("ANALYZER_BACKEND", "gpt", "one of claude"),
+    ("REDIS_URL", "http://x", "redis://"),
+    ("LABELSCAN_PREFIX", "a:b", "colons"),
+    ("LABELSCAN_API_KEYS", "tenant-without-key", "tenant:key"),
+    ("LABELSCAN_EVENT_KEYS", "short", "32 characters"),
+    ("CORS_ORIGINS", "example.com", "origin"),
+])
+def test_malformed_values_fail_with_one_clear_line(name: str, value: str, words: str) -> None:
+    """A bad value names the variable and what is wrong."""
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({name: value})
+    assert name in str(info.value) and words in str(info.value)
+
+
+def test_secrets_never_print() -> None:
+    """API keys print as stars, in str, repr and the settings' repr."""
+    s = Settings.from_env({"ANTHROPIC_API_KEY": "sk-very-secret",
+                           "LABELSCAN_API_KEYS": "a:0123456789abcdef-secret"})
+    assert "secret" not in repr(s) and "secret" not in str(s.anthropic_api_key)
+    assert isinstance(s.anthropic_api_key, Secret) and s.anthropic_api_key.value == "sk-very-secret"
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    """Each environment variable the code reads appears in the README's table."""
+    source = (ROOT / "shared" / "settings.py").read_text()
+    names = set(re.findall(r'r\.get\(\s*"([A-Z0-9_]+)"', source))
+    readme = (ROOT / "README.md").read_text()
+    assert len(names) > 40
+    missing = sorted(n for n in names if f"`{n}`" not in readme)
+    assert not missing, f"not in README: {missing}"
