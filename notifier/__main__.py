@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import socket
+import sys
 
 import uvicorn
 from starlette.applications import Starlette
 
 from notifier.app import begin_shutdown, create_app
 from shared.service import boot
+from shared.settings import SettingsError
 
 
 class _Server(uvicorn.Server):
@@ -27,7 +29,11 @@ def main() -> None:
     """Run the notifier until SIGINT/SIGTERM."""
     settings, log = boot("notifier")
     log.info("starting", url=settings.notifier_url, redis=settings.redis_url)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except SettingsError as exc:
+        print(f"notifier: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     config = uvicorn.Config(
         app,
         host=settings.notifier_host,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from typing import Any, TypedDict
 
@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from notifier.access import AccessDenied, check_scan, require_keys
 from notifier.events import StreamEvent, parse_stream_id
 from notifier.hub import Hub
 from notifier.stream import has_events_after, is_finished, scan_events, scan_state
@@ -46,6 +47,7 @@ class State(TypedDict):
     keys: Keys
     settings: Settings
     shutdown: anyio.Event
+    tenant_of: Callable[[str], Awaitable[str | None]]
 
 
 class Lifecycle:
@@ -98,6 +100,10 @@ async def stream_scan(request: Request) -> Response:
     scan_id: str = request.path_params["scan_id"]
     if not is_scan_id(scan_id):
         return error(404, "not_found", "no such scan (or it has expired)", "scan_id")
+    try:
+        await check_scan(request.state.settings, request, scan_id, request.state.tenant_of)
+    except AccessDenied as exc:
+        return error(exc.status, exc.error, exc.detail, "token")
     # The header wins: a browser's reconnect sends a newer id than the URL it was opened with.
     after = request.headers.get("last-event-id", "").strip() or (
         request.query_params.get("last_event_id", "").strip()
@@ -172,7 +178,8 @@ async def _drain_on(event: anyio.Event, lifecycle: Lifecycle) -> None:
 
 
 def create_app(settings: Settings, *, queue_size: int | None = None) -> Starlette:
-    """Build the notifier application for ``settings``."""
+    """Build the notifier application for ``settings`` (SettingsError if misconfigured)."""
+    require_keys(settings)
     lifecycle = Lifecycle()
 
     @asynccontextmanager
@@ -184,9 +191,14 @@ def create_app(settings: Settings, *, queue_size: int | None = None) -> Starlett
         lifecycle.hub, lifecycle.event = hub, shutdown
         hub.start()
         watcher = asyncio.create_task(_drain_on(shutdown, lifecycle))
+
+        async def tenant_of(scan_id: str) -> str | None:
+            raw: Any = await redis.hget(keys.scan(scan_id), "tenant")
+            return raw.decode() if raw else None
+
         try:
             yield {"hub": hub, "redis": redis, "keys": keys, "settings": settings,
-                   "shutdown": shutdown}
+                   "shutdown": shutdown, "tenant_of": tenant_of}
         finally:
             lifecycle.shutdown()
             watcher.cancel()
