@@ -40,7 +40,8 @@ async def events_of(redis: Redis, settings: Settings, scan_id: str) -> list[Scan
 async def test_high_priority_starts_next(make_settings: SettingsFactory) -> None:
     """With one slot busy and a backlog of low scans, a later high scan runs next."""
     settings = make_settings(worker_concurrency=1)
-    backend = ScriptedBackend(settings, delay_s=0.3)
+    # The first scan holds the only slot long enough for the rest to queue behind it.
+    backend = ScriptedBackend(settings, delay_s=0.05, delays={"low0": 1.5})
     async with running_stack(settings, backend=backend) as stack:
         for i in range(4):
             await stack.client.post("/api/scans", json=body(f"low{i}", priority="low"))

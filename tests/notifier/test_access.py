@@ -29,7 +29,7 @@ async def status_of(client: httpx.AsyncClient, url: str, token: str | None) -> i
 
 
 async def test_event_stream_needs_a_token_for_that_scan(make_settings: SettingsFactory) -> None:
-    """No token 401, a forged one 401, another scan's 404; its own (any key, or its tenant's) 200."""
+    """No or forged token 401, another scan 404; its own token (any key, or tenant scope) 200."""
     settings = make_settings(auth=True, api_keys=(("a", Secret(KEY)),), event_keys=(NEW, OLD))
     auth = {"authorization": f"Bearer {KEY}"}
     async with running_stack(settings) as stack:

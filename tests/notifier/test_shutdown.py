@@ -47,6 +47,7 @@ async def test_python_m_notifier_serves_and_drains_on_sigterm(
     env = {
         **os.environ, "REDIS_URL": valkey.url, "LABELSCAN_PREFIX": settings.prefix,
         "NOTIFIER_PORT": str(port), "LOG_JSON": "true", "LOG_LEVEL": "WARNING",
+        "LABELSCAN_AUTH": "off",
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "notifier", cwd=ROOT, env=env,
