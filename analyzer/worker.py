@@ -70,7 +70,9 @@ class Worker:
         self.store = AttemptStore(self.redis, settings)
         self.backend = backend or make_backend(settings)
         self.fetcher = ImageFetcher(
-            max_bytes=settings.max_image_bytes, timeout_s=settings.fetch_timeout_s
+            max_bytes=settings.max_image_bytes, timeout_s=settings.fetch_timeout_s,
+            allow_http=settings.image_url_allow_http, allow_hosts=settings.image_url_allow_hosts,
+            max_redirects=settings.image_fetch_max_redirects,
         )
         self.runner = ScanRunner(self.store, self.backend, self.fetcher, settings)
         self.streams = self.store.keys.request_streams  # highest priority first

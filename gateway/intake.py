@@ -6,7 +6,6 @@ import base64
 import binascii
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 from starlette.datastructures import UploadFile
@@ -16,6 +15,7 @@ from gateway.errors import ApiError
 from shared.clock import now_ms
 from shared.errors import InvalidImageError
 from shared.images import ImageTooLargeError, inspect_image, sniff_image
+from shared.netguard import UnsafeURLError, check_url
 from shared.schemas import ScanCreate
 from shared.settings import Settings
 
@@ -47,7 +47,7 @@ async def read_scan(request: Request, settings: Settings) -> Intake:
             415, "unsupported_media_type",
             "send application/json or multipart/form-data", "content-type",
         )
-    _check_source(scan, image)
+    _check_source(scan, image, settings)
     return Intake(scan=scan, image=image, due_ms=_due_ms(scan, settings))
 
 
@@ -186,7 +186,7 @@ async def _read_multipart(request: Request, settings: Settings) -> tuple[ScanCre
     return scan, image
 
 
-def _check_source(scan: ScanCreate, image: bytes | None) -> None:
+def _check_source(scan: ScanCreate, image: bytes | None, settings: Settings) -> None:
     sources = sum(x is not None for x in (scan.image_url, image))
     if sources != 1:
         raise ApiError(
@@ -195,8 +195,8 @@ def _check_source(scan: ScanCreate, image: bytes | None) -> None:
             "image",
         )
     if scan.image_url is not None:
-        parts = urlsplit(scan.image_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ApiError(
-                422, "invalid_field", "image_url must be an absolute http(s) URL", "image_url"
-            )
+        try:
+            check_url(scan.image_url, allow_http=settings.image_url_allow_http,
+                      allow_hosts=frozenset(settings.image_url_allow_hosts))
+        except UnsafeURLError as exc:
+            raise ApiError(422, "invalid_field", str(exc), "image_url") from None

@@ -61,6 +61,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     events_retention_s: int = 3600
     scan_events_maxlen: int = 1_000
     fetch_timeout_s: float = 15.0
+    image_url_allow_http: bool = False
+    image_url_allow_hosts: tuple[str, ...] = ()
+    image_fetch_max_redirects: int = 3
     sse_heartbeat_s: float = 15.0
     sse_retry_ms: int = 2_000
     sse_queue_size: int = 256
@@ -143,6 +146,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             events_retention_s=r.get("EVENTS_RETENTION", _positive, d.events_retention_s),
             scan_events_maxlen=r.get("SCAN_EVENTS_MAXLEN", _positive, d.scan_events_maxlen),
             fetch_timeout_s=r.get("IMAGE_FETCH_TIMEOUT", _positive_float, d.fetch_timeout_s),
+            image_url_allow_http=r.get("IMAGE_URL_ALLOW_HTTP", _bool, d.image_url_allow_http),
+            image_url_allow_hosts=r.get("IMAGE_URL_ALLOW_HOSTS", _hosts, ()),
+            image_fetch_max_redirects=r.get(
+                "IMAGE_FETCH_MAX_REDIRECTS", _non_negative, d.image_fetch_max_redirects
+            ),
             sse_heartbeat_s=r.get("SSE_HEARTBEAT", _positive_float, d.sse_heartbeat_s),
             sse_retry_ms=r.get("SSE_RETRY_MS", _positive, d.sse_retry_ms),
             sse_queue_size=r.get("SSE_QUEUE_SIZE", _positive, d.sse_queue_size),
@@ -308,6 +316,14 @@ def _secrets(raw: str) -> tuple[Secret, ...]:
     if any(len(k.value) < 32 for k in keys):
         raise ValueError("each key must be at least 32 characters")
     return keys
+
+
+def _hosts(raw: str) -> tuple[str, ...]:
+    hosts = tuple(h.strip() for h in raw.split(",") if h.strip())
+    for host in hosts:
+        if any(c in host for c in "/@ ") or host.startswith(("http:", "https:")):
+            raise ValueError(f"{host!r} is not host or host:port")
+    return hosts
 
 
 def _origins(raw: str) -> tuple[str, ...]:

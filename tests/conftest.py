@@ -48,6 +48,8 @@ def make_settings(valkey: EmbeddedValkey, prefix: str) -> SettingsFactory:
             "ANALYZER_HEALTH_PORT": "0",
             "LABELSCAN_AUTH": "off",
             "LABELSCAN_TENANT_RPS": "0",
+            # Test image origins are local servers; everything else stays refused.
+            "IMAGE_URL_ALLOW_HOSTS": "127.0.0.1",
         })
         fields = {f: getattr(base, f) for f in base.__struct_fields__}
         fields.update(overrides)
