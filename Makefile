@@ -33,7 +33,15 @@ lint: $(STAMP) ## ruff + mypy
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-bench: $(STAMP) ## benchmarks; results in bench/results/
+BENCH_STAMP := $(VENV)/.bench
+
+# Peer queues for the same-run comparison; arq declares redis<6, so it goes in without deps.
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	$(PY) -m pip install --quiet --no-deps 'arq>=0.28'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP) ## benchmarks against peers measured in the same run; results in bench/results/
 	$(PY) -m bench.run
 
 clean:

@@ -30,6 +30,15 @@ MODEL_FILES = {
     "Rec": "PP-OCRv6_rec_small.onnx",
 }
 MIN_CONFIDENCE = 0.5
+SMALL_LONG_EDGE = 640
+# Detection at the image's own size ("max" never upscales a prepared image): RapidOCR's
+# default ("min" side to 736) upscaled every label and cost ~30% more time for the
+# same findings on the synthetic set; small images are upscaled by read_image instead.
+ENGINE_PARAMS: dict[str, Any] = {
+    "Global.log_level": "error",
+    "Det.limit_type": "max",
+    "Det.limit_side_len": OCR_LONG_EDGE,
+}
 
 
 class OcrLine(msgspec.Struct, frozen=True, kw_only=True):
@@ -82,7 +91,7 @@ def _load() -> RapidOCR:
     except ImportError as exc:
         raise BackendError(f"the local backend needs rapidocr and onnxruntime: {exc}") from exc
     root = model_dir()
-    params: dict[str, Any] = {"Global.log_level": "error"}
+    params = dict(ENGINE_PARAMS)
     for stage, name in MODEL_FILES.items():
         path = root / name
         if not path.is_file():
@@ -102,6 +111,12 @@ def warm_up() -> None:
 def read_image(image: Image.Image) -> OcrResult:
     """OCR a decoded image (blocking, CPU-bound)."""
     image = flatten(image).convert("RGB")
+    long_edge = max(image.size)
+    if long_edge < SMALL_LONG_EDGE:
+        # Thumbnails: tiny text reads better enlarged, and more than twice adds nothing.
+        factor = min(2.0, SMALL_LONG_EDGE / long_edge)
+        size = (round(image.width * factor), round(image.height * factor))
+        image = image.resize(size, Image.Resampling.LANCZOS)
     ocr = engine()
     started = time.perf_counter()
     with _run_lock:

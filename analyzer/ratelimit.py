@@ -70,9 +70,9 @@ class RateLimiter:
         self.prompt_tokens = settings.anthropic_prompt_tokens
         self.output_estimate = settings.anthropic_output_estimate
 
-    def estimate(self, image: bytes) -> tuple[int, int]:
-        """(input, output) tokens to reserve for one analysis of ``image``."""
-        return image_tokens(image) + self.prompt_tokens, self.output_estimate
+    def estimate(self, image_tokens: int) -> tuple[int, int]:
+        """(input, output) tokens to reserve for one analysis of an image of that cost."""
+        return image_tokens + self.prompt_tokens, self.output_estimate
 
     async def try_acquire(self, input_tokens: int, output_tokens: int) -> Decision:
         """Reserve capacity now, or say how long to wait; one round trip."""

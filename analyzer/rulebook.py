@@ -238,7 +238,7 @@ def _quote(lines: Iterable[str]) -> str:
 
 
 def verdict_of(findings: Sequence[Finding]) -> Verdict:
-    """non_compliant on a critical/major fail; needs_review on any other doubt; info never counts."""
+    """non_compliant on a critical/major fail; needs_review on other doubts; info never counts."""
     counted = [f for f in findings if f.severity != "info"]
     if any(f.status == "fail" and f.severity in {"critical", "major"} for f in counted):
         return "non_compliant"

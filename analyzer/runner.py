@@ -10,12 +10,13 @@ from redis.exceptions import RedisError
 
 from analyzer.backends import AnalysisRequest, Backend
 from analyzer.fetch import ImageFetcher
+from analyzer.images import prepare_image
 from analyzer.ratelimit import RateLimiter, Reservation
 from analyzer.retry import backoff_delay, should_retry
 from shared.attempts import AttemptStore, Claim
 from shared.errors import InvalidImageError, LabelscanError, RateLimitedError, RetryableError
 from shared.images import sniff_image
-from shared.schemas import Progress, ScanError, ScanJob, ScanResult, Stage
+from shared.schemas import ImageSent, Progress, ScanError, ScanJob, ScanResult, Stage
 from shared.settings import Settings
 
 log = structlog.get_logger("analyzer")
@@ -83,8 +84,7 @@ class ScanRunner:
         pct = FETCHING.percentage
         try:
             image = claim.image if claim.image is not None else await self._fetch(job)
-            media_type = sniff_image(image)
-            if media_type is None:
+            if sniff_image(image) is None:
                 raise InvalidImageError("stored image is not a PNG, JPEG, GIF or WebP")
             pct = ANALYZING.percentage
             await self._report(claim, ANALYZING)
@@ -96,11 +96,18 @@ class ScanRunner:
                     claim, Progress(stage=stage, percentage=percentage, message=message)
                 )
 
-            reservation = await self._acquire(claim, image)
+            # Pillow work is CPU-bound: off the event loop, so other scans keep moving.
+            prepared = await asyncio.to_thread(prepare_image, image)
+            sent = ImageSent(
+                media_type=prepared.media_type, width=prepared.width, height=prepared.height,
+                bytes=len(prepared.data), token_estimate=prepared.token_estimate,
+            )
+            reservation = await self._acquire(claim, prepared.token_estimate)
             try:
                 outcome = await self.backend.analyze(
                     AnalysisRequest(
-                        image=image, media_type=media_type, category=job.category,
+                        image=prepared.data, media_type=prepared.media_type,
+                        image_tokens=prepared.token_estimate, category=job.category,
                         marketplaces=job.marketplaces, product_name=job.product_name,
                     ),
                     report,
@@ -115,6 +122,7 @@ class ScanRunner:
             result = ScanResult(
                 analysis=outcome.analysis, backend=self.backend.name, model=outcome.model,
                 usage=outcome.usage, duration_ms=int((time.monotonic() - started) * 1000),
+                image=sent,
             )
             if not await self.store.complete(claim, result):
                 raise StaleAttemptError
@@ -151,10 +159,10 @@ class ScanRunner:
             await self.store.fail(claim, error, pct)
             log.warning("scan failed", kind=exc.kind, error=str(exc))
 
-    async def _acquire(self, claim: Claim, image: bytes) -> Reservation | None:
+    async def _acquire(self, claim: Claim, image_tokens: int) -> Reservation | None:
         if self.limiter is None:
             return None
-        input_tokens, output_tokens = self.limiter.estimate(image)
+        input_tokens, output_tokens = self.limiter.estimate(image_tokens)
         told = False
         while True:
             decision = await self.limiter.try_acquire(input_tokens, output_tokens)

@@ -92,6 +92,8 @@ class Worker:
 
     async def __aenter__(self) -> Worker:
         await self.ensure_groups()
+        # Before the first claim: a scan must not wait seconds for OCR models to load.
+        await self.backend.warm_up()
         if self.health_port:
             self._health = await serve_health(
                 self.settings.analyzer_health_host, self.health_port, self.health

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from gateway import scans
 from gateway.auth import Guard
 from gateway.errors import ApiError, JSONResponse, on_api_error, on_http_error, on_redis_down
+from gateway.openapi import openapi_endpoint
 from shared.connection import connect
 from shared.cors import cors
 from shared.settings import Settings
@@ -79,15 +80,16 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/scans", scans.create_scan, methods=["POST"]),
         Route("/api/scans/{scan_id}/status", scans.scan_status, methods=["GET"]),
         Route("/api/scans/{scan_id}/events-url", scans.events_link, methods=["GET"]),
-        Route("/api/scans/{scan_id}", scans.scan_detail, methods=["GET"]),
-        Route("/api/scans/{scan_id}", scans.cancel_scan, methods=["DELETE"]),
+        # One route for both methods, so that a 405 there lists both in Allow.
+        Route("/api/scans/{scan_id}", scans.scan_item, methods=["GET", "DELETE"]),
         Route("/api/scans/{scan_id}/retry", scans.retry_scan, methods=["POST"]),
         Route("/api/dead", scans.dead_letters, methods=["GET"]),
         Route("/api/queue/stats", stats, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/openapi.json", openapi_endpoint, methods=["GET"]),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
         middleware=[cors(settings)],
@@ -98,3 +100,7 @@ def create_app(settings: Settings) -> Starlette:
             RedisTimeoutError: on_redis_down,
         },
     )
+    # Starlette would answer "/api/scans/" with a bodiless 307 to "/api/scans": no answer the
+    # OpenAPI document lists, and no ErrorBody. A path with a stray slash is an unknown path.
+    app.router.redirect_slashes = False
+    return app

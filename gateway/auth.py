@@ -85,8 +85,10 @@ class Guard:
             if not settings.event_keys:
                 raise SettingsError("LABELSCAN_EVENT_KEYS is required when auth is on")
         else:
-            log.warning("authentication is OFF (LABELSCAN_AUTH=off): every caller sees "
-                        "every scan; never run this way in production")
+            log.warning(
+                "authentication is OFF (LABELSCAN_AUTH=off): every caller sees "
+                "every scan; never run this way in production"
+            )
         rps = settings.tenant_rps
         self._interval = scripts.Packed.of(max(1, round(1000 / rps))) if rps else None
         self._burst = scripts.Packed.of(max(1, round(rps)))
@@ -107,14 +109,23 @@ class Guard:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         tenant = self.tenant_for(key.strip()) if scheme.lower() == "bearer" else None
         if tenant is None:
-            raise ApiError(401, "unauthorized", "send Authorization: Bearer <API key>",
-                           "authorization", {"www-authenticate": 'Bearer realm="labelscan"'})
+            raise ApiError(
+                401,
+                "unauthorized",
+                "send Authorization: Bearer <API key>",
+                "authorization",
+                {"www-authenticate": 'Bearer realm="labelscan"'},
+            )
         if self._interval is not None:
-            wait_ms = await self._run(scripts.TENANT_RATE, [self._keys.tenant_rate(tenant)],
-                                      [now_ms(), self._interval, self._burst])
+            wait_ms = await self._run(
+                scripts.TENANT_RATE,
+                [self._keys.tenant_rate(tenant)],
+                [now_ms(), self._interval, self._burst],
+            )
             if wait_ms:
                 raise ApiError(
-                    429, "rate_limited",
+                    429,
+                    "rate_limited",
                     f"over {self.settings.tenant_rps:g} requests per second for this key",
                     headers={"retry-after": str(max(1, -(-int(wait_ms) // 1000)))},
                 )

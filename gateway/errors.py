@@ -65,13 +65,20 @@ async def on_api_error(request: Request, exc: Exception) -> Response:
 async def on_redis_down(request: Request, exc: Exception) -> Response:
     """A quick 503 with Retry-After while Redis is unreachable."""
     log.warning("redis unavailable", error=str(exc), path=request.url.path)
-    return error_response(ApiError(503, "unavailable", "the queue is unreachable; retry shortly",
-                                   headers={"retry-after": "1"}))
+    return error_response(
+        ApiError(
+            503,
+            "unavailable",
+            "the queue is unreachable; retry shortly",
+            headers={"retry-after": "1"},
+        )
+    )
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own 404/405 in the same JSON shape."""
     assert isinstance(exc, HTTPException)
     name = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error_response(ApiError(exc.status_code, name, str(exc.detail),
-                                   headers=dict(exc.headers or {})))
+    return error_response(
+        ApiError(exc.status_code, name, str(exc.detail), headers=dict(exc.headers or {}))
+    )

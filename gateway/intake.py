@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
+from starlette.types import Message
 
 from gateway.errors import ApiError
 from shared.clock import now_ms
@@ -35,17 +36,20 @@ _decode_scan = msgspec.json.Decoder(ScanCreate).decode
 async def read_scan(request: Request, settings: Settings) -> Intake:
     """Parse and validate the body of ``POST /api/scans``; raise ApiError on bad input."""
     _check_length(request, settings)
+    # Content-Length is optional (chunked bodies): the count is kept while reading, too.
+    request = _capped(request, settings.max_body_bytes)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == "application/json":
-        body = await _read_capped(request, settings.max_body_bytes)
-        scan = _decode_json(body)
+        scan = _decode_json(await request.body())
         image = _decode_base64(scan.image_base64, settings) if scan.image_base64 else None
     elif media_type == "multipart/form-data":
         scan, image = await _read_multipart(request, settings)
     else:
         raise ApiError(
-            415, "unsupported_media_type",
-            "send application/json or multipart/form-data", "content-type",
+            415,
+            "unsupported_media_type",
+            "send application/json or multipart/form-data",
+            "content-type",
         )
     _check_source(scan, image, settings)
     return Intake(scan=scan, image=image, due_ms=_due_ms(scan, settings))
@@ -59,9 +63,7 @@ def _due_ms(scan: ScanCreate, settings: Settings) -> int:
         due = now + scan.delay_ms
     elif scan.run_at is not None:
         if scan.run_at.tzinfo is None:
-            raise ApiError(
-                422, "invalid_field", "run_at needs a UTC offset (RFC 3339)", "run_at"
-            )
+            raise ApiError(422, "invalid_field", "run_at needs a UTC offset (RFC 3339)", "run_at")
         due = int(scan.run_at.timestamp() * 1000)
     else:
         return 0
@@ -82,24 +84,26 @@ def _check_length(request: Request, settings: Settings) -> None:
     try:
         length = int(raw)
     except ValueError:
-        raise ApiError(
-            400, "bad_request", "invalid Content-Length", "content-length"
-        ) from None
+        raise ApiError(400, "bad_request", "invalid Content-Length", "content-length") from None
     if length > settings.max_body_bytes:
-        raise ApiError(
-            413, "too_large", f"body exceeds {settings.max_body_bytes} bytes", "body"
-        )
+        raise ApiError(413, "too_large", f"body exceeds {settings.max_body_bytes} bytes", "body")
 
 
-async def _read_capped(request: Request, limit: int) -> bytes:
-    chunks: list[bytes] = []
+def _capped(request: Request, limit: int) -> Request:
+    """``request`` whose body reads fail with 413 as soon as they pass ``limit`` bytes."""
+    receive = request.receive
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "too_large", f"body exceeds {limit} bytes", "body")
-        chunks.append(chunk)
-    return b"".join(chunks)
+
+    async def counting() -> Message:
+        nonlocal size
+        message = await receive()
+        if message["type"] == "http.request":
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise ApiError(413, "too_large", f"body exceeds {limit} bytes", "body")
+        return message
+
+    return Request(request.scope, counting)
 
 
 def _decode_json(body: bytes) -> ScanCreate:
@@ -112,6 +116,14 @@ def _decode_json(body: bytes) -> ScanCreate:
         raise ApiError(422, "invalid_field", message, field) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, "malformed_json", str(exc), "body") from None
+    except UnicodeDecodeError as exc:
+        # msgspec validates UTF-8 only when it builds a str, and then raises this instead.
+        raise ApiError(
+            400,
+            "malformed_json",
+            f"body is not valid UTF-8 ({exc.reason})",
+            "body",
+        ) from None
 
 
 def _missing_field(message: str) -> str | None:
@@ -136,15 +148,11 @@ def _decode_base64(data: str, settings: Settings) -> bytes:
 
 def _check_image(raw: bytes, settings: Settings, field: str) -> bytes:
     if len(raw) > settings.max_image_bytes:
-        raise ApiError(
-            413, "too_large", f"image exceeds {settings.max_image_bytes} bytes", field
-        )
+        raise ApiError(413, "too_large", f"image exceeds {settings.max_image_bytes} bytes", field)
     if not raw:
         raise ApiError(422, "invalid_field", "image is empty", field)
     if sniff_image(raw) is None:
-        raise ApiError(
-            415, "unsupported_image", "image must be PNG, JPEG, GIF or WebP", field
-        )
+        raise ApiError(415, "unsupported_image", "image must be PNG, JPEG, GIF or WebP", field)
     try:
         inspect_image(raw)
     except ImageTooLargeError as exc:
@@ -159,6 +167,8 @@ async def _read_multipart(request: Request, settings: Settings) -> tuple[ScanCre
         form = await request.form(
             max_files=1, max_fields=16, max_part_size=settings.max_image_bytes + 1
         )
+    except ApiError:
+        raise  # the body is over the cap
     except Exception as exc:  # starlette raises HTTPException/MultiPartException subclasses
         detail = getattr(exc, "detail", None) or str(exc) or "malformed multipart body"
         raise ApiError(400, "malformed_multipart", str(detail), "body") from None
@@ -176,6 +186,8 @@ async def _read_multipart(request: Request, settings: Settings) -> tuple[ScanCre
                 fields.setdefault("marketplaces", []).extend(items)
             elif isinstance(value, UploadFile):
                 raise ApiError(422, "invalid_field", "unexpected file field", name)
+            elif name == "delay_ms":
+                fields[name] = _form_int(value, name)
             else:
                 fields[name] = value
     finally:
@@ -186,17 +198,31 @@ async def _read_multipart(request: Request, settings: Settings) -> tuple[ScanCre
     return scan, image
 
 
+_FORM_INT = re.compile(r"[0-9]{1,15}")
+
+
+def _form_int(value: str, field: str) -> int:
+    # Form values are all text; ASCII digits only (int() would take " 5", "٣" and "1_0").
+    if _FORM_INT.fullmatch(value) is None:
+        raise ApiError(422, "invalid_field", f"{field} must be a whole number", field)
+    return int(value)
+
+
 def _check_source(scan: ScanCreate, image: bytes | None, settings: Settings) -> None:
     sources = sum(x is not None for x in (scan.image_url, image))
     if sources != 1:
         raise ApiError(
-            422, "invalid_field",
+            422,
+            "invalid_field",
             "give exactly one image source: image_url, image_base64 or an image file",
             "image",
         )
     if scan.image_url is not None:
         try:
-            check_url(scan.image_url, allow_http=settings.image_url_allow_http,
-                      allow_hosts=frozenset(settings.image_url_allow_hosts))
+            check_url(
+                scan.image_url,
+                allow_http=settings.image_url_allow_http,
+                allow_hosts=frozenset(settings.image_url_allow_hosts),
+            )
         except UnsafeURLError as exc:
             raise ApiError(422, "invalid_field", str(exc), "image_url") from None

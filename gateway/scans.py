@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import msgspec
 from starlette.requests import Request
@@ -22,7 +23,7 @@ from shared.schemas import (
     ScanStatus,
 )
 from shared.settings import Settings
-from shared.store import Duplicate, OverQuota, ScanStore, is_stream_id, new_scan_id
+from shared.store import Duplicate, OverQuota, ScanStore, new_scan_id
 
 _encode = msgspec.json.Encoder().encode
 
@@ -45,7 +46,10 @@ def accepted(settings: Settings, scan_id: str, state: ScanState = "queued") -> S
         token = tokens.sign(settings.event_keys, "s", scan_id, settings.event_token_ttl_s)
         events_url += f"?token={token}"
     return ScanAccepted(
-        scan_id=scan_id, status=state, events_url=events_url, events_token=token,
+        scan_id=scan_id,
+        status=state,
+        events_url=events_url,
+        events_token=token,
         status_url=f"{settings.gateway_url}/api/scans/{scan_id}/status",
     )
 
@@ -55,8 +59,12 @@ def _idempotency(request: Request, body: bytes) -> tuple[str, str] | None:
     if key is None:
         return None
     if not 1 <= len(key) <= 255 or not key.isprintable():
-        raise ApiError(400, "bad_request", "Idempotency-Key must be 1-255 printable characters",
-                       "idempotency-key")
+        raise ApiError(
+            400,
+            "bad_request",
+            "Idempotency-Key must be 1-255 printable characters",
+            "idempotency-key",
+        )
     return hashlib.sha256(key.encode()).hexdigest(), hashlib.sha256(body).hexdigest()
 
 
@@ -78,28 +86,43 @@ async def create_scan(request: Request) -> Response:
     scan_id = new_scan_id()
     store = _store(request)
     job = ScanJob(
-        scan_id=scan_id, category=scan.category,
-        marketplaces=list(dict.fromkeys(scan.marketplaces)), product_name=scan.product_name,
-        priority=scan.priority, tenant=tenant,
+        scan_id=scan_id,
+        category=scan.category,
+        marketplaces=list(dict.fromkeys(scan.marketplaces)),
+        product_name=scan.product_name,
+        priority=scan.priority,
+        tenant=tenant,
         image_key=store.keys.image(scan_id) if intake.image else None,
-        image_url=scan.image_url, submitted_at_ms=now_ms(),
+        image_url=scan.image_url,
+        submitted_at_ms=now_ms(),
     )
-    outcome = await store.submit(job, intake.image, idempotency=idempotency,
-                                 due_ms=intake.due_ms)
+    outcome = await store.submit(job, intake.image, idempotency=idempotency, due_ms=intake.due_ms)
     if isinstance(outcome, OverQuota):
-        raise ApiError(429, "quota_exceeded",
-                       f"this key has used its {settings.tenant_scans_per_day} scans for today",
-                       headers={"retry-after": str(86400 - int(now_ms() / 1000) % 86400)})
+        raise ApiError(
+            429,
+            "quota_exceeded",
+            f"this key has used its {settings.tenant_scans_per_day} scans for today",
+            headers={"retry-after": str(86400 - int(now_ms() / 1000) % 86400)},
+        )
     if isinstance(outcome, Duplicate):
         if not outcome.same_body:
-            raise ApiError(422, "idempotency_conflict",
-                           "this Idempotency-Key was used with a different request body",
-                           "idempotency-key")
-        return JSONResponse(accepted(settings, outcome.scan_id), status_code=200,
-                            headers={"location": f"/api/scans/{outcome.scan_id}"})
+            raise ApiError(
+                422,
+                "idempotency_conflict",
+                "this Idempotency-Key was used with a different request body",
+                "idempotency-key",
+            )
+        return JSONResponse(
+            accepted(settings, outcome.scan_id),
+            status_code=200,
+            headers={"location": f"/api/scans/{outcome.scan_id}"},
+        )
     state: ScanState = "scheduled" if intake.due_ms else "queued"
-    return JSONResponse(accepted(settings, scan_id, state), status_code=202,
-                        headers={"location": f"/api/scans/{scan_id}"})
+    return JSONResponse(
+        accepted(settings, scan_id, state),
+        status_code=202,
+        headers={"location": f"/api/scans/{scan_id}"},
+    )
 
 
 async def _owned(request: Request) -> tuple[Caller, ScanDetail]:
@@ -114,16 +137,30 @@ async def _owned(request: Request) -> tuple[Caller, ScanDetail]:
 async def scan_status(request: Request) -> Response:
     """``GET /api/scans/{scan_id}/status``."""
     _, d = await _owned(request)
-    return JSONResponse(ScanStatus(
-        scan_id=d.scan_id, state=d.state, progress=d.progress, attempts=d.attempts,
-        created_at=d.created_at, updated_at=d.updated_at, next_attempt_at=d.next_attempt_at,
-    ))
+    return JSONResponse(
+        ScanStatus(
+            scan_id=d.scan_id,
+            state=d.state,
+            progress=d.progress,
+            attempts=d.attempts,
+            created_at=d.created_at,
+            updated_at=d.updated_at,
+            next_attempt_at=d.next_attempt_at,
+        )
+    )
 
 
 async def scan_detail(request: Request) -> Response:
     """``GET /api/scans/{scan_id}``: status plus result or error."""
     _, detail = await _owned(request)
     return JSONResponse(detail)
+
+
+async def scan_item(request: Request) -> Response:
+    """``/api/scans/{scan_id}``: GET reads the scan, DELETE cancels it."""
+    if request.method == "DELETE":
+        return await cancel_scan(request)
+    return await scan_detail(request)
 
 
 async def events_link(request: Request) -> Response:
@@ -140,12 +177,19 @@ async def cancel_scan(request: Request) -> Response:
     if outcome.outcome == "missing":
         raise not_found()
     if outcome.outcome == "terminal":
-        raise ApiError(409, "already_finished",
-                       f"the scan is already {outcome.state}; nothing to cancel", "scan_id")
-    return JSONResponse(CancelResult(
-        scan_id=detail.scan_id, state="cancelled",
-        previous_state=outcome.state,  # type: ignore[arg-type]
-    ))
+        raise ApiError(
+            409,
+            "already_finished",
+            f"the scan is already {outcome.state}; nothing to cancel",
+            "scan_id",
+        )
+    return JSONResponse(
+        CancelResult(
+            scan_id=detail.scan_id,
+            state="cancelled",
+            previous_state=outcome.state,  # type: ignore[arg-type]
+        )
+    )
 
 
 async def retry_scan(request: Request) -> Response:
@@ -155,20 +199,53 @@ async def retry_scan(request: Request) -> Response:
     if outcome.outcome == "missing":
         raise not_found()
     if outcome.outcome == "state":
-        raise ApiError(409, "not_failed",
-                       f"only failed scans can be retried; this one is {outcome.state}",
-                       "scan_id")
+        raise ApiError(
+            409,
+            "not_failed",
+            f"only failed scans can be retried; this one is {outcome.state}",
+            "scan_id",
+        )
     return JSONResponse(accepted(request.state.settings, detail.scan_id), status_code=202)
 
 
 async def dead_letters(request: Request) -> Response:
     """``GET /api/dead?count=&before=``: the caller's dead letters, newest first."""
     caller = await _caller(request)
-    raw_count = request.query_params.get("count", "50")
-    before = request.query_params.get("before")
-    if not raw_count.isdigit() or not 1 <= int(raw_count) <= 500:
-        raise ApiError(422, "invalid_field", "count must be an integer from 1 to 500", "count")
-    if before is not None and not is_stream_id(before):
-        raise ApiError(422, "invalid_field", "before must be a dead-letter id", "before")
-    letters = await _store(request).dead_letters(int(raw_count), before, caller.scope)
+    count = _dead_count(request.query_params.get("count"))
+    before = _dead_before(request.query_params.get("before"))
+    letters = await _store(request).dead_letters(count, before, caller.scope)
     return JSONResponse(letters)
+
+
+# ASCII digits only, matched whole: str.isdigit() and \d take "²" and Arabic-Indic digits,
+# and "$" matches before a trailing newline.
+_COUNT = re.compile(r"[0-9]{1,3}")
+_STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+_UINT64_MAX = 2**64 - 1
+
+
+def _dead_count(raw: str | None) -> int:
+    if raw is None:
+        return 50
+    if _COUNT.fullmatch(raw) is None or not 1 <= int(raw) <= 500:
+        raise ApiError(422, "invalid_field", "count must be an integer from 1 to 500", "count")
+    return int(raw)
+
+
+def _dead_before(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    match = _STREAM_ID.fullmatch(raw)
+    # Redis parses each half as a uint64, and refuses "(0-0" as an exclusive end.
+    if (
+        match is None
+        or any(int(part) > _UINT64_MAX for part in match.groups())
+        or (int(match[1]) == 0 and int(match[2]) == 0)
+    ):
+        raise ApiError(
+            422,
+            "invalid_field",
+            "before must be a dead-letter id (the `next` of a page)",
+            "before",
+        )
+    return raw

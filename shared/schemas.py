@@ -162,6 +162,17 @@ class Usage(Base, frozen=True, kw_only=True):
     cache_read_input_tokens: int = 0
 
 
+class ImageSent(Base, frozen=True, kw_only=True):
+    """The prepared image a backend analysed (oriented, downscaled, re-encoded)."""
+
+    media_type: str
+    width: int
+    height: int
+    bytes: int
+    token_estimate: int
+    """Anthropic's documented cost of this image: width * height / 750 input tokens."""
+
+
 class ScanResult(Base, frozen=True, kw_only=True):
     """A completed scan's stored result."""
 
@@ -170,6 +181,7 @@ class ScanResult(Base, frozen=True, kw_only=True):
     model: str
     usage: Usage
     duration_ms: int
+    image: ImageSent | None = None
 
 
 class ScanStatus(Base, frozen=True, kw_only=True):

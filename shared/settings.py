@@ -11,7 +11,7 @@ import msgspec
 
 T = TypeVar("T")
 
-Backend = Literal["claude", "simulated"]
+Backend = Literal["claude", "local", "simulated"]
 Durability = Literal["fast", "strict"]
 
 
@@ -119,6 +119,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         r = _Reader(e)
         d = cls()
         api_key = r.get("ANTHROPIC_API_KEY", str, None)
+        # No API key: the offline backend still does the main job (never "simulated").
+        backend: Backend = r.get(
+            "ANALYZER_BACKEND", _choice("claude", "local", "simulated"),  # type: ignore[arg-type]
+            "claude" if api_key else "local",
+        )
         settings = cls(
             redis_url=r.get("REDIS_URL", _redis_url, d.redis_url),
             prefix=r.get("LABELSCAN_PREFIX", _prefix, d.prefix),
@@ -136,7 +141,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 "ANTHROPIC_MAX_TOKENS", _positive, d.anthropic_max_tokens
             ),
             anthropic_timeout_s=r.get("ANTHROPIC_TIMEOUT", _positive_float, d.anthropic_timeout_s),
-            analyzer_backend=r.get("ANALYZER_BACKEND", _choice("claude", "simulated"), "claude"),  # type: ignore[arg-type]
+            analyzer_backend=backend,
             simulated_delay_ms=r.get("SIMULATED_DELAY_MS", _non_negative, d.simulated_delay_ms),
             max_image_bytes=r.get("SCAN_MAX_IMAGE_BYTES", _positive, d.max_image_bytes),
             max_body_bytes=r.get("SCAN_MAX_BODY_BYTES", _positive, d.max_body_bytes),

@@ -19,6 +19,8 @@ class AnalysisRequest(msgspec.Struct, frozen=True, kw_only=True):
 
     image: bytes
     media_type: str
+    image_tokens: int = 0
+    """Anthropic's estimate for the prepared image (0 when unknown)."""
     category: Category
     marketplaces: list[Marketplace]
     product_name: str
@@ -53,6 +55,10 @@ class Backend(Protocol):
         """Analyse the label; raise RetryableError or PermanentError on failure."""
         ...
 
+    async def warm_up(self) -> None:
+        """Load models or open clients before the first scan."""
+        ...
+
     async def aclose(self) -> None:
         """Release network clients."""
         ...
@@ -64,6 +70,10 @@ def make_backend(settings: Settings) -> Backend:
         from analyzer.backends.simulated import SimulatedBackend
 
         return SimulatedBackend(settings)
+    if settings.analyzer_backend == "local":
+        from analyzer.backends.local import LocalBackend
+
+        return LocalBackend(settings)
     from analyzer.backends.claude import ClaudeBackend
 
     return ClaudeBackend(settings)

@@ -13,6 +13,7 @@ from typing import Any, Literal, cast
 
 import anthropic
 import msgspec
+import structlog
 from anthropic.types import MessageParam, TextBlockParam
 from anthropic.types.output_config_param import OutputConfigParam
 
@@ -27,6 +28,8 @@ from shared.errors import (
 )
 from shared.schemas import LabelAnalysis, MarketplaceReport, Usage
 from shared.settings import Settings, SettingsError
+
+log = structlog.get_logger("analyzer")
 
 ImageMediaType = Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
 IMAGE_MEDIA_TYPES: frozenset[str] = frozenset(
@@ -86,6 +89,8 @@ class ClaudeBackend:
 
     async def analyze(self, request: AnalysisRequest, report: Report) -> Analysis:
         """Send the image and the scan's context; validate Claude's structured answer."""
+        log.info("sending image to claude", media_type=request.media_type,
+                 image_bytes=len(request.image), image_tokens=request.image_tokens)
         try:
             # The raw response carries the anthropic-ratelimit-* headers the
             # shared limiter uses to slow the fleet before it is refused.
@@ -141,6 +146,9 @@ class ClaudeBackend:
             model=message.model,
             limits=api_limits(raw.headers),
         )
+
+    async def warm_up(self) -> None:
+        """Nothing to load: the HTTP client connects on first use."""
 
     async def aclose(self) -> None:
         """Close the SDK's HTTP client."""

@@ -43,5 +43,8 @@ class SimulatedBackend:
         )
         return Analysis(analysis=analysis, usage=Usage(), model="simulated")
 
+    async def warm_up(self) -> None:
+        """Nothing to load."""
+
     async def aclose(self) -> None:
         """Nothing to release."""

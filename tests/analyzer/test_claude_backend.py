@@ -41,6 +41,7 @@ def _request(**overrides: Any) -> AnalysisRequest:
     fields: dict[str, Any] = {
         "image": PNG,
         "media_type": "image/png",
+        "image_tokens": 1,
         "category": "cosmetics",
         "marketplaces": ["US", "DE", "FR"],
         "product_name": "Rose face cream",

@@ -166,3 +166,21 @@ async def test_worker_stops_cleanly_when_idle(settings: Settings) -> None:
         started = loop.time()
     assert worker.processed == 0
     assert loop.time() - started < 2.5
+
+
+async def test_large_image_is_prepared_before_analysis(settings: Settings) -> None:
+    """The backend gets the label downscaled to 1568 px, and the result says what was sent."""
+    big = label_png(size=(3136, 1000))
+    async with running_stack(settings) as stack:
+        accepted = await stack.client.post(
+            "/api/scans", json=body(image_base64=base64.b64encode(big).decode())
+        )
+        detail = await stack.wait_terminal(accepted.json()["scan_id"])
+    assert detail["state"] == "completed"
+    result = detail["result"]
+    assert isinstance(result, dict)
+    sent = result["image"]
+    assert (sent["width"], sent["height"]) == (1568, 500)
+    assert sent["token_estimate"] == 1046  # ceil(1568 * 500 / 750), Anthropic's formula
+    assert sent["media_type"] in {"image/png", "image/jpeg"}
+    assert 0 < sent["bytes"] <= 5 * 1024 * 1024 * 3 // 4

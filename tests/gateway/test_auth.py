@@ -26,14 +26,22 @@ from tests.support.stack import running_stack
 KEY_A = "key-a-0123456789abcdef"
 KEY_B = "key-b-0123456789abcdef"
 EVENT_KEY = Secret("e" * 40)
-BODY = {"image_base64": base64.b64encode(label_png()).decode(), "category": "toys",
-        "marketplaces": ["US"], "product_name": "Blocks"}
+BODY = {
+    "image_base64": base64.b64encode(label_png()).decode(),
+    "category": "toys",
+    "marketplaces": ["US"],
+    "product_name": "Blocks",
+}
 
 
 def secured(make_settings: SettingsFactory, **extra: object) -> Settings:
     """Settings with auth on: tenants a and b."""
-    return make_settings(auth=True, api_keys=(("a", Secret(KEY_A)), ("b", Secret(KEY_B))),
-                         event_keys=(EVENT_KEY,), **extra)
+    return make_settings(
+        auth=True,
+        api_keys=(("a", Secret(KEY_A)), ("b", Secret(KEY_B))),
+        event_keys=(EVENT_KEY,),
+        **extra,
+    )
 
 
 def as_tenant(key: str) -> dict[str, str]:
@@ -44,9 +52,10 @@ def as_tenant(key: str) -> dict[str, str]:
 @pytest.fixture
 async def client(make_settings: SettingsFactory) -> AsyncIterator[httpx.AsyncClient]:
     """A client of a gateway with auth on."""
-    async with serve(create_app(secured(make_settings))) as server, httpx.AsyncClient(
-        base_url=server.url
-    ) as http:
+    async with (
+        serve(create_app(secured(make_settings))) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
         yield http
 
 
@@ -66,10 +75,16 @@ async def test_other_tenants_scans_are_404(client: httpx.AsyncClient) -> None:
     created = await client.post("/api/scans", json=BODY, headers=as_tenant(KEY_A))
     assert created.status_code == 202
     scan_id = created.json()["scan_id"]
-    for method, path in (("GET", ""), ("GET", "/status"), ("GET", "/events-url"),
-                         ("DELETE", ""), ("POST", "/retry")):
-        theirs = await client.request(method, f"/api/scans/{scan_id}{path}",
-                                      headers=as_tenant(KEY_B))
+    for method, path in (
+        ("GET", ""),
+        ("GET", "/status"),
+        ("GET", "/events-url"),
+        ("DELETE", ""),
+        ("POST", "/retry"),
+    ):
+        theirs = await client.request(
+            method, f"/api/scans/{scan_id}{path}", headers=as_tenant(KEY_B)
+        )
         assert theirs.status_code == 404, (method, path)
         assert theirs.json()["error"] == "not_found"
     mine = await client.get(f"/api/scans/{scan_id}", headers=as_tenant(KEY_A))
@@ -78,8 +93,9 @@ async def test_other_tenants_scans_are_404(client: httpx.AsyncClient) -> None:
 
 async def test_tenant_comes_from_the_key(client: httpx.AsyncClient) -> None:
     """A body naming another tenant is refused; the key decides."""
-    response = await client.post("/api/scans", json={**BODY, "tenant": "b"},
-                                 headers=as_tenant(KEY_A))
+    response = await client.post(
+        "/api/scans", json={**BODY, "tenant": "b"}, headers=as_tenant(KEY_A)
+    )
     assert response.status_code == 422 and response.json()["field"] == "tenant"
 
 
@@ -89,8 +105,7 @@ async def test_accepted_scan_carries_an_event_token(client: httpx.AsyncClient) -
     grant = tokens.verify((EVENT_KEY,), body["events_token"])
     assert (grant.scope, grant.subject) == ("s", body["scan_id"])
     assert body["events_url"].endswith(f"?token={body['events_token']}")
-    fresh = await client.get(f"/api/scans/{body['scan_id']}/events-url",
-                             headers=as_tenant(KEY_A))
+    fresh = await client.get(f"/api/scans/{body['scan_id']}/events-url", headers=as_tenant(KEY_A))
     assert tokens.verify((EVENT_KEY,), fresh.json()["events_token"]).subject == body["scan_id"]
 
 
@@ -100,8 +115,9 @@ async def test_dead_letters_are_per_tenant(make_settings: SettingsFactory) -> No
     backend = ScriptedBackend(settings, errors=lambda name, n: BackendError("refused"))
     async with running_stack(settings, backend=backend) as stack:
         for key in (KEY_A, KEY_B, KEY_B):
-            sid = (await stack.client.post("/api/scans", json=BODY, headers=as_tenant(key))
-                   ).json()["scan_id"]
+            sid = (await stack.client.post("/api/scans", json=BODY, headers=as_tenant(key))).json()[
+                "scan_id"
+            ]
             await _wait_failed(stack.client, sid, key)
         mine = (await stack.client.get("/api/dead", headers=as_tenant(KEY_A))).json()
         theirs = (await stack.client.get("/api/dead", headers=as_tenant(KEY_B))).json()
@@ -112,8 +128,9 @@ async def test_dead_letters_are_per_tenant(make_settings: SettingsFactory) -> No
 async def _wait_failed(client: httpx.AsyncClient, scan_id: str, key: str) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        state = (await client.get(f"/api/scans/{scan_id}/status",
-                                  headers=as_tenant(key))).json()["state"]
+        state = (await client.get(f"/api/scans/{scan_id}/status", headers=as_tenant(key))).json()[
+            "state"
+        ]
         if state == "failed":
             return
         await asyncio.sleep(0.02)
@@ -126,17 +143,18 @@ async def test_keys_file_holds_hashes(make_settings: SettingsFactory, tmp_path: 
     keys = tmp_path / "keys"
     keys.write_text(f"# tenant:sha256\nfiled:{hashlib.sha256(key.encode()).hexdigest()}\n")
     settings = make_settings(auth=True, api_keys_file=str(keys), event_keys=(EVENT_KEY,))
-    async with serve(create_app(settings)) as server, httpx.AsyncClient(
-        base_url=server.url
-    ) as http:
+    async with (
+        serve(create_app(settings)) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
         ok = await http.post("/api/scans", json=BODY, headers=as_tenant(key))
-        bad = await http.post("/api/scans", json=BODY,
-                              headers=as_tenant(hashlib.sha256(key.encode()).hexdigest()))
+        bad = await http.post(
+            "/api/scans", json=BODY, headers=as_tenant(hashlib.sha256(key.encode()).hexdigest())
+        )
     assert ok.status_code == 202 and bad.status_code == 401
 
 
-def test_misconfigured_auth_fails_at_start(make_settings: SettingsFactory,
-                                           tmp_path: Path) -> None:
+def test_misconfigured_auth_fails_at_start(make_settings: SettingsFactory, tmp_path: Path) -> None:
     """Auth on without keys, without an event key, or with a bad keys file: one clear error."""
     with pytest.raises(SettingsError, match="no API keys"):
         create_app(make_settings(auth=True, event_keys=(EVENT_KEY,)))
@@ -151,11 +169,14 @@ def test_misconfigured_auth_fails_at_start(make_settings: SettingsFactory,
 async def test_requests_per_second_per_key(make_settings: SettingsFactory) -> None:
     """Past LABELSCAN_TENANT_RPS a key gets 429 with Retry-After; other keys are unaffected."""
     settings = secured(make_settings, tenant_rps=3.0)
-    async with serve(create_app(settings)) as server, httpx.AsyncClient(
-        base_url=server.url
-    ) as http:
-        codes = [(await http.get("/api/queue/stats", headers=as_tenant(KEY_A))).status_code
-                 for _ in range(6)]
+    async with (
+        serve(create_app(settings)) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
+        codes = [
+            (await http.get("/api/queue/stats", headers=as_tenant(KEY_A))).status_code
+            for _ in range(6)
+        ]
         limited = await http.get("/api/queue/stats", headers=as_tenant(KEY_A))
         other = await http.get("/api/queue/stats", headers=as_tenant(KEY_B))
     assert codes[:3] == [200, 200, 200] and 429 in codes[3:]
@@ -167,18 +188,24 @@ async def test_requests_per_second_per_key(make_settings: SettingsFactory) -> No
 async def test_scans_per_day_quota(make_settings: SettingsFactory, redis: Redis) -> None:
     """Past LABELSCAN_TENANT_SCANS_PER_DAY: 429 quota_exceeded, and no scan is written."""
     settings = secured(make_settings, tenant_scans_per_day=2)
-    async with serve(create_app(settings)) as server, httpx.AsyncClient(
-        base_url=server.url
-    ) as http:
-        codes = [(await http.post("/api/scans", json=BODY, headers=as_tenant(KEY_A))).status_code
-                 for _ in range(3)]
+    async with (
+        serve(create_app(settings)) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
+        codes = [
+            (await http.post("/api/scans", json=BODY, headers=as_tenant(KEY_A))).status_code
+            for _ in range(3)
+        ]
         other = await http.post("/api/scans", json=BODY, headers=as_tenant(KEY_B))
         over = await http.post("/api/scans", json=BODY, headers=as_tenant(KEY_A))
     assert codes == [202, 202, 429]
     assert over.json()["error"] == "quota_exceeded" and int(over.headers["retry-after"]) > 0
     assert other.status_code == 202
-    scans = [k async for k in redis.scan_iter(match=f"{{{settings.prefix}}}:scan:*")
-             if k.count(b":") == 2]
+    scans = [
+        k
+        async for k in redis.scan_iter(match=f"{{{settings.prefix}}}:scan:*")
+        if k.count(b":") == 2
+    ]
     assert len(scans) == 3
 
 

@@ -17,7 +17,8 @@ def test_defaults_match_the_issue() -> None:
     s = Settings.from_env({})
     assert (s.redis_url, s.gateway_port, s.notifier_port, s.worker_concurrency) == (
         "redis://localhost:6379/0", 8000, 8001, 2)
-    assert s.analyzer_backend == "claude"
+    assert s.analyzer_backend == "local"  # no API key: the offline backend, never simulated
+    assert Settings.from_env({"ANTHROPIC_API_KEY": "sk-test"}).analyzer_backend == "claude"
     assert s.max_attempts == 5
 
 

@@ -58,5 +58,8 @@ class ScriptedBackend:
                 raise error
         return await self._inner.analyze(request, report)
 
+    async def warm_up(self) -> None:
+        """Nothing to load."""
+
     async def aclose(self) -> None:
         """Nothing to release."""

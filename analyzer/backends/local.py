@@ -1,0 +1,94 @@
+"""The offline backend: OCR of the label, then the rulebook; no API key, no network."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+
+from analyzer import ocr
+from analyzer.backends import Analysis, AnalysisRequest, Report
+from analyzer.rulebook import Rulebook, evaluate, load_rulebook, worst
+from shared.schemas import Finding, LabelAnalysis, MarketplaceReport, Stage, Usage
+from shared.settings import Settings
+
+OCR_STAGE: Stage = "ocr"
+RULES_STAGE: Stage = "checking_rules"
+DETECTED_TEXT_CHARS = 4000
+NO_TEXT = "No text could be read from the image."
+
+
+class LocalBackend:
+    """Reads the label with RapidOCR and checks it against the packaged rulebook."""
+
+    name = "local"
+
+    def __init__(self, settings: Settings | None = None, book: Rulebook | None = None) -> None:
+        self._book = book or load_rulebook()
+        self.model = f"local-rulebook-{self._book.version}"
+
+    async def warm_up(self) -> None:
+        """Load the OCR models now, so the first scan does not pay for it."""
+        await asyncio.to_thread(ocr.warm_up)
+
+    async def analyze(self, request: AnalysisRequest, report: Report) -> Analysis:
+        """OCR the image, evaluate the rules for each requested marketplace."""
+        await report(OCR_STAGE, 40, "Reading the label text (offline OCR)")
+        result = await ocr.read_text(request.image)
+        markets = ", ".join(dict.fromkeys(request.marketplaces))
+        await report(RULES_STAGE, 80, f"Checking {request.category} label rules for {markets}")
+        lines = [line.text for line in result.lines]
+        reports = evaluate(lines, request.category, request.marketplaces, self._book)
+        if not lines:
+            reports = [_unreadable(r) for r in reports]
+        analysis = LabelAnalysis(
+            verdict=worst(r.verdict for r in reports),
+            summary=summarize(reports, request.product_name, has_text=bool(lines)),
+            detected_text=_abridge("\n".join(lines)),
+            marketplaces=reports,
+        )
+        return Analysis(analysis=analysis, usage=Usage(), model=self.model)
+
+    async def aclose(self) -> None:
+        """Nothing to release: the OCR engine is shared by the process."""
+
+
+def summarize(reports: list[MarketplaceReport], product: str, *, has_text: bool = True) -> str:
+    """Two or three sentences for the seller."""
+    if not has_text:
+        return (
+            f"No text could be read from the label of {product}, so no rule could be checked. "
+            "Upload a sharper, well-lit photo of the label."
+        )
+    findings = [f for r in reports for f in r.findings]
+    failed = [f for f in findings if f.status == "fail"]
+    unclear = [f for f in findings if f.status == "unclear" and f.severity != "info"]
+    markets = ", ".join(r.marketplace for r in reports)
+    text = (
+        f"Offline check of {product} for {markets}: {len(findings)} requirements checked from "
+        f"the label text, {len(failed)} failed and {len(unclear)} need a visual or manual check."
+    )
+    serious = [f for f in failed if f.severity in {"critical", "major"}]
+    if serious:
+        names = ", ".join(dict.fromkeys(f.rule for f in serious[:4]))
+        text += f" Fix first: {names}."
+    return text + " Symbols, layout and listing documents need the Claude backend or a person."
+
+
+def _unreadable(report: MarketplaceReport) -> MarketplaceReport:
+    """Without any text, a missing element is unknown rather than absent."""
+    findings: list[Finding] = [
+        msgspec.structs.replace(f, status="unclear", evidence=NO_TEXT)
+        if f.status == "fail"
+        else f
+        for f in report.findings
+    ]
+    return MarketplaceReport(
+        marketplace=report.marketplace, verdict="needs_review", findings=findings
+    )
+
+
+def _abridge(text: str) -> str:
+    if len(text) <= DETECTED_TEXT_CHARS:
+        return text
+    return text[: DETECTED_TEXT_CHARS - 1] + "…"

@@ -1,0 +1,364 @@
+"""The gateway's OpenAPI 3.1 document, built from the msgspec schemas, served at /openapi.json."""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from shared.schemas import (
+    CancelResult,
+    DeadLetters,
+    ErrorBody,
+    QueueStats,
+    ScanAccepted,
+    ScanCreate,
+    ScanDetail,
+    ScanStatus,
+)
+from shared.settings import Settings
+
+Schema = dict[str, Any]
+
+_STRUCTS: tuple[type[msgspec.Struct], ...] = (
+    ScanCreate,
+    ScanAccepted,
+    ScanStatus,
+    ScanDetail,
+    CancelResult,
+    DeadLetters,
+    QueueStats,
+    ErrorBody,
+)
+_REASONS = {
+    400: "Malformed request (JSON, multipart, Content-Length or Idempotency-Key)",
+    401: "Missing or unknown API key",
+    404: "No such scan (or it belongs to another tenant, or it has expired)",
+    409: "The scan is in a state that does not allow this",
+    413: "Body or image too large",
+    415: "Unsupported body media type or image format",
+    422: "A field is invalid; `field` names it",
+    429: "Rate limit or daily quota reached for this key",
+    503: "Redis is unreachable; retry shortly",
+}
+_SCAN_ID: Schema = {
+    "name": "scan_id",
+    "in": "path",
+    "required": True,
+    "description": "A scan id as returned by POST /api/scans (32 lowercase hex digits).",
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+}
+_IDEMPOTENCY_KEY: Schema = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Replaying a request with the same key and body returns the first scan (200).",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+_LOCATION: Schema = {"description": "Path of the scan", "schema": {"type": "string"}}
+_RETRY_AFTER: Schema = {
+    "description": "Seconds to wait",
+    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+}
+_WWW_AUTHENTICATE: Schema = {"required": True, "schema": {"type": "string"}}
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: Schema, description: str, headers: Schema | None = None) -> Schema:
+    response: Schema = {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _errors(*codes: int) -> dict[str, Schema]:
+    """ErrorBody responses for ``codes``, with the headers the gateway sends on each."""
+    out: dict[str, Schema] = {}
+    for code in sorted(codes):
+        headers: Schema = {}
+        if code == 401:
+            headers["WWW-Authenticate"] = _WWW_AUTHENTICATE
+        if code in (429, 503):
+            headers["Retry-After"] = _RETRY_AFTER
+        out[str(code)] = _json(_ref("ErrorBody"), _REASONS[code], headers)
+    return out
+
+
+def _api(
+    auth: bool, summary: str, responses: dict[str, Schema], *codes: int, **extra: Any
+) -> Schema:
+    """An /api/* operation: with auth on, bearer and 401; 429 and 503 besides ``codes``."""
+    if auth:
+        codes = (*codes, 401)
+    return {
+        "summary": summary,
+        "security": _BEARER if auth else [],
+        "responses": {**responses, **_errors(429, 503, *codes)},
+        **extra,
+    }
+
+
+@functools.cache
+def _components() -> dict[str, Schema]:
+    _, components = msgspec.json.schema_components(
+        _STRUCTS, ref_template="#/components/schemas/{name}"
+    )
+    create = components["ScanCreate"]["properties"]
+    # msgspec leaves datetimes unformatted (naive ones decode too); the gateway wants RFC 3339.
+    create["run_at"] = {
+        "anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}],
+        "default": None,
+        "description": "When to run the scan (RFC 3339 with a UTC offset); not with delay_ms.",
+    }
+    create["image_base64"] = {
+        "anyOf": [{"type": "string", "contentEncoding": "base64"}, {"type": "null"}],
+        "default": None,
+        "description": "The label image (PNG, JPEG, GIF or WebP), base64.",
+    }
+    create["image_url"]["description"] = "An https URL of the label image, fetched later."
+    create["delay_ms"]["description"] = "Run the scan this many milliseconds from now."
+    create["tenant"]["description"] = "Ignored (must be default or yours) when auth is on."
+    # The multipart form: the image as a file part instead of base64, same other fields.
+    form = copy.deepcopy(components["ScanCreate"])
+    form["title"] = "ScanCreateForm"
+    form["description"] = "Body of ``POST /api/scans`` as multipart/form-data."
+    del form["properties"]["image_base64"]
+    form["properties"]["image"] = {
+        "type": "string",
+        "format": "binary",
+        "contentMediaType": "application/octet-stream",
+        "description": "The label image file (PNG, JPEG, GIF or WebP).",
+    }
+    form["properties"]["marketplaces"]["description"] = (
+        "Repeat the field, or send one comma-separated value."
+    )
+    components["ScanCreateForm"] = form
+    components["EventsLink"] = {
+        "title": "EventsLink",
+        "type": "object",
+        "additionalProperties": False,
+        "description": "Where (and with what token) to listen to a scan's events.",
+        "properties": {
+            "events_url": {"type": "string"},
+            "events_token": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        },
+        "required": ["events_url", "events_token"],
+    }
+    components["Health"] = {
+        "title": "Health",
+        "type": "object",
+        "description": "Liveness or readiness; `redis` says why when not ready.",
+        "properties": {
+            "status": {"enum": ["ok", "ready", "unavailable"]},
+            "redis": {"type": "string"},
+        },
+        "required": ["status"],
+    }
+    return components
+
+
+def _paths(auth: bool) -> dict[str, Schema]:
+    api = functools.partial(_api, auth)
+    accepted = {"Location": _LOCATION}
+    scan_id = [_SCAN_ID]
+    return {
+        "/api/scans": {
+            "post": api(
+                "Submit a scan",
+                {
+                    "200": _json(
+                        _ref("ScanAccepted"),
+                        "Replay of an earlier request with the same Idempotency-Key",
+                        accepted,
+                    ),
+                    "202": _json(
+                        _ref("ScanAccepted"), "Accepted and queued (or scheduled)", accepted
+                    ),
+                },
+                400,
+                413,
+                415,
+                422,
+                operationId="createScan",
+                parameters=[_IDEMPOTENCY_KEY],
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": _ref("ScanCreate")},
+                        "multipart/form-data": {
+                            "schema": _ref("ScanCreateForm"),
+                            "encoding": {
+                                "image": {
+                                    "contentType": "image/png, image/jpeg, image/gif, image/webp"
+                                }
+                            },
+                        },
+                    },
+                },
+            )
+        },
+        "/api/scans/{scan_id}": {
+            "get": api(
+                "A scan's status and outcome",
+                {"200": _json(_ref("ScanDetail"), "The scan")},
+                404,
+                operationId="getScan",
+                parameters=scan_id,
+            ),
+            "delete": api(
+                "Cancel a scan that has not finished",
+                {"200": _json(_ref("CancelResult"), "Cancelled")},
+                404,
+                409,
+                operationId="cancelScan",
+                parameters=scan_id,
+            ),
+        },
+        "/api/scans/{scan_id}/status": {
+            "get": api(
+                "A scan's status",
+                {"200": _json(_ref("ScanStatus"), "The status")},
+                404,
+                operationId="getScanStatus",
+                parameters=scan_id,
+            )
+        },
+        "/api/scans/{scan_id}/events-url": {
+            "get": api(
+                "A fresh URL (and token) for the scan's event stream",
+                {"200": _json(_ref("EventsLink"), "The event stream's URL")},
+                404,
+                operationId="getScanEventsUrl",
+                parameters=scan_id,
+            )
+        },
+        "/api/scans/{scan_id}/retry": {
+            "post": api(
+                "Replay a failed scan with fresh attempts",
+                {"202": _json(_ref("ScanAccepted"), "Queued again")},
+                404,
+                409,
+                operationId="retryScan",
+                parameters=scan_id,
+            )
+        },
+        "/api/dead": {
+            "get": api(
+                "Dead letters, newest first",
+                {"200": _json(_ref("DeadLetters"), "A page of dead letters")},
+                422,
+                operationId="listDeadLetters",
+                parameters=[
+                    {
+                        "name": "count",
+                        "in": "query",
+                        "required": False,
+                        "description": "Page size.",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                    },
+                    {
+                        "name": "before",
+                        "in": "query",
+                        "required": False,
+                        "description": (
+                            "Exclusive upper bound: the `next` of the previous page. Each half "
+                            "is at most 2^64-1, and `0-0` (nothing precedes it) is a 422."
+                        ),
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"},
+                    },
+                ],
+            )
+        },
+        "/api/queue/stats": {
+            "get": api(
+                "Queue depth; per-tenant detail for the caller's tenant",
+                {"200": _json(_ref("QueueStats"), "The counts")},
+                operationId="getQueueStats",
+            )
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness",
+                "operationId": "healthz",
+                "security": [],
+                "responses": {"200": _json(_ref("Health"), "The process answers")},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness (Redis answers)",
+                "operationId": "readyz",
+                "security": [],
+                "responses": {
+                    "200": _json(_ref("Health"), "Ready"),
+                    "503": _json(_ref("Health"), "Redis does not answer"),
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "operationId": "openapi",
+                "security": [],
+                "responses": {"200": _json({"type": "object"}, "The OpenAPI document")},
+            }
+        },
+    }
+
+
+def openapi_document(settings: Settings) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the gateway configured by ``settings``."""
+    auth = (
+        "Send `Authorization: Bearer <API key>` on every /api/* request."
+        if settings.auth
+        else "Authentication is OFF on this deployment."
+    )
+    document = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "labelscan gateway",
+            "version": "0.1.0",
+            "description": (
+                "Accepts label-compliance scans and answers their status and results. "
+                f"{auth} Bodies are limited to {settings.max_body_bytes} bytes and images to "
+                f"{settings.max_image_bytes} bytes. Every 4xx/5xx answer of /api/* is an "
+                "ErrorBody."
+            ),
+        },
+        "servers": [{"url": settings.gateway_url}],
+        "paths": _paths(settings.auth),
+        "components": {
+            "schemas": _components(),
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key of LABELSCAN_API_KEYS",
+                }
+            },
+        },
+    }
+    # A copy the caller may change: the cached components and shared parameters stay intact.
+    return copy.deepcopy(document)
+
+
+@functools.lru_cache(maxsize=8)
+def _encoded(settings: Settings) -> bytes:
+    return msgspec.json.encode(openapi_document(settings))
+
+
+async def openapi_endpoint(request: Request) -> Response:
+    """``GET /openapi.json``: the OpenAPI document."""
+    settings: Settings = request.state.settings
+    return Response(_encoded(settings), media_type="application/json")

@@ -1,0 +1,160 @@
+"""Image preparation: decode, orient, bound pixels and bytes, reject what is not an image."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import os
+import struct
+import warnings
+import zlib
+
+import pytest
+from PIL import Image
+
+from analyzer.images import MAX_BASE64_BYTES, MAX_LONG_EDGE, prepare_image, token_estimate
+from shared.errors import InvalidImageError
+from tests.support.images import label_png
+
+
+def _encode(image: Image.Image, fmt: str, **options: object) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format=fmt, **options)
+    return out.getvalue()
+
+
+def _noise(size: tuple[int, int], mode: str = "RGB") -> Image.Image:
+    channels = len(mode)
+    return Image.frombytes(mode, size, os.urandom(size[0] * size[1] * channels))
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims ``width`` x ``height`` with no real pixel data."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body)
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0"))
+
+
+def test_small_label_keeps_its_size_and_reports_tokens() -> None:
+    prepared = prepare_image(label_png("Made in China", size=(320, 120)))
+    assert (prepared.width, prepared.height) == (320, 120)
+    assert prepared.media_type in {"image/png", "image/jpeg"}
+    assert prepared.token_estimate == math.ceil(320 * 120 / 750)
+    assert Image.open(io.BytesIO(prepared.data)).size == (320, 120)
+
+
+def test_token_estimate_follows_the_documented_formula() -> None:
+    assert token_estimate(1092, 1092) == math.ceil(1092 * 1092 / 750)
+    assert token_estimate(1, 1) == 1
+
+
+def test_large_photo_is_downscaled_to_the_long_edge_limit() -> None:
+    photo = _encode(_noise((4000, 3000)), "JPEG", quality=90)
+    prepared = prepare_image(photo)
+    assert max(prepared.width, prepared.height) == MAX_LONG_EDGE
+    assert prepared.width / prepared.height == pytest.approx(4 / 3, rel=0.01)
+    assert prepared.media_type == "image/jpeg"
+    assert len(base64.b64encode(prepared.data)) <= MAX_BASE64_BYTES
+
+
+def test_exif_orientation_is_applied() -> None:
+    image = Image.new("RGB", (200, 100), "white")
+    image.paste((255, 0, 0), (0, 0, 100, 100))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    prepared = prepare_image(_encode(image, "JPEG", exif=exif))
+    assert (prepared.width, prepared.height) == (100, 200)
+    shown = Image.open(io.BytesIO(prepared.data)).convert("RGB")
+    red, _, _ = shown.getpixel((50, 20))  # type: ignore[misc]
+    assert red > 200, "the red half should be on top after rotation"
+    assert shown.getexif().get(0x0112) in (None, 1), "orientation must not be applied twice"
+
+
+def test_transparency_is_kept_as_png() -> None:
+    image = Image.new("RGBA", (300, 200), (255, 255, 255, 0))
+    image.paste((0, 0, 0, 255), (50, 50, 250, 150))
+    prepared = prepare_image(_encode(image, "PNG"))
+    assert prepared.media_type == "image/png"
+    assert Image.open(io.BytesIO(prepared.data)).mode == "RGBA"
+
+
+def test_opaque_alpha_channel_is_dropped() -> None:
+    image = Image.new("RGBA", (300, 200), (10, 20, 30, 255))
+    prepared = prepare_image(_encode(image, "PNG"))
+    assert Image.open(io.BytesIO(prepared.data)).mode in {"RGB", "L"}
+
+
+@pytest.mark.parametrize(
+    ("image", "fmt"),
+    [
+        (Image.new("CMYK", (120, 80), (0, 50, 100, 0)), "JPEG"),
+        (Image.new("I;16", (120, 80), 40000), "TIFF"),
+        (Image.new("P", (120, 80), 3), "GIF"),
+        (Image.new("LA", (120, 80), (100, 128)), "PNG"),
+        (Image.new("1", (120, 80), 1), "BMP"),
+    ],
+    ids=["cmyk-jpeg", "16bit-tiff", "gif", "grey-alpha", "bilevel-bmp"],
+)
+def test_unusual_modes_become_sendable(image: Image.Image, fmt: str) -> None:
+    prepared = prepare_image(_encode(image, fmt))
+    decoded = Image.open(io.BytesIO(prepared.data))
+    assert decoded.mode in {"RGB", "RGBA", "L"}
+    assert (prepared.width, prepared.height) == (120, 80)
+
+
+def test_byte_limit_is_met_by_lowering_quality_then_size() -> None:
+    photo = _encode(_noise((1200, 900)), "JPEG", quality=95)
+    prepared = prepare_image(photo, max_bytes=150_000)
+    assert len(prepared.data) <= 150_000
+    assert prepared.media_type == "image/jpeg"
+
+
+def test_noisy_transparent_png_is_shrunk_under_the_api_limit() -> None:
+    data = _encode(_noise((1400, 1400), "RGBA"), "PNG", compress_level=1)
+    assert len(base64.b64encode(data)) > MAX_BASE64_BYTES
+    prepared = prepare_image(data)
+    assert prepared.media_type == "image/png"
+    assert len(base64.b64encode(prepared.data)) <= MAX_BASE64_BYTES
+    assert prepared.width < 1400
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"this is not an image", b"\x89PNG\r\n\x1a\n", b"GIF89a" + b"\0" * 10],
+    ids=["empty", "text", "png-signature-only", "gif-garbage"],
+)
+def test_non_images_are_rejected(data: bytes) -> None:
+    with pytest.raises(InvalidImageError):
+        prepare_image(data)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_truncated_images_are_rejected(fmt: str) -> None:
+    whole = _encode(_noise((400, 300)), fmt)
+    with pytest.raises(InvalidImageError):
+        prepare_image(whole[: len(whole) // 2])
+
+
+def test_decompression_bomb_is_rejected_before_decoding() -> None:
+    with pytest.raises(InvalidImageError):
+        prepare_image(_png_header(30_000, 30_000))
+
+
+def test_oversized_canvas_below_pillows_error_threshold_is_rejected() -> None:
+    # 10000x10000 only warns in Pillow; our own pixel check must still refuse it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with pytest.raises(InvalidImageError, match="too large"):
+            prepare_image(_png_header(10_000, 10_000))
+
+
+def test_bomb_warning_turned_error_is_also_an_invalid_image() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with pytest.raises(InvalidImageError):
+            prepare_image(_png_header(10_000, 10_000))
