@@ -1,0 +1,84 @@
+"""deploy/ stays in step with the code: real settings, real commands, the real key layout.
+
+No container engine runs here, so the manifests are checked against what the
+services read and expose rather than started.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shared.keys import GROUP, Keys
+from shared.schemas import PRIORITIES
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+SETTINGS_TEXT = (ROOT / "shared/settings.py").read_text()
+SETTINGS_NAMES = set(re.findall(r'r\.get\(\s*"([A-Z_]+)"', SETTINGS_TEXT))
+SERVICES = {"gateway", "analyzer", "notifier"}
+
+
+def _compose() -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    return doc
+
+
+def _k8s() -> list[dict[str, Any]]:
+    return list(yaml.safe_load_all((DEPLOY / "k8s/labelscan.yaml").read_text()))
+
+
+def test_compose_sets_only_real_settings_and_runs_each_service() -> None:
+    """Every variable compose sets is read by Settings; each service runs its own module."""
+    services = _compose()["services"]
+    for name in SERVICES:
+        service = services[name]
+        assert service["command"] == ["python", "-m", name]
+        assert set(service["environment"]) <= SETTINGS_NAMES, name
+        assert service["environment"]["REDIS_URL"] == "redis://valkey:6379/0"
+    assert "--appendonly" in services["valkey"]["command"]  # nothing accepted is lost
+
+
+def test_dockerfile_installs_every_package_and_sets_real_settings() -> None:
+    """The image holds every package the project declares, and its ENV names are settings."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    for package in ("shared", *sorted(SERVICES)):
+        assert f"COPY {package} {package}" in text
+        assert (ROOT / package / "__init__.py").is_file()
+    env = re.search(r"^ENV (.*?)(?:\n\n|\Z)", text, re.S | re.M)
+    assert env is not None
+    names = set(re.findall(r"([A-Z_]+)=", env.group(1))) - {"PYTHONUNBUFFERED"}
+    assert names and names <= SETTINGS_NAMES
+
+
+def test_k8s_probes_ports_and_settings_match_the_services() -> None:
+    """Probes hit the real health routes on each service's default port."""
+    docs = _k8s()
+    config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+    assert set(config) <= SETTINGS_NAMES
+    defaults = Settings()
+    ports = {"gateway": defaults.gateway_port, "notifier": defaults.notifier_port,
+             "analyzer": defaults.analyzer_health_port}
+    for deployment in (d for d in docs if d["kind"] == "Deployment"):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        name = container["name"]
+        assert container["command"] == ["python", "-m", name]
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            assert container[probe]["httpGet"] == {"path": path, "port": ports[name]}
+
+
+def test_keda_scales_analyzers_on_the_real_streams_and_group() -> None:
+    """The autoscaler watches the lag of the analyzers' group on every priority stream."""
+    docs = _k8s()
+    prefix = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["LABELSCAN_PREFIX"]
+    scaled = next(d for d in docs if d["kind"] == "ScaledObject")
+    triggers = scaled["spec"]["triggers"]
+    assert {t["metadata"]["stream"] for t in triggers} == {
+        Keys(prefix).requests(p) for p in PRIORITIES
+    }
+    assert {t["metadata"]["consumerGroup"] for t in triggers} == {GROUP}
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "labelscan-analyzer"
