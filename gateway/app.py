@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import scans
+from gateway import dashboard, scans
 from gateway.auth import Guard
 from gateway.errors import ApiError, JSONResponse, on_api_error, on_http_error, on_redis_down
 from gateway.openapi import openapi_endpoint
@@ -83,6 +83,7 @@ def create_app(settings: Settings) -> Starlette:
         # One route for both methods, so that a 405 there lists both in Allow.
         Route("/api/scans/{scan_id}", scans.scan_item, methods=["GET", "DELETE"]),
         Route("/api/scans/{scan_id}/retry", scans.retry_scan, methods=["POST"]),
+        Route("/api/events-url", scans.tenant_events_link, methods=["GET"]),
         Route("/api/dead", scans.dead_letters, methods=["GET"]),
         Route("/api/queue/stats", stats, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -92,7 +93,8 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[cors(settings)],
+        # The dashboard's page and files answer ahead of the router, which holds the API only.
+        middleware=[dashboard.middleware(settings), cors(settings)],
         exception_handlers={
             ApiError: on_api_error,
             HTTPException: on_http_error,

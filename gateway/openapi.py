@@ -243,6 +243,23 @@ def _paths(auth: bool) -> dict[str, Schema]:
                 parameters=scan_id,
             )
         },
+        "/api/events-url": {
+            "get": api(
+                "A URL (and token) for the event stream of every scan of your tenant",
+                {"200": _json(_ref("EventsLink"), "The tenant event stream's URL")},
+                422,
+                operationId="getTenantEventsUrl",
+                parameters=[
+                    {
+                        "name": "tenant",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only with auth off: whose scans (default `default`).",
+                        "schema": {"type": "string"},
+                    }
+                ],
+            )
+        },
         "/api/scans/{scan_id}/retry": {
             "post": api(
                 "Replay a failed scan with fresh attempts",

@@ -21,6 +21,7 @@ from shared.schemas import (
     ScanJob,
     ScanState,
     ScanStatus,
+    Tenant,
 )
 from shared.settings import Settings
 from shared.store import Duplicate, OverQuota, ScanStore, new_scan_id
@@ -168,6 +169,25 @@ async def events_link(request: Request) -> Response:
     _, detail = await _owned(request)
     body = accepted(request.state.settings, detail.scan_id, detail.state)
     return JSONResponse({"events_url": body.events_url, "events_token": body.events_token})
+
+
+async def tenant_events_link(request: Request) -> Response:
+    """``GET /api/events-url``: a token and URL for the caller's tenant's event stream."""
+    caller = await _caller(request)
+    settings: Settings = request.state.settings
+    url = f"{settings.notifier_url}/api/events"
+    if caller.tenant is None:
+        # Auth off: no key says whose scans these are, so the URL names the tenant.
+        tenant = request.query_params.get("tenant") or "default"
+        try:
+            msgspec.convert(tenant, Tenant)
+        except msgspec.ValidationError:
+            raise ApiError(
+                422, "invalid_field", "tenant must match [A-Za-z0-9_.-]{1,64}", "tenant"
+            ) from None
+        return JSONResponse({"events_url": f"{url}?tenant={tenant}", "events_token": None})
+    token = tokens.sign(settings.event_keys, "t", caller.tenant, settings.event_token_ttl_s)
+    return JSONResponse({"events_url": f"{url}?token={token}", "events_token": token})
 
 
 async def cancel_scan(request: Request) -> Response:

@@ -124,6 +124,7 @@ def main() -> None:
     for name in SERVICES:
         sup.spawn(name, [sys.executable, "-m", name], env)
     sup.say(f"gateway   {settings.gateway_url}  (POST /api/scans, GET /api/queue/stats)")
+    sup.say(f"dashboard {settings.gateway_url}/admin  (asks for an API key)")
     sup.say(f"notifier  {settings.notifier_url}  (GET /api/scans/<id>/events)")
     if key:
         sup.say(f"development API key (tenant 'dev'): {key}")

@@ -14,6 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.app import create_app
+from notifier.app import create_app as create_notifier
 from shared import tokens
 from shared.errors import BackendError
 from shared.settings import Secret, Settings, SettingsError
@@ -21,6 +22,7 @@ from tests.conftest import SettingsFactory
 from tests.support.backends import ScriptedBackend
 from tests.support.images import label_png
 from tests.support.servers import serve
+from tests.support.sse import EventStream
 from tests.support.stack import running_stack
 
 KEY_A = "key-a-0123456789abcdef"
@@ -222,3 +224,45 @@ def test_event_tokens_sign_verify_expire_and_rotate() -> None:
         tokens.verify((old,), tokens.sign((old,), "t", "a", -1))
     with pytest.raises(tokens.TokenError, match="malformed"):
         tokens.verify((old,), "garbage")
+
+
+async def test_tenant_events_url_streams_only_that_tenants_scans(
+    make_settings: SettingsFactory,
+) -> None:
+    """The gateway's tenant link opens the notifier's tenant stream: own scans, nobody else's."""
+    settings = secured(make_settings)
+    async with (
+        serve(create_notifier(settings)) as notifier,
+        serve(create_app(settings)) as gateway,
+        httpx.AsyncClient(base_url=gateway.url) as http,
+        httpx.AsyncClient(base_url=notifier.url, timeout=10) as sse,
+    ):
+        assert (await http.get("/api/events-url")).status_code == 401
+        link = (await http.get("/api/events-url", headers=as_tenant(KEY_A))).json()
+        grant = tokens.verify(settings.event_keys, link["events_token"])
+        assert (grant.scope, grant.subject) == ("t", "a")
+        assert link["events_url"].endswith(f"/api/events?token={link['events_token']}")
+        path = link["events_url"].split("/", 3)[3]
+        async with sse.stream("GET", f"/{path}", headers={"accept": "text/event-stream"}) as r:
+            assert r.status_code == 200
+            stream = EventStream(r)
+            await stream.next_message()  # the resume point comes before any event
+            other = await http.post("/api/scans", json=BODY, headers=as_tenant(KEY_B))
+            mine = await http.post("/api/scans", json=BODY, headers=as_tenant(KEY_A))
+            event = await stream.next_event(within=10)
+        assert event is not None and event.data is not None
+        assert mine.json()["scan_id"] in event.data
+        assert other.json()["scan_id"] not in event.data
+        forged = link["events_token"].replace(".a.", ".b.")
+        refused = await sse.get("/api/events", params={"token": forged})
+        assert refused.status_code in {401, 403}
+
+
+async def test_tenant_events_url_with_auth_off_names_the_tenant(settings: Settings) -> None:
+    """Without keys the link carries ?tenant=; a malformed tenant is a 422."""
+    async with serve(create_app(settings)) as gateway, httpx.AsyncClient(base_url=gateway.url) as c:
+        link = (await c.get("/api/events-url", params={"tenant": "shop-1"})).json()
+        assert link["events_token"] is None
+        assert link["events_url"].endswith("/api/events?tenant=shop-1")
+        bad = await c.get("/api/events-url", params={"tenant": "no/slashes"})
+    assert bad.status_code == 422 and bad.json()["field"] == "tenant"

@@ -1,0 +1,601 @@
+// labelscan admin dashboard: plain DOM, no framework, no build step.
+//
+// Every value from the API goes into the page as text (textContent, Node.append of
+// strings), never as markup: product names, error messages and evidence come from users
+// or from label text. The page's CSP enforces Trusted Types, so a string assigned to an
+// HTML sink would throw instead of injecting.
+"use strict";
+
+const KEY_STORAGE = "labelscan.apiKey";
+const STATS_EVERY_MS = 2000;
+const EVENTS_REOPEN_MS = 3000;
+const FEED_MAX_ROWS = 200;
+const SCAN_ID = /^[0-9a-f]{32}$/;
+const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+const EVENT_TYPES = ["scheduled", "queued", "progress", "retrying", "completed", "failed",
+                     "cancelled"];
+
+const $ = (id) => document.getElementById(id);
+
+// --- DOM helpers -------------------------------------------------------------------
+
+/** An element with text-only content: strings become text nodes, never markup. */
+function el(tag, props, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(props || {})) {
+    if (value === undefined || value === null) continue;
+    if (name === "text") node.textContent = String(value);
+    else if (name === "class") node.className = value;
+    else node.setAttribute(name, String(value));
+  }
+  for (const child of children) {
+    if (child !== undefined && child !== null) node.append(child);
+  }
+  return node;
+}
+
+function fmt(value) {
+  if (value === null || value === undefined) return "none";
+  if (typeof value === "boolean") return value ? "yes" : "no";
+  if (Array.isArray(value)) return value.length ? value.map(fmt).join(", ") : "none";
+  if (typeof value === "object") return JSON.stringify(value);
+  return String(value);
+}
+
+const label = (name) => String(name).replaceAll("_", " ");
+
+function when(iso) {
+  if (!iso) return "—";
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? String(iso) : date.toLocaleString();
+}
+
+function progressBar(percentage) {
+  const pct = Math.max(0, Math.min(100, Number(percentage) || 0));
+  return el("progress", {max: 100, value: pct, "aria-label": `${pct} %`});
+}
+
+function show(node, message) {
+  node.textContent = message || "";
+  node.hidden = !message;
+}
+
+// --- API calls -----------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, message, body) {
+    super(message);
+    this.status = status; // 0: no answer at all (network error); -1: not sent (no key)
+    this.body = body;
+  }
+}
+
+function describe(response, body) {
+  if (response.status === 401) return "Bad key: the gateway refused this API key (401).";
+  const detail = body && typeof body.detail === "string" ? body.detail : response.statusText;
+  const error = body && typeof body.error === "string" ? ` ${body.error}` : "";
+  if (response.status === 429) {
+    const wait = response.headers.get("retry-after");
+    return `Rate limited (429): ${detail}${wait ? `; retry in ${wait} s` : ""}.`;
+  }
+  return `${response.status}${error}: ${detail}`;
+}
+
+async function api(method, path) {
+  const key = sessionStorage.getItem(KEY_STORAGE);
+  if (!key) throw new ApiError(-1, "No API key: enter one above.", null); // nothing was sent
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers: {"Authorization": `Bearer ${key}`, "Accept": "application/json"},
+      cache: "no-store",
+    });
+  } catch (err) {
+    throw new ApiError(0, `Network error: the gateway did not answer (${err.message}).`, null);
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null; // a proxy's HTML error page, say: the status still tells what happened
+  }
+  if (!response.ok) throw new ApiError(response.status, describe(response, body), body);
+  return body;
+}
+
+// --- session: the key, and everything that runs while one is in use ----------------------
+
+// Bumped whenever the key changes, so answers to requests sent with the old key are dropped.
+let epoch = 0;
+let statsTimer = null;
+
+function showAlert(message) { show($("alert"), message); }
+
+/** Route an error: a refused key stops everything; per-section 4xx stay in their section. */
+function report(err, line) {
+  if (err.status === 401) {
+    badKey(err.message);
+  } else if (line && err.status >= 400 && err.status < 500 && err.status !== 429) {
+    show(line, err.message);
+  } else {
+    showAlert(err.message);
+  }
+}
+
+function badKey(message) {
+  stop();
+  sessionStorage.removeItem(KEY_STORAGE); // a reload must not keep sending a refused key
+  $("key-status").textContent = "bad key";
+  $("key-status").dataset.state = "bad";
+  showAlert(message);
+}
+
+function stop() {
+  epoch += 1;
+  clearTimeout(statsTimer);
+  clearTimeout(detailTimer);
+  clearTimeout(deadTimer);
+  closeEvents();
+}
+
+async function start() {
+  stop();
+  const mine = epoch;
+  showAlert("");
+  $("key-status").textContent = "checking key…";
+  $("key-status").dataset.state = "checking";
+  await refreshStats(mine);
+  if (mine !== epoch) return; // the key was refused, or replaced meanwhile
+  // Even after a network error: the feed keeps trying to connect, and stats keep polling.
+  openEvents(mine);
+  loadDead(null);
+}
+
+// --- queue stats ---------------------------------------------------------------------
+
+async function refreshStats(mine) {
+  clearTimeout(statsTimer);
+  try {
+    const stats = await api("GET", "/api/queue/stats");
+    if (mine !== epoch) return;
+    renderStats(stats);
+    $("stats-updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+    $("key-status").textContent = "key accepted";
+    $("key-status").dataset.state = "ok";
+    showAlert(""); // the gateway answers again: an earlier network error is over
+  } catch (err) {
+    if (mine !== epoch) return;
+    report(err, null);
+    if (err.status === 401) return;
+  }
+  statsTimer = setTimeout(() => refreshStats(mine), STATS_EVERY_MS);
+}
+
+/** Whatever fields the stats have: numbers as tiles, nested objects as small tables. */
+function renderStats(stats) {
+  const entries = Object.entries(stats || {});
+  const isGroup = ([, v]) => v !== null && typeof v === "object" && !Array.isArray(v);
+  const tiles = entries.filter((e) => !isGroup(e)).map(([name, value]) =>
+    el("div", {class: "tile", "data-stat": name},
+       el("span", {class: "value", text: fmt(value)}),
+       el("span", {class: "name", text: label(name)})));
+  const groups = entries.filter(isGroup).map(([name, value]) => {
+    const pairs = el("dl", {class: "pairs"});
+    const fields = Object.entries(value);
+    if (!fields.length) pairs.append(el("dd", {class: "muted", text: "none"}));
+    for (const [key, inner] of fields) {
+      pairs.append(el("dt", {text: label(key)}),
+                   el("dd", {"data-field": key, text: fmt(inner)}));
+    }
+    return el("div", {class: "group", "data-stat": name}, el("h3", {text: label(name)}), pairs);
+  });
+  $("stats").replaceChildren(el("div", {class: "tiles"}, ...tiles), ...groups);
+}
+
+// --- live events: the tenant's stream from the notifier ---------------------------------
+
+let source = null;
+let reopenTimer = null;
+let lastEventId = "";
+const rows = new Map(); // scan id -> the feed row's cells
+
+function feedStatus(status, text) {
+  const badge = $("feed-status");
+  badge.dataset.status = status;
+  badge.textContent = text || status;
+}
+
+function closeEvents() {
+  clearTimeout(reopenTimer);
+  if (source) source.close();
+  source = null;
+  feedStatus("off");
+}
+
+async function openEvents(mine) {
+  closeEvents();
+  feedStatus("connecting");
+  let link;
+  try {
+    // A fresh link each time: its token expires, and a browser reconnecting by itself
+    // would keep sending the old one.
+    link = await api("GET", "/api/events-url");
+  } catch (err) {
+    if (mine !== epoch) return;
+    report(err, null);
+    if (err.status !== 401) reopenLater(mine);
+    return;
+  }
+  if (mine !== epoch) return;
+  const url = new URL(link.events_url, location.href);
+  if (lastEventId) url.searchParams.set("last_event_id", lastEventId); // resume, no gap
+  const es = new EventSource(url.href);
+  source = es;
+  es.onopen = () => { if (source === es) feedStatus("live"); };
+  es.onerror = () => {
+    if (source !== es) return;
+    if (es.readyState === EventSource.CLOSED) {
+      // Refused outright (an expired token, the notifier answering an error): the browser
+      // gives up, so ask the gateway for a new link.
+      feedStatus("disconnected", "disconnected, retrying");
+      es.close();
+      reopenLater(mine);
+    } else {
+      feedStatus("reconnecting"); // the browser retries by itself, with Last-Event-ID
+    }
+  };
+  const onEvent = (e) => {
+    if (source !== es) return;
+    if (e.lastEventId) lastEventId = e.lastEventId;
+    const data = parse(e.data);
+    if (e.type === "reset") {
+      // The resume point was trimmed from the history: each scan's latest event instead.
+      for (const event of (data && Array.isArray(data.scans) ? data.scans : [])) apply(event);
+    } else if (e.type !== "reconnect") {
+      apply(data);
+    }
+  };
+  for (const type of [...EVENT_TYPES, "reset", "reconnect"]) es.addEventListener(type, onEvent);
+}
+
+function reopenLater(mine) {
+  clearTimeout(reopenTimer);
+  reopenTimer = setTimeout(() => { if (mine === epoch) openEvents(mine); }, EVENTS_REOPEN_MS);
+}
+
+function parse(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+function feedRow(scanId) {
+  const cells = {
+    type: el("td", {class: "type"}),
+    stage: el("td", {class: "stage"}),
+    bar: progressBar(0),
+    pct: el("span", {class: "pct"}),
+    message: el("td", {class: "message"}),
+    attempt: el("td", {class: "attempt"}),
+    at: el("td", {class: "at"}),
+  };
+  const open = el("button", {type: "button", class: "link", title: "look up", text: scanId});
+  open.addEventListener("click", () => lookup(scanId));
+  cells.row = el("tr", {"data-scan-id": scanId},
+                 el("td", {class: "scan"}, open), cells.type, cells.stage,
+                 el("td", {class: "progress"}, cells.bar, cells.pct),
+                 cells.message, cells.attempt, cells.at);
+  return cells;
+}
+
+/** Show one scan event: its scan's row is created once, then updated in place. */
+function apply(event) {
+  if (!event || typeof event.scan_id !== "string") return;
+  let cells = rows.get(event.scan_id);
+  if (!cells) {
+    cells = feedRow(event.scan_id);
+    rows.set(event.scan_id, cells);
+    $("feed").prepend(cells.row);
+    while (rows.size > FEED_MAX_ROWS) {
+      const [oldest, old] = rows.entries().next().value;
+      old.row.remove();
+      rows.delete(oldest);
+    }
+  }
+  const progress = event.progress || {};
+  const pct = Math.max(0, Math.min(100, Number(progress.percentage) || 0));
+  let message = progress.message || "";
+  if (event.error) {
+    // The failure's progress message is usually the error's own message: say it once.
+    const why = event.error.message === message ? "" : `: ${event.error.message}`;
+    message += ` — ${event.error.kind}${why}`;
+  }
+  if (event.verdict) message += ` (verdict: ${event.verdict})`;
+  cells.row.dataset.type = event.type;
+  cells.type.textContent = event.type;
+  cells.stage.textContent = progress.stage || "";
+  cells.bar.value = pct;
+  cells.pct.textContent = `${pct} %`;
+  cells.message.textContent = message;
+  cells.attempt.textContent = event.attempt ? String(event.attempt) : "";
+  cells.at.textContent = event.at_ms ? new Date(event.at_ms).toLocaleTimeString() : "";
+  // The other panels follow the feed: the scan on display, and new dead letters.
+  if (event.scan_id === shownScan) refreshDetailSoon();
+  if (event.type === "failed" && deadWanted === null) refreshDeadSoon();
+}
+
+// --- one scan: detail, findings, cancel, retry ----------------------------------------------
+
+let shownScan = null;
+let detailTimer = null;
+let lookupSeq = 0; // only the latest lookup may draw: a slow earlier answer must not win
+const outcomes = new Map(); // scan id -> what the last cancel or retry said, kept across refreshes
+
+function refreshDetailSoon() {
+  clearTimeout(detailTimer);
+  detailTimer = setTimeout(() => { if (shownScan) lookup(shownScan); }, 150);
+}
+
+async function lookup(rawId) {
+  const scanId = String(rawId).trim().toLowerCase();
+  const line = $("lookup-error");
+  show(line, "");
+  $("lookup-input").value = scanId;
+  if (!SCAN_ID.test(scanId)) {
+    show(line, "A scan id is 32 hexadecimal digits.");
+    return;
+  }
+  const mine = epoch;
+  const seq = ++lookupSeq;
+  try {
+    const detail = await api("GET", `/api/scans/${scanId}`);
+    if (mine !== epoch || seq !== lookupSeq) return;
+    shownScan = scanId;
+    renderDetail(detail);
+  } catch (err) {
+    if (mine !== epoch || seq !== lookupSeq) return;
+    if (err.status === 404) {
+      shownScan = null;
+      $("detail").replaceChildren();
+    }
+    report(err, line);
+  }
+}
+
+function renderDetail(d) {
+  const progress = d.progress || {};
+  const status = el("p", {class: "action-status", role: "status",
+                          text: outcomes.get(d.scan_id) || ""});
+  const actions = el("div", {class: "actions"});
+  const button = (text, className, onClick) => {
+    const b = el("button", {type: "button", class: className, text});
+    b.addEventListener("click", () => onClick(b));
+    actions.append(b);
+  };
+  button("Refresh", "refresh", () => lookup(d.scan_id));
+  if (!TERMINAL.has(d.state)) {
+    button("Cancel", "cancel", (b) => act(b, status, "DELETE", `/api/scans/${d.scan_id}`,
+      (r) => `Cancelled (was ${r.previous_state}).`, d.scan_id));
+  }
+  if (d.state === "failed") {
+    button("Retry", "retry", (b) => act(b, status, "POST", `/api/scans/${d.scan_id}/retry`,
+      (r) => `Requeued: ${r.status}.`, d.scan_id));
+  }
+  const facts = el("dl", {class: "pairs"});
+  for (const [name, value] of [
+    ["scan id", d.scan_id], ["tenant", d.tenant], ["category", d.category],
+    ["marketplaces", d.marketplaces], ["attempts", d.attempts],
+    ["created", when(d.created_at)], ["updated", when(d.updated_at)],
+    ["next attempt", d.next_attempt_at ? when(d.next_attempt_at) : null],
+  ]) {
+    facts.append(el("dt", {text: name}), el("dd", {text: fmt(value)}));
+  }
+  const card = el("article", {class: "card", "data-scan-id": d.scan_id, "data-state": d.state},
+    el("h3", {},
+       el("span", {class: "product", text: d.product_name}), " ",
+       el("span", {class: "badge state", "data-state": d.state, text: d.state})),
+    el("p", {class: "progressline"}, progressBar(progress.percentage),
+       el("span", {text: ` ${progress.percentage ?? 0} % · ${progress.stage || ""} · `
+                         + `${progress.message || ""}`})),
+    facts, actions, status);
+  if (d.error) {
+    card.append(el("div", {class: "error-box"},
+      el("strong", {class: "error-kind", text: d.error.kind}), ": ",
+      el("span", {class: "error-message", text: d.error.message}),
+      el("span", {class: "muted", text: d.error.retryable ? " (retryable)" : " (permanent)"})));
+  }
+  if (d.result) card.append(renderResult(d.result));
+  $("detail").replaceChildren(card);
+}
+
+function renderResult(result) {
+  const analysis = result.analysis || {};
+  const usage = result.usage || {};
+  const box = el("div", {class: "result"},
+    el("h4", {}, "Result: ", el("span", {class: "verdict", "data-verdict": analysis.verdict,
+                                          text: analysis.verdict})),
+    el("p", {class: "summary", text: analysis.summary || ""}),
+    el("p", {class: "muted", text: `${result.backend} · ${result.model} · `
+      + `${result.duration_ms} ms · ${usage.input_tokens ?? 0} in / `
+      + `${usage.output_tokens ?? 0} out tokens`}));
+  for (const market of analysis.marketplaces || []) {
+    const body = el("tbody");
+    for (const f of market.findings || []) {
+      body.append(el("tr", {"data-status": f.status, "data-severity": f.severity},
+        el("td", {class: "status", text: f.status}), el("td", {text: f.severity}),
+        el("td", {class: "rule", text: f.rule}), el("td", {text: f.requirement}),
+        el("td", {text: f.evidence}), el("td", {text: f.fix}),
+        el("td", {text: f.regulation})));
+    }
+    box.append(
+      el("h5", {}, `${market.marketplace} — `,
+         el("span", {class: "verdict", "data-verdict": market.verdict, text: market.verdict})),
+      el("table", {class: "findings", "data-marketplace": market.marketplace},
+         el("thead", {}, el("tr", {}, ...["status", "severity", "rule", "requirement",
+                                          "evidence", "fix", "regulation"]
+                                          .map((h) => el("th", {text: h})))),
+         body));
+  }
+  return box;
+}
+
+/** A write (cancel, retry) from a button: its outcome next to it, then fresh data. */
+async function act(button, status, method, path, success, scanId) {
+  const mine = epoch;
+  button.disabled = true;
+  status.textContent = "…";
+  try {
+    const answer = await api(method, path);
+    if (mine !== epoch) return false;
+    status.textContent = success(answer);
+    outcomes.set(scanId, status.textContent);
+    if (scanId === shownScan) refreshDetailSoon();
+    return true;
+  } catch (err) {
+    if (mine !== epoch) return false;
+    button.disabled = false;
+    status.textContent = err.message;
+    outcomes.set(scanId, err.message);
+    if (err.status === 401 || err.status === 0 || err.status >= 500) report(err, null);
+    return false;
+  }
+}
+
+// --- dead letters ----------------------------------------------------------------------------
+
+let deadCursor = null; // the `before` of the page on display; null: the newest page
+let deadWanted = null; // the page asked for last (a refresh reloads that one, not the shown one)
+let deadSeq = 0; // only the latest request may draw, whatever order the answers come in
+let deadNext = null;
+let deadTimer = null;
+const retried = new Set(); // dead-letter ids replayed from this page, so a reload says so
+
+function refreshDeadSoon() {
+  clearTimeout(deadTimer);
+  deadTimer = setTimeout(() => loadDead(deadWanted), 300);
+}
+
+function deadCount() {
+  const n = Number.parseInt($("dead-count").value, 10);
+  return Number.isFinite(n) ? Math.max(1, Math.min(500, n)) : 20;
+}
+
+async function loadDead(before) {
+  const mine = epoch;
+  const seq = ++deadSeq;
+  deadWanted = before;
+  const query = new URLSearchParams({count: String(deadCount())});
+  if (before) query.set("before", before);
+  show($("dead-error"), "");
+  try {
+    const page = await api("GET", `/api/dead?${query}`);
+    if (mine !== epoch || seq !== deadSeq) return;
+    deadCursor = before;
+    deadNext = page.next || null;
+    renderDead(page.items || []);
+  } catch (err) {
+    if (mine !== epoch || seq !== deadSeq) return;
+    report(err, $("dead-error"));
+  }
+}
+
+function renderDead(items) {
+  $("dead-older").disabled = !deadNext;
+  $("dead-page").textContent = deadCursor ? `older than ${deadCursor}` : "newest first";
+  const list = $("dead-list");
+  if (!items.length) {
+    list.replaceChildren(el("tr", {class: "empty"},
+      el("td", {colspan: 6, class: "muted",
+                text: deadCursor ? "No older dead letters." : "No dead letters."})));
+    return;
+  }
+  list.replaceChildren(...items.map(deadRow));
+}
+
+function deadRow(letter) {
+  const status = el("span", {class: "retry-status"});
+  const cell = el("td", {class: "actions"});
+  if (SCAN_ID.test(letter.scan_id)) {
+    const retry = el("button", {type: "button", class: "retry", text: "Retry"});
+    if (retried.has(letter.id)) {
+      retry.disabled = true;
+      status.textContent = "retried";
+    }
+    retry.addEventListener("click", async () => {
+      const ok = await act(retry, status, "POST", `/api/scans/${letter.scan_id}/retry`,
+                           (r) => `requeued (${r.status})`, letter.scan_id);
+      if (ok) retried.add(letter.id);
+    });
+    cell.append(retry, " ", status);
+  }
+  let scan = el("span", {class: "muted", text: letter.scan_id || "(none)"});
+  if (SCAN_ID.test(letter.scan_id)) {
+    scan = el("button", {type: "button", class: "link", text: letter.scan_id});
+    scan.addEventListener("click", () => lookup(letter.scan_id));
+  }
+  const error = letter.error || {};
+  const history = (letter.history || []).map((h) => `${h.kind}: ${h.message}`).join("\n");
+  return el("tr", {"data-id": letter.id, "data-scan-id": letter.scan_id},
+    el("td", {text: when(letter.failed_at)}),
+    el("td", {class: "scan"}, scan),
+    el("td", {class: "product", text: letter.product_name ?? "—"}),
+    el("td", {class: "error", title: history || letter.raw_entry || null,
+              text: `${error.kind}: ${error.message}`}),
+    el("td", {text: fmt(letter.attempts)}),
+    cell);
+}
+
+// --- wiring ----------------------------------------------------------------------------------
+
+/** Empty every panel: what one key was shown is not left on screen for the next. */
+function clearPanels() {
+  $("stats").replaceChildren(el("p", {class: "muted", text: "Enter an API key to see the queue."}));
+  $("stats-updated").textContent = "";
+  rows.clear();
+  $("feed").replaceChildren();
+  lastEventId = "";
+  shownScan = null;
+  outcomes.clear();
+  $("detail").replaceChildren();
+  show($("lookup-error"), "");
+  retried.clear();
+  deadWanted = deadCursor = deadNext = null;
+  $("dead-list").replaceChildren();
+  $("dead-older").disabled = true;
+  $("dead-page").textContent = "";
+  show($("dead-error"), "");
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("key-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const key = $("key-input").value.trim();
+    if (!key) {
+      showAlert("Enter an API key.");
+      return;
+    }
+    sessionStorage.setItem(KEY_STORAGE, key);
+    $("key-input").value = "";
+    stop();
+    clearPanels();
+    start();
+  });
+  $("key-forget").addEventListener("click", () => {
+    stop();
+    clearPanels();
+    sessionStorage.removeItem(KEY_STORAGE);
+    $("key-status").textContent = "no key";
+    $("key-status").dataset.state = "none";
+    showAlert("");
+  });
+  $("lookup-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    lookup($("lookup-input").value);
+  });
+  $("dead-newest").addEventListener("click", () => loadDead(null));
+  $("dead-older").addEventListener("click", () => { if (deadNext) loadDead(deadNext); });
+  if (sessionStorage.getItem(KEY_STORAGE)) start();
+});
