@@ -30,8 +30,10 @@ def main() -> None:
     settings, log = boot("analyzer")
     log.info("starting", redis=settings.redis_url, backend=settings.analyzer_backend)
     if settings.analyzer_backend == "local" and settings.anthropic_api_key is None:
-        log.info("no ANTHROPIC_API_KEY: analysing labels offline (OCR + rulebook); "
-                 "set the key to use Claude")
+        log.info(
+            "no ANTHROPIC_API_KEY: analysing labels offline (OCR + rulebook); "
+            "set the key to use Claude"
+        )
     try:
         uvloop.run(serve(settings))
     except SettingsError as exc:

@@ -54,7 +54,10 @@ class ImageFetcher:
         # lets every connection go through the address guard. No proxies from env.
         self._pool = httpcore.AsyncConnectionPool(
             network_backend=GuardedBackend(self._origins),
-            max_connections=16, max_keepalive_connections=8, keepalive_expiry=10.0, retries=0,
+            max_connections=16,
+            max_keepalive_connections=8,
+            keepalive_expiry=10.0,
+            retries=0,
         )
 
     async def fetch(self, url: str) -> bytes:
@@ -64,9 +67,7 @@ class ImageFetcher:
             async with asyncio.timeout(self._timeout):
                 data = await self._follow(url)
         except TimeoutError:
-            raise ImageUnavailableError(
-                f"image_url timed out after {self._timeout:g}s"
-            ) from None
+            raise ImageUnavailableError(f"image_url timed out after {self._timeout:g}s") from None
         except httpcore.TimeoutException as exc:
             raise ImageUnavailableError(f"image_url timed out: {exc!r}") from None
         except (httpcore.NetworkError, httpcore.RemoteProtocolError) as exc:
@@ -111,7 +112,9 @@ class ImageFetcher:
         )
         timeouts = dict.fromkeys(("connect", "read", "write", "pool"), self._timeout)
         async with self._pool.stream(
-            "GET", request_url, headers=[(b"host", url.netloc), *_HEADERS],
+            "GET",
+            request_url,
+            headers=[(b"host", url.netloc), *_HEADERS],
             extensions={"timeout": timeouts},
         ) as response:
             status = response.status

@@ -19,9 +19,7 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     reclaimed: int
 
 
-async def serve_health(
-    host: str, port: int, snapshot: Callable[[], Health]
-) -> asyncio.Server:
+async def serve_health(host: str, port: int, snapshot: Callable[[], Health]) -> asyncio.Server:
     """Serve ``GET /healthz`` (200 alive, 503 stalled) and ``/readyz`` on ``host:port``."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -39,7 +37,8 @@ async def serve_health(
                 body, status = b'{"error":"not_found"}', "404 Not Found"
             writer.write(
                 f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"
-                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body
+                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+                + body
             )
             await writer.drain()
         except (TimeoutError, ConnectionError):

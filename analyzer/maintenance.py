@@ -28,7 +28,9 @@ PROMOTE_MAX_SLEEP_S = 0.2
 
 
 async def _every(
-    name: str, interval: Callable[[], float], step: Callable[[], Awaitable[None]],
+    name: str,
+    interval: Callable[[], float],
+    step: Callable[[], Awaitable[None]],
     stopping: asyncio.Event,
 ) -> None:
     failing = False
@@ -135,8 +137,11 @@ class Maintenance:
         for stream in self.store.keys.request_streams:
             for consumer in await redis.xinfo_consumers(stream, GROUP):
                 name = _text(consumer["name"])
-                if (name != self.consumer and int(consumer["pending"]) == 0
-                        and int(consumer["idle"]) > idle_limit):
+                if (
+                    name != self.consumer
+                    and int(consumer["pending"]) == 0
+                    and int(consumer["idle"]) > idle_limit
+                ):
                     await redis.xgroup_delconsumer(stream, GROUP, name)
                     log.info("removed idle consumer", consumer=name, stream=stream)
 

@@ -65,7 +65,9 @@ class RateLimiter:
         self._run = run
         self._keys = [keys.ratelimit(p) for p in ("requests", "input", "output", "state")]
         self._limits = (
-            settings.anthropic_rpm, settings.anthropic_input_tpm, settings.anthropic_output_tpm
+            settings.anthropic_rpm,
+            settings.anthropic_input_tpm,
+            settings.anthropic_output_tpm,
         )
         self.prompt_tokens = settings.anthropic_prompt_tokens
         self.output_estimate = settings.anthropic_output_estimate
@@ -78,23 +80,35 @@ class RateLimiter:
         """Reserve capacity now, or say how long to wait; one round trip."""
         now = now_ms()
         wait, reason = await self._run(
-            scripts.RATELIMIT_ACQUIRE, self._keys[:4],
+            scripts.RATELIMIT_ACQUIRE,
+            self._keys[:4],
             [now, *self._limits, input_tokens, output_tokens, uuid.uuid4().hex],
         )
         if int(wait) > 0:
             return Decision(wait_ms=int(wait), reason=reason.decode())
-        return Decision(wait_ms=0, reason="", reservation=Reservation(
-            second=now // 1000, input_tokens=input_tokens, output_tokens=output_tokens,
-        ))
+        return Decision(
+            wait_ms=0,
+            reason="",
+            reservation=Reservation(
+                second=now // 1000,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+            ),
+        )
 
     async def settle(self, reservation: Reservation, usage: Usage) -> None:
         """Correct the reservation with the tokens the API reports it used."""
-        used_in = (usage.input_tokens + usage.cache_creation_input_tokens
-                   + usage.cache_read_input_tokens)
+        used_in = (
+            usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
+        )
         await self._run(
-            scripts.RATELIMIT_SETTLE, self._keys[1:3],
-            [reservation.second, used_in - reservation.input_tokens,
-             usage.output_tokens - reservation.output_tokens],
+            scripts.RATELIMIT_SETTLE,
+            self._keys[1:3],
+            [
+                reservation.second,
+                used_in - reservation.input_tokens,
+                usage.output_tokens - reservation.output_tokens,
+            ],
         )
 
     async def pause(self, seconds: float, reason: str) -> None:
@@ -111,10 +125,18 @@ class RateLimiter:
             return
         spent = [
             (limits.requests_remaining, 1, limits.requests_reset_ms, "requests"),
-            (limits.input_tokens_remaining, next_input, limits.input_tokens_reset_ms,
-             "input tokens"),
-            (limits.output_tokens_remaining, self.output_estimate,
-             limits.output_tokens_reset_ms, "output tokens"),
+            (
+                limits.input_tokens_remaining,
+                next_input,
+                limits.input_tokens_reset_ms,
+                "input tokens",
+            ),
+            (
+                limits.output_tokens_remaining,
+                self.output_estimate,
+                limits.output_tokens_reset_ms,
+                "output tokens",
+            ),
         ]
         for remaining, need, reset_ms, what in spent:
             if remaining is not None and reset_ms is not None and remaining < need:

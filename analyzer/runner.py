@@ -99,16 +99,22 @@ class ScanRunner:
             # Pillow work is CPU-bound: off the event loop, so other scans keep moving.
             prepared = await asyncio.to_thread(prepare_image, image)
             sent = ImageSent(
-                media_type=prepared.media_type, width=prepared.width, height=prepared.height,
-                bytes=len(prepared.data), token_estimate=prepared.token_estimate,
+                media_type=prepared.media_type,
+                width=prepared.width,
+                height=prepared.height,
+                bytes=len(prepared.data),
+                token_estimate=prepared.token_estimate,
             )
             reservation = await self._acquire(claim, prepared.token_estimate)
             try:
                 outcome = await self.backend.analyze(
                     AnalysisRequest(
-                        image=prepared.data, media_type=prepared.media_type,
-                        image_tokens=prepared.token_estimate, category=job.category,
-                        marketplaces=job.marketplaces, product_name=job.product_name,
+                        image=prepared.data,
+                        media_type=prepared.media_type,
+                        image_tokens=prepared.token_estimate,
+                        category=job.category,
+                        marketplaces=job.marketplaces,
+                        product_name=job.product_name,
                     ),
                     report,
                 )
@@ -120,14 +126,18 @@ class ScanRunner:
                 await self.limiter.settle(reservation, outcome.usage)
                 await self.limiter.observe(outcome.limits, reservation.input_tokens)
             result = ScanResult(
-                analysis=outcome.analysis, backend=self.backend.name, model=outcome.model,
-                usage=outcome.usage, duration_ms=int((time.monotonic() - started) * 1000),
+                analysis=outcome.analysis,
+                backend=self.backend.name,
+                model=outcome.model,
+                usage=outcome.usage,
+                duration_ms=int((time.monotonic() - started) * 1000),
                 image=sent,
             )
             if not await self.store.complete(claim, result):
                 raise StaleAttemptError
-            log.info("scan completed", verdict=result.analysis.verdict,
-                     duration_ms=result.duration_ms)
+            log.info(
+                "scan completed", verdict=result.analysis.verdict, duration_ms=result.duration_ms
+            )
         except StaleAttemptError:
             log.warning("scan attempt superseded; its outcome is discarded")
         except LabelscanError as exc:
@@ -149,12 +159,15 @@ class ScanRunner:
         )
         if retryable:
             delay = backoff_delay(
-                claim.attempt, base_s=s.retry_base_s, cap_s=s.retry_cap_s,
+                claim.attempt,
+                base_s=s.retry_base_s,
+                cap_s=s.retry_cap_s,
                 retry_after=exc.retry_after if isinstance(exc, RetryableError) else None,
             )
             await self.store.retry(claim, error, delay)
-            log.warning("scan will be retried", kind=exc.kind, error=str(exc),
-                        delay_s=round(delay, 2))
+            log.warning(
+                "scan will be retried", kind=exc.kind, error=str(exc), delay_s=round(delay, 2)
+            )
         else:
             await self.store.fail(claim, error, pct)
             log.warning("scan failed", kind=exc.kind, error=str(exc))
@@ -170,11 +183,15 @@ class ScanRunner:
                 return decision.reservation
             if not told:  # one event per wait, not one per check
                 told = True
-                await self._report(claim, Progress(
-                    stage="waiting", percentage=ANALYZING.percentage,
-                    message=f"Waiting for capacity ({decision.reason}), "
-                            f"about {decision.wait_ms / 1000:.1f}s",
-                ))
+                await self._report(
+                    claim,
+                    Progress(
+                        stage="waiting",
+                        percentage=ANALYZING.percentage,
+                        message=f"Waiting for capacity ({decision.reason}), "
+                        f"about {decision.wait_ms / 1000:.1f}s",
+                    ),
+                )
             await asyncio.sleep(decision.wait_ms / 1000)
 
     async def _fetch(self, job: ScanJob) -> bytes:

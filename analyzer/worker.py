@@ -70,15 +70,21 @@ class Worker:
         self.store = AttemptStore(self.redis, settings)
         self.backend = backend or make_backend(settings)
         self.fetcher = ImageFetcher(
-            max_bytes=settings.max_image_bytes, timeout_s=settings.fetch_timeout_s,
-            allow_http=settings.image_url_allow_http, allow_hosts=settings.image_url_allow_hosts,
+            max_bytes=settings.max_image_bytes,
+            timeout_s=settings.fetch_timeout_s,
+            allow_http=settings.image_url_allow_http,
+            allow_hosts=settings.image_url_allow_hosts,
             max_redirects=settings.image_fetch_max_redirects,
         )
         self.runner = ScanRunner(self.store, self.backend, self.fetcher, settings)
         self.streams = self.store.keys.request_streams  # highest priority first
         self.maintenance = Maintenance(
-            self.store, settings=settings, consumer=self.consumer, held=self._held,
-            free_slots=self._free_slots, deliver=self._deliver,
+            self.store,
+            settings=settings,
+            consumer=self.consumer,
+            held=self._held,
+            free_slots=self._free_slots,
+            deliver=self._deliver,
         )
         self.health_port = settings.analyzer_health_port if health_port is None else health_port
         self.processed = 0
@@ -121,8 +127,11 @@ class Worker:
         """Liveness snapshot for the health endpoint."""
         status, age = liveness(self.last_turn, self.settings.liveness_timeout_s)
         return Health(
-            status=status, last_turn_s=age, in_flight=len(self._inflight),
-            processed=self.processed, reclaimed=self.maintenance.reclaimed,
+            status=status,
+            last_turn_s=age,
+            in_flight=len(self._inflight),
+            processed=self.processed,
+            reclaimed=self.maintenance.reclaimed,
         )
 
     def stop(self) -> None:
@@ -145,12 +154,20 @@ class Worker:
 
     async def run(self) -> None:
         """Claim and run scans until :meth:`stop`."""
-        log.info("consumer started", consumer=self.consumer,
-                 concurrency=self.settings.worker_concurrency, backend=self.backend.name)
+        log.info(
+            "consumer started",
+            consumer=self.consumer,
+            concurrency=self.settings.worker_concurrency,
+            backend=self.backend.name,
+        )
         self._background += self.maintenance.tasks(self._stopping)
-        self._background.append(asyncio.create_task(listen_for_cancels(
-            self.redis, self.store.keys.control, self._cancel, self._stopping
-        )))
+        self._background.append(
+            asyncio.create_task(
+                listen_for_cancels(
+                    self.redis, self.store.keys.control, self._cancel, self._stopping
+                )
+            )
+        )
         failures = 0
         while not self._stopping.is_set():
             while self._backlog and len(self._inflight) < self.settings.worker_concurrency:
@@ -213,7 +230,11 @@ class Worker:
         self, streams: dict[str, str], count: int, block: int | None
     ) -> list[Entry]:
         reply: Any = await self._reader.xreadgroup(
-            GROUP, self.consumer, streams, count=count, block=block  # type: ignore[arg-type]
+            GROUP,
+            self.consumer,
+            streams,  # type: ignore[arg-type]
+            count=count,
+            block=block,
         )
         out: list[Entry] = []
         by_stream = {(s.decode() if isinstance(s, bytes) else s): e for s, e in reply or ()}
@@ -253,8 +274,9 @@ class Worker:
             await self.runner.run(job, entry_id, stream, self.consumer)
         except RedisError as exc:
             # The entry stays pending; it is reclaimed once Redis answers again.
-            log.warning("redis error during scan; entry left pending",
-                        scan_id=job.scan_id, error=str(exc))
+            log.warning(
+                "redis error during scan; entry left pending", scan_id=job.scan_id, error=str(exc)
+            )
 
     async def _dead_letter(
         self, stream: str, entry_id: str, fields: dict[bytes, bytes], reason: str
@@ -262,10 +284,18 @@ class Worker:
         log.error("poison entry dead-lettered", entry_id=entry_id, reason=reason)
         raw = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}
         pipe = self.redis.pipeline(transaction=True)
-        pipe.xadd(self.store.keys.dead, {
-            "scan_id": raw.get("scan_id", ""), "stream": stream, "entry_id": entry_id,
-            "reason": reason, "fields": msgspec.json.encode(raw),
-        }, maxlen=self.settings.dead_maxlen, approximate=True)
+        pipe.xadd(
+            self.store.keys.dead,
+            {
+                "scan_id": raw.get("scan_id", ""),
+                "stream": stream,
+                "entry_id": entry_id,
+                "reason": reason,
+                "fields": msgspec.json.encode(raw),
+            },
+            maxlen=self.settings.dead_maxlen,
+            approximate=True,
+        )
         pipe.xack(stream, GROUP, entry_id)
         pipe.xdel(stream, entry_id)
         await pipe.execute()
@@ -300,8 +330,11 @@ class Worker:
             except (KeyError, msgspec.DecodeError):
                 continue  # poison: left pending, dead-lettered by whoever reclaims it
             except RedisError as exc:
-                log.warning("could not hand back entry; it will be reclaimed",
-                            entry_id=entry_id, error=str(exc))
+                log.warning(
+                    "could not hand back entry; it will be reclaimed",
+                    entry_id=entry_id,
+                    error=str(exc),
+                )
 
     async def aclose(self) -> None:
         """Release the health server, the backend, the HTTP client and Redis."""

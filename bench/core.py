@@ -49,9 +49,16 @@ class PipelineResult(msgspec.Struct, frozen=True, kw_only=True):
 def service_env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
     """Environment of a benchmark service: simulated backend at 0 ms, quiet logs."""
     return {
-        **os.environ, "REDIS_URL": redis_url, "LABELSCAN_PREFIX": prefix,
-        "ANALYZER_BACKEND": "simulated", "SIMULATED_DELAY_MS": "0", "LOG_LEVEL": "WARNING",
-        "LOG_JSON": "true", "LABELSCAN_AUTH": "off", "LABELSCAN_TENANT_RPS": "0", **extra,
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "LABELSCAN_PREFIX": prefix,
+        "ANALYZER_BACKEND": "simulated",
+        "SIMULATED_DELAY_MS": "0",
+        "LOG_LEVEL": "WARNING",
+        "LOG_JSON": "true",
+        "LABELSCAN_AUTH": "off",
+        "LABELSCAN_TENANT_RPS": "0",
+        **extra,
     }
 
 
@@ -69,9 +76,20 @@ def _wait_http(url: str, timeout: float = 15.0) -> None:
 
 def _loadgen(mode: str, port: int, body: Path, rate: float, seconds: float) -> LoadResult:
     out = subprocess.run(
-        [sys.executable, "-m", "bench.loadgen", mode, "127.0.0.1", str(port), "/api/scans",
-         str(body), str(rate), str(seconds)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "bench.loadgen",
+            mode,
+            "127.0.0.1",
+            str(port),
+            "/api/scans",
+            str(body),
+            str(rate),
+            str(seconds),
+        ],
+        check=True,
+        capture_output=True,
     )
     return msgspec.json.decode(out.stdout, type=LoadResult)
 
@@ -84,10 +102,16 @@ def bench_gateway(redis_url: str, *, rate: float, seconds: float) -> list[LoadRe
     try:
         _wait_http(f"http://127.0.0.1:{port}/healthz")
         with tempfile.NamedTemporaryFile(suffix=".json") as body:
-            body.write(msgspec.json.encode({
-                "image_base64": base64.b64encode(PNG).decode(), "category": "toys",
-                "marketplaces": ["US", "DE"], "product_name": "Benchmark blocks",
-            }))
+            body.write(
+                msgspec.json.encode(
+                    {
+                        "image_base64": base64.b64encode(PNG).decode(),
+                        "category": "toys",
+                        "marketplaces": ["US", "DE"],
+                        "product_name": "Benchmark blocks",
+                    }
+                )
+            )
             body.flush()
             fixed = _loadgen("fixed", port, Path(body.name), rate, seconds)
             peak = _loadgen("max", port, Path(body.name), 0, seconds)
@@ -104,8 +128,12 @@ async def _fill(settings: Settings, scans: int) -> None:
     async def submit() -> None:
         sid = new_scan_id()
         job = ScanJob(
-            scan_id=sid, category="toys", marketplaces=["US"], product_name="Bench",
-            image_key=store.keys.image(sid), submitted_at_ms=now_ms(),
+            scan_id=sid,
+            category="toys",
+            marketplaces=["US"],
+            product_name="Bench",
+            image_key=store.keys.image(sid),
+            submitted_at_ms=now_ms(),
         )
         await store.submit(job, PNG)
 
@@ -153,8 +181,14 @@ def bench_pipeline(
     asyncio.run(_fill(settings, scans))
     analyzer = subprocess.Popen(
         [sys.executable, "-m", "analyzer"],
-        env=service_env(redis_url, prefix, SCAN_WORKER_CONCURRENCY=str(concurrency),
-                 EVENTS_MAXLEN=str(scans * 10), ANALYZER_HEALTH_PORT="0", **env),
+        env=service_env(
+            redis_url,
+            prefix,
+            SCAN_WORKER_CONCURRENCY=str(concurrency),
+            EVENTS_MAXLEN=str(scans * 10),
+            ANALYZER_HEALTH_PORT="0",
+            **env,
+        ),
     )
     try:
         seconds, events = asyncio.run(_span(settings, scans, timeout=300))
@@ -162,8 +196,11 @@ def bench_pipeline(
         analyzer.terminate()
         analyzer.wait(30)
     return PipelineResult(
-        scans=scans, concurrency=concurrency, seconds=round(seconds, 3),
-        scans_per_s=round(scans / seconds, 1), events_published=events,
+        scans=scans,
+        concurrency=concurrency,
+        seconds=round(seconds, 3),
+        scans_per_s=round(scans / seconds, 1),
+        events_published=events,
     )
 
 
@@ -208,12 +245,20 @@ def main() -> None:
         print(f"{label:<44}{peer.jobs_per_s:>12.0f}  labelscan x{ratio:.2f}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "core.json"
-    out.write_bytes(msgspec.json.format(msgspec.json.encode({
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "cpus": os.cpu_count(),
-        "post_fixed_rate": fixed, "post_max_rate": peak, "pipeline": pipeline,
-        "peers": peers,
-    })))
+    out.write_bytes(
+        msgspec.json.format(
+            msgspec.json.encode(
+                {
+                    "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "cpus": os.cpu_count(),
+                    "post_fixed_rate": fixed,
+                    "post_max_rate": peak,
+                    "pipeline": pipeline,
+                    "peers": peers,
+                }
+            )
+        )
+    )
     print(f"\nwrote {out}")
 
 

@@ -106,8 +106,11 @@ async def analyze_all(
         )
         started = time.perf_counter()
         result = await backend.analyze(request, _no_report)
-        out.append(Labelled(name=spec.name, analysis=result.analysis,
-                            seconds=time.perf_counter() - started))
+        out.append(
+            Labelled(
+                name=spec.name, analysis=result.analysis, seconds=time.perf_counter() - started
+            )
+        )
     return out
 
 
@@ -132,10 +135,16 @@ def score(specs: Sequence[LabelSpec], results: Sequence[Labelled], book: Ruleboo
                 counts.tn += not real and not flagged
                 counts.exact += finding.status == expected
                 if finding.status != expected:
-                    mismatches.append(Mismatch(
-                        label=spec.name, marketplace=report.marketplace, rule=finding.rule,
-                        expected=expected, got=finding.status, evidence=finding.evidence,
-                    ))
+                    mismatches.append(
+                        Mismatch(
+                            label=spec.name,
+                            marketplace=report.marketplace,
+                            rule=finding.rule,
+                            expected=expected,
+                            got=finding.status,
+                            evidence=finding.evidence,
+                        )
+                    )
     total = RuleScore()
     for counts in rules.values():
         total.tp, total.fp = total.tp + counts.tp, total.fp + counts.fp
@@ -149,8 +158,14 @@ def score(specs: Sequence[LabelSpec], results: Sequence[Labelled], book: Ruleboo
         recall=round(total.recall, 4),
         exact_status_rate=round(total.exact / findings, 4) if findings else 1.0,
         per_rule={
-            rule: {"precision": round(c.precision, 4), "recall": round(c.recall, 4),
-                   "tp": c.tp, "fp": c.fp, "fn": c.fn, "tn": c.tn}
+            rule: {
+                "precision": round(c.precision, 4),
+                "recall": round(c.recall, 4),
+                "tp": c.tp,
+                "fp": c.fp,
+                "fn": c.fn,
+                "tn": c.tn,
+            }
             for rule, c in sorted(rules.items())
         },
         mismatches=mismatches,
@@ -162,15 +177,21 @@ def score(specs: Sequence[LabelSpec], results: Sequence[Labelled], book: Ruleboo
 def _print(evaluation: Evaluation) -> None:
     print(f"{'rule':32} {'prec':>6} {'recall':>6}   tp  fp  fn   tn")
     for rule, s in evaluation.per_rule.items():
-        print(f"{rule:32} {s['precision']:6.2f} {s['recall']:6.2f} "
-              f"{s['tp']:4} {s['fp']:3} {s['fn']:3} {s['tn']:4}")
-    print(f"\n{evaluation.labels} labels, {evaluation.findings} checkable findings: "
-          f"precision {evaluation.precision:.3f}, recall {evaluation.recall:.3f}, "
-          f"exact status {evaluation.exact_status_rate:.3f}, "
-          f"{evaluation.seconds_per_label:.2f} s/label")
+        print(
+            f"{rule:32} {s['precision']:6.2f} {s['recall']:6.2f} "
+            f"{s['tp']:4} {s['fp']:3} {s['fn']:3} {s['tn']:4}"
+        )
+    print(
+        f"\n{evaluation.labels} labels, {evaluation.findings} checkable findings: "
+        f"precision {evaluation.precision:.3f}, recall {evaluation.recall:.3f}, "
+        f"exact status {evaluation.exact_status_rate:.3f}, "
+        f"{evaluation.seconds_per_label:.2f} s/label"
+    )
     for m in evaluation.mismatches:
-        print(f"  MISMATCH {m.label} {m.marketplace} {m.rule}: expected {m.expected}, "
-              f"got {m.got} ({m.evidence[:90]})")
+        print(
+            f"  MISMATCH {m.label} {m.marketplace} {m.rule}: expected {m.expected}, "
+            f"got {m.got} ({m.evidence[:90]})"
+        )
 
 
 async def _main(include_japanese: bool | None, degraded: bool) -> Evaluation:
@@ -189,10 +210,16 @@ async def _main(include_japanese: bool | None, degraded: bool) -> Evaluation:
 def main() -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--no-japanese", action="store_true",
-                        help="skip the Japanese labels even when a CJK font is installed")
-    parser.add_argument("--no-degraded", action="store_true",
-                        help="skip the second pass over blurred, shrunken, tilted photos")
+    parser.add_argument(
+        "--no-japanese",
+        action="store_true",
+        help="skip the Japanese labels even when a CJK font is installed",
+    )
+    parser.add_argument(
+        "--no-degraded",
+        action="store_true",
+        help="skip the second pass over blurred, shrunken, tilted photos",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     japanese = False if args.no_japanese else None

@@ -24,8 +24,11 @@ from shared.keys import Keys
 from shared.scripts import ScriptRunner
 from shared.settings import Settings
 
-HIGH = {"ANTHROPIC_RPM": "100000000", "ANTHROPIC_INPUT_TPM": "1000000000000",
-        "ANTHROPIC_OUTPUT_TPM": "1000000000000"}
+HIGH = {
+    "ANTHROPIC_RPM": "100000000",
+    "ANTHROPIC_INPUT_TPM": "1000000000000",
+    "ANTHROPIC_OUTPUT_TPM": "1000000000000",
+}
 
 
 async def _latency(redis_url: str, calls: int) -> tuple[float, float]:
@@ -56,10 +59,20 @@ def main() -> None:
         try:
             plain, limited = [], []
             for i in range(args.rounds):  # interleaved, so machine noise hits both alike
-                plain.append(bench_pipeline(valkey.url, scans=args.scans,
-                                            concurrency=args.concurrency, tag=f"n{i}"))
-                limited.append(bench_pipeline(valkey.url, scans=args.scans,
-                                              concurrency=args.concurrency, tag=f"l{i}", **HIGH))
+                plain.append(
+                    bench_pipeline(
+                        valkey.url, scans=args.scans, concurrency=args.concurrency, tag=f"n{i}"
+                    )
+                )
+                limited.append(
+                    bench_pipeline(
+                        valkey.url,
+                        scans=args.scans,
+                        concurrency=args.concurrency,
+                        tag=f"l{i}",
+                        **HIGH,
+                    )
+                )
             p50, p99 = asyncio.run(_latency(valkey.url, 2000))
         finally:
             valkey.stop()
@@ -68,16 +81,27 @@ def main() -> None:
     overhead_ms = (1 / best_limited - 1 / best_plain) * 1000
     print(f"\nshared rate limiter, {args.scans} simulated scans x {args.rounds} rounds")
     print(f"{'scans/s without limiter (best)':<40}{best_plain:>10.0f}")
-    print(f"{'scans/s with limiter (best)':<40}{best_limited:>10.0f}"
-          f"  ratio x{best_limited / best_plain:.2f}")
+    print(
+        f"{'scans/s with limiter (best)':<40}{best_limited:>10.0f}"
+        f"  ratio x{best_limited / best_plain:.2f}"
+    )
     print(f"{'added time per scan (ms, throughput)':<40}{overhead_ms:>10.3f}")
     print(f"{'acquire latency p50 / p99 (ms)':<40}{p50:>10.3f} / {p99:.3f}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "limiter.json"
-    out.write_bytes(msgspec.json.format(msgspec.json.encode({
-        "plain": plain, "limited": limited, "overhead_ms_per_scan": round(overhead_ms, 4),
-        "acquire_p50_ms": round(p50, 4), "acquire_p99_ms": round(p99, 4),
-    })))
+    out.write_bytes(
+        msgspec.json.format(
+            msgspec.json.encode(
+                {
+                    "plain": plain,
+                    "limited": limited,
+                    "overhead_ms_per_scan": round(overhead_ms, 4),
+                    "acquire_p50_ms": round(p50, 4),
+                    "acquire_p99_ms": round(p99, 4),
+                }
+            )
+        )
+    )
     print(f"wrote {out}")
 
 

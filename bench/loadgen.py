@@ -61,7 +61,11 @@ def _summary(mode: str, latencies: list[float], errors: int, seconds: float) -> 
     ok = len(latencies)
     ordered = sorted(latencies) or [0.0]
     return LoadResult(
-        mode=mode, sent=ok + errors, ok=ok, errors=errors, seconds=round(seconds, 3),
+        mode=mode,
+        sent=ok + errors,
+        ok=ok,
+        errors=errors,
+        seconds=round(seconds, 3),
         rate=round(ok / seconds, 1) if seconds else 0.0,
         p50_ms=round(statistics.median(ordered) * 1000, 3),
         p99_ms=round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 3),
@@ -70,8 +74,15 @@ def _summary(mode: str, latencies: list[float], errors: int, seconds: float) -> 
 
 
 async def fixed_rate(
-    host: str, port: int, path: str, body: bytes, *, rate: float, seconds: float,
-    connections: int = 64, expect: int = 202,
+    host: str,
+    port: int,
+    path: str,
+    body: bytes,
+    *,
+    rate: float,
+    seconds: float,
+    connections: int = 64,
+    expect: int = 202,
 ) -> LoadResult:
     """Open loop: send at ``rate``/s; latency counts from the scheduled send time."""
     raw = _request(host, port, path, body)
@@ -110,7 +121,13 @@ async def fixed_rate(
 
 
 async def max_rate(
-    host: str, port: int, path: str, body: bytes, *, seconds: float, connections: int = 32,
+    host: str,
+    port: int,
+    path: str,
+    body: bytes,
+    *,
+    seconds: float,
+    connections: int = 32,
     expect: int = 202,
 ) -> LoadResult:
     """Closed loop: ``connections`` clients send back to back for ``seconds``."""

@@ -49,22 +49,51 @@ class AttemptStore(ScanStore):
         cap = self.settings.tenant_max_active
         deferred = b""
         if cap:
-            deferred = event_json(sid, "scheduled", "scheduled", Progress(
-                stage="scheduled", percentage=0, message=self._defer_message))
+            deferred = event_json(
+                sid,
+                "scheduled",
+                "scheduled",
+                Progress(stage="scheduled", percentage=0, message=self._defer_message),
+            )
         reply = await self.run(
             scripts.CLAIM,
-            [*self._event_keys(sid), stream, self.keys.image(sid), self.keys.tenant_active,
-             self.keys.delayed],
-            [sid, entry_id, consumer, token, now_ms(),
-             event_json(sid, "progress", "active", progress), *self._limits, self._group,
-             progress.stage, progress.percentage, progress.message, self._history_ttl,
-             self.settings.max_attempts, cap, DEFER_MS, deferred, self._defer_message],
+            [
+                *self._event_keys(sid),
+                stream,
+                self.keys.image(sid),
+                self.keys.tenant_active,
+                self.keys.delayed,
+            ],
+            [
+                sid,
+                entry_id,
+                consumer,
+                token,
+                now_ms(),
+                event_json(sid, "progress", "active", progress),
+                *self._limits,
+                self._group,
+                progress.stage,
+                progress.percentage,
+                progress.message,
+                self._history_ttl,
+                self.settings.max_attempts,
+                cap,
+                DEFER_MS,
+                deferred,
+                self._defer_message,
+            ],
         )
         if reply[0] in (b"skip", b"deferred"):
             return None
         return Claim(
-            job=job, entry_id=entry_id, stream=stream, token=token, attempt=int(reply[1]),
-            image=reply[2] or None, exhausted=reply[0] == b"exhausted",
+            job=job,
+            entry_id=entry_id,
+            stream=stream,
+            token=token,
+            attempt=int(reply[1]),
+            image=reply[2] or None,
+            exhausted=reply[0] == b"exhausted",
         )
 
     async def progress(self, claim: Claim, progress: Progress) -> bool:
@@ -73,8 +102,17 @@ class AttemptStore(ScanStore):
         reply = await self.run(
             scripts.PROGRESS,
             self._event_keys(sid),
-            [sid, claim.token, now_ms(), progress.stage, progress.percentage, progress.message,
-             event_json(sid, "progress", "active", progress), *self._limits, self._history_ttl],
+            [
+                sid,
+                claim.token,
+                now_ms(),
+                progress.stage,
+                progress.percentage,
+                progress.message,
+                event_json(sid, "progress", "active", progress),
+                *self._limits,
+                self._history_ttl,
+            ],
         )
         return bool(reply)
 
@@ -93,16 +131,38 @@ class AttemptStore(ScanStore):
         return await self._finish(claim, "failed", ("error", encode(error)), ev, progress)
 
     async def _finish(
-        self, claim: Claim, state: ScanState, outcome: tuple[str, bytes], ev: bytes,
+        self,
+        claim: Claim,
+        state: ScanState,
+        outcome: tuple[str, bytes],
+        ev: bytes,
         progress: Progress,
     ) -> bool:
         sid = claim.job.scan_id
         reply = await self.run(
             scripts.FINISH,
-            [*self._event_keys(sid), claim.stream, self.keys.stats, self.keys.image(sid),
-             self.keys.dead, self.keys.tenant_active],
-            [sid, claim.token, now_ms(), state, *outcome, ev, *self._limits, self._group,
-             claim.entry_id, self._history_ttl, progress.message, self.settings.dead_maxlen],
+            [
+                *self._event_keys(sid),
+                claim.stream,
+                self.keys.stats,
+                self.keys.image(sid),
+                self.keys.dead,
+                self.keys.tenant_active,
+            ],
+            [
+                sid,
+                claim.token,
+                now_ms(),
+                state,
+                *outcome,
+                ev,
+                *self._limits,
+                self._group,
+                claim.entry_id,
+                self._history_ttl,
+                progress.message,
+                self.settings.dead_maxlen,
+            ],
         )
         return bool(reply)
 
@@ -116,9 +176,19 @@ class AttemptStore(ScanStore):
         reply = await self.run(
             scripts.RETRY,
             [*self._event_keys(sid), claim.stream, self.keys.delayed, self.keys.tenant_active],
-            [sid, claim.token, now, due, encode(error),
-             event_json(sid, "retrying", "retrying", progress, error=error), *self._limits,
-             self._group, claim.entry_id, self._history_ttl, message],
+            [
+                sid,
+                claim.token,
+                now,
+                due,
+                encode(error),
+                event_json(sid, "retrying", "retrying", progress, error=error),
+                *self._limits,
+                self._group,
+                claim.entry_id,
+                self._history_ttl,
+                message,
+            ],
         )
         return bool(reply)
 
@@ -129,8 +199,16 @@ class AttemptStore(ScanStore):
         reply = await self.run(
             scripts.RELEASE,
             [*self._event_keys(sid), stream, self.keys.tenant_active],
-            [sid, token, entry_id, now_ms(), event_json(sid, "queued", "queued", progress),
-             *self._limits, self._group, self._history_ttl],
+            [
+                sid,
+                token,
+                entry_id,
+                now_ms(),
+                event_json(sid, "queued", "queued", progress),
+                *self._limits,
+                self._group,
+                self._history_ttl,
+            ],
         )
         return bool(reply)
 
@@ -146,8 +224,15 @@ class AttemptStore(ScanStore):
         reply = await self.run(
             scripts.PROMOTE,
             [self.keys.delayed, self.keys.events],
-            [now_ms(), limit, "{" + self.keys.prefix + "}", *self._limits, self._history_ttl,
-             head, tail],
+            [
+                now_ms(),
+                limit,
+                "{" + self.keys.prefix + "}",
+                *self._limits,
+                self._history_ttl,
+                head,
+                tail,
+            ],
         )
         nxt = int(reply[1])
         return int(reply[0]), (nxt if nxt >= 0 else None)

@@ -13,6 +13,8 @@ def now_ms() -> int:
 
 def iso(ms: int) -> str:
     """RFC 3339 UTC timestamp with milliseconds."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
+    return (
+        datetime.fromtimestamp(ms / 1000, tz=UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
     )

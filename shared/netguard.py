@@ -24,40 +24,46 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # Our own tables rather than ``is_global`` alone: the stdlib's answers differ
 # between patch releases (3.11.7 calls 224.0.0.1, fec0::1 and 3fff::1 global).
-_V4_BLOCKED = tuple((ipaddress.IPv4Network(net), label) for net, label in (
-    ("0.0.0.0/8", "unspecified"),
-    ("10.0.0.0/8", "private"),
-    ("100.64.0.0/10", "shared (carrier-grade NAT)"),
-    ("127.0.0.0/8", "loopback"),
-    ("169.254.0.0/16", "link-local"),
-    ("172.16.0.0/12", "private"),
-    ("192.0.0.0/24", "IETF protocol"),
-    ("192.0.2.0/24", "documentation"),
-    ("192.88.99.0/24", "6to4 relay"),
-    ("192.168.0.0/16", "private"),
-    ("198.18.0.0/15", "benchmarking"),
-    ("198.51.100.0/24", "documentation"),
-    ("203.0.113.0/24", "documentation"),
-    ("224.0.0.0/4", "multicast"),
-    ("255.255.255.255/32", "broadcast"),
-    ("240.0.0.0/4", "reserved"),
-))
-_V6_BLOCKED = tuple((ipaddress.IPv6Network(net), label) for net, label in (
-    ("::/128", "unspecified"),
-    ("::1/128", "loopback"),
-    ("64:ff9b:1::/48", "local-use NAT64"),
-    ("100::/64", "discard-only"),
-    ("2001::/32", "Teredo tunnel"),
-    ("2001::/23", "IETF protocol"),
-    ("2001:db8::/32", "documentation"),
-    ("2002::/16", "6to4 tunnel"),
-    ("3fff::/20", "documentation"),
-    ("5f00::/16", "SRv6"),
-    ("fc00::/7", "private (unique-local)"),
-    ("fe80::/10", "link-local"),
-    ("fec0::/10", "site-local"),
-    ("ff00::/8", "multicast"),
-))
+_V4_BLOCKED = tuple(
+    (ipaddress.IPv4Network(net), label)
+    for net, label in (
+        ("0.0.0.0/8", "unspecified"),
+        ("10.0.0.0/8", "private"),
+        ("100.64.0.0/10", "shared (carrier-grade NAT)"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("172.16.0.0/12", "private"),
+        ("192.0.0.0/24", "IETF protocol"),
+        ("192.0.2.0/24", "documentation"),
+        ("192.88.99.0/24", "6to4 relay"),
+        ("192.168.0.0/16", "private"),
+        ("198.18.0.0/15", "benchmarking"),
+        ("198.51.100.0/24", "documentation"),
+        ("203.0.113.0/24", "documentation"),
+        ("224.0.0.0/4", "multicast"),
+        ("255.255.255.255/32", "broadcast"),
+        ("240.0.0.0/4", "reserved"),
+    )
+)
+_V6_BLOCKED = tuple(
+    (ipaddress.IPv6Network(net), label)
+    for net, label in (
+        ("::/128", "unspecified"),
+        ("::1/128", "loopback"),
+        ("64:ff9b:1::/48", "local-use NAT64"),
+        ("100::/64", "discard-only"),
+        ("2001::/32", "Teredo tunnel"),
+        ("2001::/23", "IETF protocol"),
+        ("2001:db8::/32", "documentation"),
+        ("2002::/16", "6to4 tunnel"),
+        ("3fff::/20", "documentation"),
+        ("5f00::/16", "SRv6"),
+        ("fc00::/7", "private (unique-local)"),
+        ("fe80::/10", "link-local"),
+        ("fec0::/10", "site-local"),
+        ("ff00::/8", "multicast"),
+    )
+)
 _V6_UNICAST = ipaddress.IPv6Network("2000::/3")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
@@ -77,9 +83,7 @@ def address_refusal(ip: IPAddress) -> str | None:
             # DNS64 synthesises these for every IPv4 name, internal ones included.
             inner = address_refusal(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
             return f"NAT64 {inner}" if inner else None
-        blocked: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = (
-            _V6_BLOCKED
-        )
+        blocked: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = _V6_BLOCKED
     else:
         blocked = _V4_BLOCKED
     for network, label in blocked:

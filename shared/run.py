@@ -50,8 +50,12 @@ class Supervisor:
     def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         """Start a child whose output is prefixed with ``name``."""
         proc = subprocess.Popen(
-            argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
             # Own session: a terminal's Ctrl-C reaches only this supervisor, which
             # then stops the services in order (and Valkey last).
             start_new_session=True,
@@ -150,8 +154,10 @@ def _dev_credentials(env: dict[str, str], data: Path) -> str | None:
     if path.exists():
         creds = json.loads(path.read_text())
     else:
-        creds = {"api_key": f"dev-{secrets.token_urlsafe(24)}",
-                 "event_key": secrets.token_urlsafe(36)}
+        creds = {
+            "api_key": f"dev-{secrets.token_urlsafe(24)}",
+            "event_key": secrets.token_urlsafe(36),
+        }
         data.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(creds))
         path.chmod(0o600)

@@ -11,12 +11,20 @@ from msgspec import Meta
 Category = Literal["toys", "cosmetics", "electronics", "food", "supplements", "general"]
 Marketplace = Literal["US", "UK", "DE", "FR", "IT", "ES", "JP", "CA"]
 Priority = Literal["high", "normal", "low"]
-ScanState = Literal[
-    "scheduled", "queued", "active", "retrying", "completed", "failed", "cancelled"
-]
+ScanState = Literal["scheduled", "queued", "active", "retrying", "completed", "failed", "cancelled"]
 Stage = Literal[
-    "queued", "scheduled", "fetching", "waiting", "analyzing", "ocr", "checking_rules",
-    "parsing", "retrying", "completed", "failed", "cancelled",
+    "queued",
+    "scheduled",
+    "fetching",
+    "waiting",
+    "analyzing",
+    "ocr",
+    "checking_rules",
+    "parsing",
+    "retrying",
+    "completed",
+    "failed",
+    "cancelled",
 ]
 EventType = Literal[
     "scheduled", "queued", "progress", "retrying", "completed", "failed", "cancelled"
@@ -28,7 +36,12 @@ Tenant = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 """Who a scan belongs to: from the API key once auth is on, else the request's field."""
 
 CATEGORIES: tuple[Category, ...] = (
-    "toys", "cosmetics", "electronics", "food", "supplements", "general"
+    "toys",
+    "cosmetics",
+    "electronics",
+    "food",
+    "supplements",
+    "general",
 )
 MARKETPLACES: tuple[Marketplace, ...] = ("US", "UK", "DE", "FR", "IT", "ES", "JP", "CA")
 PRIORITIES: tuple[Priority, ...] = ("high", "normal", "low")

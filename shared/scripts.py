@@ -46,6 +46,7 @@ RATELIMIT_SETTLE = _load("ratelimit_settle")
 RATELIMIT_PAUSE = _load("ratelimit_pause")
 TENANT_RATE = _load("tenant_rate")
 
+
 class Packed(bytes):
     """An argument already in RESP bulk form: constants packed once, not per call."""
 
@@ -73,8 +74,12 @@ def _bulk(value: EncodableT) -> bytes:
 
 def pack_evalsha(script: Script, keys: Sequence[str], args: Sequence[EncodableT]) -> bytes:
     """The RESP bytes of ``EVALSHA sha numkeys keys... args...``."""
-    parts = [b"*%d\r\n" % (3 + len(keys) + len(args)), _bulk("EVALSHA"), _bulk(script.sha),
-             _bulk(len(keys))]
+    parts = [
+        b"*%d\r\n" % (3 + len(keys) + len(args)),
+        _bulk("EVALSHA"),
+        _bulk(script.sha),
+        _bulk(len(keys)),
+    ]
     parts.extend(_bulk(k) for k in keys)
     parts.extend(_bulk(a) for a in args)
     return b"".join(parts)

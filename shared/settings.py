@@ -121,7 +121,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         api_key = r.get("ANTHROPIC_API_KEY", str, None)
         # No API key: the offline backend still does the main job (never "simulated").
         backend: Backend = r.get(
-            "ANALYZER_BACKEND", _choice("claude", "local", "simulated"),  # type: ignore[arg-type]
+            "ANALYZER_BACKEND",
+            _choice("claude", "local", "simulated"),  # type: ignore[arg-type]
             "claude" if api_key else "local",
         )
         settings = cls(
@@ -137,9 +138,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             anthropic_api_key=Secret(api_key) if api_key else None,
             anthropic_base_url=r.get("ANTHROPIC_BASE_URL", _url, None) or None,
             anthropic_model=r.get("ANTHROPIC_MODEL", str, d.anthropic_model),
-            anthropic_max_tokens=r.get(
-                "ANTHROPIC_MAX_TOKENS", _positive, d.anthropic_max_tokens
-            ),
+            anthropic_max_tokens=r.get("ANTHROPIC_MAX_TOKENS", _positive, d.anthropic_max_tokens),
             anthropic_timeout_s=r.get("ANTHROPIC_TIMEOUT", _positive_float, d.anthropic_timeout_s),
             analyzer_backend=backend,
             simulated_delay_ms=r.get("SIMULATED_DELAY_MS", _non_negative, d.simulated_delay_ms),

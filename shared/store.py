@@ -66,8 +66,13 @@ def event_json(
 ) -> bytes:
     """Encode an event; the Lua side appends the attempt number it alone knows."""
     event = ScanEvent(
-        scan_id=scan_id, type=type_, state=state, progress=progress, at_ms=now_ms(),
-        error=error, verdict=verdict,
+        scan_id=scan_id,
+        type=type_,
+        state=state,
+        progress=progress,
+        at_ms=now_ms(),
+        error=error,
+        verdict=verdict,
     )
     # Drop the default attempt so the script can close the object with the real one.
     return encode(event).replace(b',"attempt":0', b"", 1)
@@ -131,19 +136,42 @@ class ScanStore(StoreBase):
         sid = job.scan_id
         idem_key, body_hash = idempotency or ("", "")
         if due_ms > job.submitted_at_ms:
-            ev = event_json(sid, "scheduled", "scheduled", Progress(
-                stage="scheduled", percentage=0, message=f"Scheduled for {iso(due_ms)}"))
+            ev = event_json(
+                sid,
+                "scheduled",
+                "scheduled",
+                Progress(stage="scheduled", percentage=0, message=f"Scheduled for {iso(due_ms)}"),
+            )
         else:
             ev = event_json(sid, "queued", "queued", QUEUED)
         reply = await self.run(
             scripts.SUBMIT,
-            [k.scan(sid), k.requests(job.priority), k.events, k.scan_events(sid), k.image(sid),
-             k.idempotency(idem_key), k.delayed,
-             k.tenant_quota(job.tenant, time.strftime("%Y%m%d", time.gmtime()))],
-            [sid, encode(job), job.submitted_at_ms, ev, *self._limits, image or b"",
-             self.settings.image_ttl_s, self._history_ttl, job.priority, body_hash,
-             self.settings.idempotency_ttl_s, job.tenant, due_ms,
-             self.settings.tenant_scans_per_day],
+            [
+                k.scan(sid),
+                k.requests(job.priority),
+                k.events,
+                k.scan_events(sid),
+                k.image(sid),
+                k.idempotency(idem_key),
+                k.delayed,
+                k.tenant_quota(job.tenant, time.strftime("%Y%m%d", time.gmtime())),
+            ],
+            [
+                sid,
+                encode(job),
+                job.submitted_at_ms,
+                ev,
+                *self._limits,
+                image or b"",
+                self.settings.image_ttl_s,
+                self._history_ttl,
+                job.priority,
+                body_hash,
+                self.settings.idempotency_ttl_s,
+                job.tenant,
+                due_ms,
+                self.settings.tenant_scans_per_day,
+            ],
         )
         if reply[0] == b"duplicate":
             return Duplicate(reply[1].decode(), reply[2].decode() == body_hash)
@@ -176,10 +204,22 @@ class ScanStore(StoreBase):
         progress = Progress(stage="cancelled", percentage=0, message="Cancelled")
         reply = await self.run(
             scripts.CANCEL,
-            [*self._event_keys(scan_id), self.keys.delayed, self.keys.stats,
-             self.keys.image(scan_id), self.keys.tenant_active],
-            [scan_id, now_ms(), event_json(scan_id, "cancelled", "cancelled", progress),
-             *self._limits, self._group, self._history_ttl, self.keys.control],
+            [
+                *self._event_keys(scan_id),
+                self.keys.delayed,
+                self.keys.stats,
+                self.keys.image(scan_id),
+                self.keys.tenant_active,
+            ],
+            [
+                scan_id,
+                now_ms(),
+                event_json(scan_id, "cancelled", "cancelled", progress),
+                *self._limits,
+                self._group,
+                self._history_ttl,
+                self.keys.control,
+            ],
         )
         state = reply[1].decode() if len(reply) > 1 else None
         return CancelOutcome(reply[0].decode(), state)
@@ -194,8 +234,14 @@ class ScanStore(StoreBase):
         reply = await self.run(
             scripts.REQUEUE,
             [*self._event_keys(scan_id), self.keys.dead, self.keys.stats],
-            [scan_id, now_ms(), event_json(scan_id, "queued", "queued", progress),
-             *self._limits, self._history_ttl, "{" + self.keys.prefix + "}"],
+            [
+                scan_id,
+                now_ms(),
+                event_json(scan_id, "queued", "queued", progress),
+                *self._limits,
+                self._history_ttl,
+                "{" + self.keys.prefix + "}",
+            ],
         )
         state = reply[1].decode() if len(reply) > 1 else None
         return CancelOutcome(reply[0].decode(), state)

@@ -39,18 +39,20 @@ def make_settings(valkey: EmbeddedValkey, prefix: str) -> SettingsFactory:
     """Settings for this test's prefix; keyword arguments override fields."""
 
     def make(**overrides: object) -> Settings:
-        base = Settings.from_env({
-            "REDIS_URL": valkey.url,
-            "LABELSCAN_PREFIX": prefix,
-            "ANALYZER_BACKEND": "simulated",
-            "LOG_JSON": "true",
-            "LOG_LEVEL": "WARNING",
-            "ANALYZER_HEALTH_PORT": "0",
-            "LABELSCAN_AUTH": "off",
-            "LABELSCAN_TENANT_RPS": "0",
-            # Test image origins are local servers; everything else stays refused.
-            "IMAGE_URL_ALLOW_HOSTS": "127.0.0.1",
-        })
+        base = Settings.from_env(
+            {
+                "REDIS_URL": valkey.url,
+                "LABELSCAN_PREFIX": prefix,
+                "ANALYZER_BACKEND": "simulated",
+                "LOG_JSON": "true",
+                "LOG_LEVEL": "WARNING",
+                "ANALYZER_HEALTH_PORT": "0",
+                "LABELSCAN_AUTH": "off",
+                "LABELSCAN_TENANT_RPS": "0",
+                # Test image origins are local servers; everything else stays refused.
+                "IMAGE_URL_ALLOW_HOSTS": "127.0.0.1",
+            }
+        )
         fields = {f: getattr(base, f) for f in base.__struct_fields__}
         fields.update(overrides)
         return Settings(**fields)  # type: ignore[arg-type]

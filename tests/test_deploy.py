@@ -61,8 +61,11 @@ def test_k8s_probes_ports_and_settings_match_the_services() -> None:
     config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
     assert set(config) <= SETTINGS_NAMES
     defaults = Settings()
-    ports = {"gateway": defaults.gateway_port, "notifier": defaults.notifier_port,
-             "analyzer": defaults.analyzer_health_port}
+    ports = {
+        "gateway": defaults.gateway_port,
+        "notifier": defaults.notifier_port,
+        "analyzer": defaults.analyzer_health_port,
+    }
     for deployment in (d for d in docs if d["kind"] == "Deployment"):
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         name = container["name"]

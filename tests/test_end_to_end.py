@@ -24,14 +24,20 @@ async def test_json_and_multipart_scans_stream_to_completion(
     """Both upload forms run on Claude (emulated) and stream every stage in order over SSE."""
     async with run_emulator(delay_s=0.2) as emulator:
         settings = make_settings(
-            analyzer_backend="claude", anthropic_api_key=Secret("sk-e2e"),
+            analyzer_backend="claude",
+            anthropic_api_key=Secret("sk-e2e"),
             anthropic_base_url=emulator.base_url,
         )
         async with running_stack(settings) as stack:
-            json_post = await stack.client.post("/api/scans", json={
-                "image_base64": base64.b64encode(PNG).decode(), "category": "electronics",
-                "marketplaces": ["DE", "FR"], "product_name": "Desk lamp",
-            })
+            json_post = await stack.client.post(
+                "/api/scans",
+                json={
+                    "image_base64": base64.b64encode(PNG).decode(),
+                    "category": "electronics",
+                    "marketplaces": ["DE", "FR"],
+                    "product_name": "Desk lamp",
+                },
+            )
             form_post = await stack.client.post(
                 "/api/scans",
                 data={"category": "toys", "marketplaces": "US,UK", "product_name": "Blocks"},

@@ -89,8 +89,12 @@ class ClaudeBackend:
 
     async def analyze(self, request: AnalysisRequest, report: Report) -> Analysis:
         """Send the image and the scan's context; validate Claude's structured answer."""
-        log.info("sending image to claude", media_type=request.media_type,
-                 image_bytes=len(request.image), image_tokens=request.image_tokens)
+        log.info(
+            "sending image to claude",
+            media_type=request.media_type,
+            image_bytes=len(request.image),
+            image_tokens=request.image_tokens,
+        )
         try:
             # The raw response carries the anthropic-ratelimit-* headers the
             # shared limiter uses to slow the fleet before it is refused.

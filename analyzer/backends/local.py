@@ -78,9 +78,7 @@ def summarize(reports: list[MarketplaceReport], product: str, *, has_text: bool 
 def _unreadable(report: MarketplaceReport) -> MarketplaceReport:
     """Without any text, a missing element is unknown rather than absent."""
     findings: list[Finding] = [
-        msgspec.structs.replace(f, status="unclear", evidence=NO_TEXT)
-        if f.status == "fail"
-        else f
+        msgspec.structs.replace(f, status="unclear", evidence=NO_TEXT) if f.status == "fail" else f
         for f in report.findings
     ]
     return MarketplaceReport(

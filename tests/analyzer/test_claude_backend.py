@@ -66,15 +66,17 @@ MODEL = "claude-sonnet-4-6"
 
 
 def _settings(base_url: str, **env: str) -> Settings:
-    return Settings.from_env({
-        "ANTHROPIC_MODEL": MODEL,
-        "ANALYZER_BACKEND": "claude",
-        "ANTHROPIC_API_KEY": "sk-ant-test-key",
-        "ANTHROPIC_BASE_URL": base_url,
-        "ANTHROPIC_TIMEOUT": "10",
-        "LOG_JSON": "true",
-        **env,
-    })
+    return Settings.from_env(
+        {
+            "ANTHROPIC_MODEL": MODEL,
+            "ANALYZER_BACKEND": "claude",
+            "ANTHROPIC_API_KEY": "sk-ant-test-key",
+            "ANTHROPIC_BASE_URL": base_url,
+            "ANTHROPIC_TIMEOUT": "10",
+            "LOG_JSON": "true",
+            **env,
+        }
+    )
 
 
 @pytest.fixture
@@ -138,9 +140,7 @@ async def test_request_shape(emulator: MessagesEmulator, backend: ClaudeBackend)
         "text": user_text("cosmetics", ["DE", "US"], "Rose face cream"),
     }
     assert "Marketplaces: DE, US\n" in text["text"]
-    assert body["output_config"] == {
-        "format": {"type": "json_schema", "schema": output_schema()}
-    }
+    assert body["output_config"] == {"format": {"type": "json_schema", "schema": output_schema()}}
     assert "tools" not in body
     assert "tool_choice" not in body
 
@@ -166,13 +166,22 @@ def test_output_schema_is_strict_and_self_contained() -> None:
 
 
 def test_prompt_is_stable_and_covers_every_marketplace() -> None:
-    for rule in ("US-ALL-COO", "EU-ALL-GPSR", "FR-ALL", "UK-ALL", "JP-ALL", "CA-ALL",
-                 "IT-ALL", "ES-ALL", "verify in Seller Central"):
+    for rule in (
+        "US-ALL-COO",
+        "EU-ALL-GPSR",
+        "FR-ALL",
+        "UK-ALL",
+        "JP-ALL",
+        "CA-ALL",
+        "IT-ALL",
+        "ES-ALL",
+        "verify in Seller Central",
+    ):
         assert rule in SYSTEM_PROMPT
     # Long enough to be cached (1,024 tokens minimum), at ~4 characters a token.
     assert len(SYSTEM_PROMPT) > 4 * 1024 * 1.5
     assert user_text("toys", ["US", "CA"], 'Bear "XL"') == (
-        "Category: toys\nMarketplaces: US, CA\nProduct name: \"Bear \\\"XL\\\"\"\n"
+        'Category: toys\nMarketplaces: US, CA\nProduct name: "Bear \\"XL\\""\n'
         "Review the label in the image for these marketplaces, in this order."
     )
 
@@ -275,9 +284,7 @@ def test_retry_after_header_forms() -> None:
     assert 25 < soon <= 30
 
 
-async def test_bad_request_is_permanent(
-    emulator: MessagesEmulator, backend: ClaudeBackend
-) -> None:
+async def test_bad_request_is_permanent(emulator: MessagesEmulator, backend: ClaudeBackend) -> None:
     emulator.fail_next(1, 400)
     with pytest.raises(BackendError) as caught:
         await backend.analyze(_request(), Steps())
@@ -302,15 +309,15 @@ async def test_invalid_json_answer(emulator: MessagesEmulator, backend: ClaudeBa
     assert steps.seen == [("parsing", 90, "Validating the analysis")]
 
 
-async def test_schema_violating_answer(
-    emulator: MessagesEmulator, backend: ClaudeBackend
-) -> None:
-    emulator.answer = json.dumps({
-        "verdict": "probably_fine",
-        "summary": "",
-        "detected_text": "",
-        "marketplaces": [],
-    })
+async def test_schema_violating_answer(emulator: MessagesEmulator, backend: ClaudeBackend) -> None:
+    emulator.answer = json.dumps(
+        {
+            "verdict": "probably_fine",
+            "summary": "",
+            "detected_text": "",
+            "marketplaces": [],
+        }
+    )
     with pytest.raises(InvalidAnswerError, match=r"does not match the result schema.*verdict"):
         await backend.analyze(_request(), Steps())
 
@@ -319,11 +326,18 @@ async def test_missing_marketplace_is_invalid(
     emulator: MessagesEmulator, backend: ClaudeBackend
 ) -> None:
     finding = Finding(
-        rule="US-ALL-COO", requirement="Country of origin", status="pass", severity="major",
-        evidence="Made in France", fix="", regulation="19 USC 1304",
+        rule="US-ALL-COO",
+        requirement="Country of origin",
+        status="pass",
+        severity="major",
+        evidence="Made in France",
+        fix="",
+        regulation="19 USC 1304",
     )
     only_us = LabelAnalysis(
-        verdict="compliant", summary="ok", detected_text="Made in France",
+        verdict="compliant",
+        summary="ok",
+        detected_text="Made in France",
         marketplaces=[MarketplaceReport(marketplace="US", verdict="compliant", findings=[finding])],
     )
     emulator.answer = msgspec.json.encode(only_us).decode()
@@ -365,12 +379,22 @@ async def test_emulator_rejects_what_the_real_api_rejects(emulator: MessagesEmul
     body: dict[str, Any] = {
         "model": "m",
         "max_tokens": 10,
-        "messages": [{"role": "user", "content": [
-            {"type": "text", "text": "Marketplaces: US"},
-            {"type": "image", "source": {
-                "type": "base64", "media_type": "image/png", "data": base64.b64encode(PNG).decode(),
-            }},
-        ]}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Marketplaces: US"},
+                    {
+                        "type": "image",
+                        "source": {
+                            "type": "base64",
+                            "media_type": "image/png",
+                            "data": base64.b64encode(PNG).decode(),
+                        },
+                    },
+                ],
+            }
+        ],
         "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}},
     }
     headers = {"x-api-key": "sk-ant-test-key", "anthropic-version": "2023-06-01"}
@@ -395,13 +419,22 @@ async def test_emulator_answer_headers(emulator: MessagesEmulator) -> None:
         raw = await claude._client.messages.with_raw_response.create(
             model=MODEL,
             max_tokens=100,
-            messages=[{"role": "user", "content": [
-                {"type": "image", "source": {
-                    "type": "base64", "media_type": "image/png",
-                    "data": base64.b64encode(PNG).decode(),
-                }},
-                {"type": "text", "text": "Marketplaces: CA, IT"},
-            ]}],
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "image",
+                            "source": {
+                                "type": "base64",
+                                "media_type": "image/png",
+                                "data": base64.b64encode(PNG).decode(),
+                            },
+                        },
+                        {"type": "text", "text": "Marketplaces: CA, IT"},
+                    ],
+                }
+            ],
             output_config={"format": {"type": "json_schema", "schema": output_schema()}},
         )
     finally:

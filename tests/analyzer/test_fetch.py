@@ -38,13 +38,17 @@ def png_header_only(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data)
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
         )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 async def image(request: Request) -> Response:
@@ -120,14 +124,25 @@ async def status(request: Request) -> Response:
     return Response("no", status_code=int(request.path_params["code"]))
 
 
-APP = Starlette(routes=[
-    Route("/label.png", image), Route("/octet", octet), Route("/redirect", redirect),
-    Route("/chain/{n:int}", chain), Route("/loop", loop), Route("/huge", huge),
-    Route("/huge-chunked", huge_chunked), Route("/slow", slow), Route("/text", text),
-    Route("/not-image", not_image), Route("/fake-gif", fake_gif),
-    Route("/truncated", truncated), Route("/bomb", bomb),
-    Route("/large-canvas", large_canvas), Route("/status/{code:int}", status),
-])
+APP = Starlette(
+    routes=[
+        Route("/label.png", image),
+        Route("/octet", octet),
+        Route("/redirect", redirect),
+        Route("/chain/{n:int}", chain),
+        Route("/loop", loop),
+        Route("/huge", huge),
+        Route("/huge-chunked", huge_chunked),
+        Route("/slow", slow),
+        Route("/text", text),
+        Route("/not-image", not_image),
+        Route("/fake-gif", fake_gif),
+        Route("/truncated", truncated),
+        Route("/bomb", bomb),
+        Route("/large-canvas", large_canvas),
+        Route("/status/{code:int}", status),
+    ]
+)
 
 
 async def secret(request: Request) -> Response:
@@ -151,8 +166,13 @@ async def internal() -> AsyncIterator[RunningServer]:
 @pytest.fixture
 async def fetcher(origin: RunningServer) -> AsyncIterator[ImageFetcher]:
     """A fetcher allowing only the test origin (and http, so address checks are what refuse)."""
-    f = ImageFetcher(max_bytes=100_000, timeout_s=2.0, allow_http=True,
-                     allow_hosts=[f"127.0.0.1:{origin.port}"], max_redirects=3)
+    f = ImageFetcher(
+        max_bytes=100_000,
+        timeout_s=2.0,
+        allow_http=True,
+        allow_hosts=[f"127.0.0.1:{origin.port}"],
+        max_redirects=3,
+    )
     yield f
     await f.aclose()
 
@@ -192,19 +212,25 @@ async def test_bare_host_entry_allows_any_port(origin: RunningServer) -> None:
         await f.aclose()
 
 
-@pytest.mark.parametrize(("url", "reason"), [
-    ("http://169.254.169.254/latest/meta-data/", "link-local address; refused"),
-    ("http://127.0.0.1:{internal}/x", "loopback address; refused"),
-    ("http://[::1]:{internal}/", "loopback address; refused"),
-    ("http://[::ffff:127.0.0.1]:{internal}/", "IPv4-mapped loopback address; refused"),
-    ("http://127.1:{internal}/", "loopback address; refused"),
-    ("http://2130706433:{internal}/", "loopback address; refused"),
-    ("http://10.0.0.1/", "private address; refused"),
-    ("http://0.0.0.0:{internal}/", "unspecified address; refused"),
-])
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", "link-local address; refused"),
+        ("http://127.0.0.1:{internal}/x", "loopback address; refused"),
+        ("http://[::1]:{internal}/", "loopback address; refused"),
+        ("http://[::ffff:127.0.0.1]:{internal}/", "IPv4-mapped loopback address; refused"),
+        ("http://127.1:{internal}/", "loopback address; refused"),
+        ("http://2130706433:{internal}/", "loopback address; refused"),
+        ("http://10.0.0.1/", "private address; refused"),
+        ("http://0.0.0.0:{internal}/", "unspecified address; refused"),
+    ],
+)
 async def test_literal_internal_addresses_refused_without_network(
-    fetcher: ImageFetcher, internal: RunningServer, no_network: list[tuple[str, Any]],
-    url: str, reason: str,
+    fetcher: ImageFetcher,
+    internal: RunningServer,
+    no_network: list[tuple[str, Any]],
+    url: str,
+    reason: str,
 ) -> None:
     """Literal internal addresses fail permanently at the check: no DNS, no connect."""
     with pytest.raises(InvalidImageError, match=reason) as caught:
@@ -262,12 +288,15 @@ async def test_http_refused_unless_allowed(no_network: list[tuple[str, Any]]) ->
     assert no_network == []
 
 
-@pytest.mark.parametrize("target", [
-    "http://127.0.0.1:{internal}/secret",
-    "http://169.254.169.254/latest/meta-data/",
-    "http://[::1]:{internal}/secret",
-    "http://localhost:{internal}/secret",
-])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://127.0.0.1:{internal}/secret",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]:{internal}/secret",
+        "http://localhost:{internal}/secret",
+    ],
+)
 async def test_redirect_from_allowed_origin_to_internal_refused(
     fetcher: ImageFetcher, origin: RunningServer, internal: RunningServer, target: str
 ) -> None:
@@ -321,21 +350,27 @@ async def test_slow_drip_hits_the_overall_deadline(origin: RunningServer) -> Non
     assert time.monotonic() - started < 1.5
 
 
-@pytest.mark.parametrize(("path", "error", "message"), [
-    ("/text", InvalidImageError, "image_url is text/html, not an image"),
-    ("/not-image", InvalidImageError, "not a PNG, JPEG, GIF or WebP image"),
-    ("/fake-gif", InvalidImageError, "truncated or corrupt"),
-    ("/truncated", InvalidImageError, "truncated or corrupt"),
-    ("/bomb", ImageTooLargeError, "too large to decode safely"),
-    ("/large-canvas", ImageTooLargeError, "8000x8000 pixels"),
-    ("/status/404", InvalidImageError, "^image_url answered 404$"),
-    ("/status/403", InvalidImageError, "^image_url answered 403$"),
-    ("/status/503", ImageUnavailableError, "^image_url answered 503$"),
-    ("/status/429", ImageUnavailableError, "^image_url answered 429$"),
-])
+@pytest.mark.parametrize(
+    ("path", "error", "message"),
+    [
+        ("/text", InvalidImageError, "image_url is text/html, not an image"),
+        ("/not-image", InvalidImageError, "not a PNG, JPEG, GIF or WebP image"),
+        ("/fake-gif", InvalidImageError, "truncated or corrupt"),
+        ("/truncated", InvalidImageError, "truncated or corrupt"),
+        ("/bomb", ImageTooLargeError, "too large to decode safely"),
+        ("/large-canvas", ImageTooLargeError, "8000x8000 pixels"),
+        ("/status/404", InvalidImageError, "^image_url answered 404$"),
+        ("/status/403", InvalidImageError, "^image_url answered 403$"),
+        ("/status/503", ImageUnavailableError, "^image_url answered 503$"),
+        ("/status/429", ImageUnavailableError, "^image_url answered 429$"),
+    ],
+)
 async def test_bad_answers_classified(
-    fetcher: ImageFetcher, origin: RunningServer, path: str,
-    error: type[Exception], message: str,
+    fetcher: ImageFetcher,
+    origin: RunningServer,
+    path: str,
+    error: type[Exception],
+    message: str,
 ) -> None:
     """Content is judged by its bytes; status codes keep their permanent/retryable split."""
     with pytest.raises(error, match=message):
@@ -352,49 +387,94 @@ async def test_closed_port_is_retryable(origin: RunningServer) -> None:
         await f.aclose()
 
 
-@pytest.mark.parametrize("address", [
-    "10.0.0.1", "172.16.0.1", "192.168.1.1", "100.64.0.1", "0.0.0.0", "127.0.0.1",
-    "169.254.169.254", "224.0.0.1", "255.255.255.255", "240.0.0.1", "192.0.2.1",
-    "198.18.0.1", "192.0.0.8", "::", "::1", "fe80::1", "fec0::1", "fc00::1", "fd12::1",
-    "ff02::1", "::ffff:127.0.0.1", "::ffff:8.8.8.8", "::127.0.0.1", "64:ff9b::7f00:1",
-    "64:ff9b::a00:1", "64:ff9b:1::1", "2001:db8::1", "3fff::1", "2002:7f00:1::1",
-    "2001:0:4136:e378:8000:63bf:3fff:fdd2", "100::1", "5f00::1",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "10.0.0.1",
+        "172.16.0.1",
+        "192.168.1.1",
+        "100.64.0.1",
+        "0.0.0.0",
+        "127.0.0.1",
+        "169.254.169.254",
+        "224.0.0.1",
+        "255.255.255.255",
+        "240.0.0.1",
+        "192.0.2.1",
+        "198.18.0.1",
+        "192.0.0.8",
+        "::",
+        "::1",
+        "fe80::1",
+        "fec0::1",
+        "fc00::1",
+        "fd12::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:8.8.8.8",
+        "::127.0.0.1",
+        "64:ff9b::7f00:1",
+        "64:ff9b::a00:1",
+        "64:ff9b:1::1",
+        "2001:db8::1",
+        "3fff::1",
+        "2002:7f00:1::1",
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+        "100::1",
+        "5f00::1",
+    ],
+)
 def test_internal_addresses_are_refused(address: str) -> None:
     """Loopback, private, link-local, multicast, reserved and embedded forms are all refused."""
     assert address_refusal(ipaddress.ip_address(address)) is not None
 
 
-@pytest.mark.parametrize("address", [
-    "8.8.8.8", "93.184.216.34", "2606:4700:4700::1111", "2a00:1450:4007:80e::200e",
-    "64:ff9b::808:808",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "8.8.8.8",
+        "93.184.216.34",
+        "2606:4700:4700::1111",
+        "2a00:1450:4007:80e::200e",
+        "64:ff9b::808:808",
+    ],
+)
 def test_public_addresses_are_allowed(address: str) -> None:
     """Globally routable unicast addresses (and NAT64 of a public IPv4) pass."""
     assert address_refusal(ipaddress.ip_address(address)) is None
 
 
-@pytest.mark.parametrize(("address", "reason"), [
-    ("127.0.0.1", "loopback"), ("169.254.169.254", "link-local"), ("10.1.2.3", "private"),
-    ("::ffff:10.0.0.1", "IPv4-mapped private"), ("64:ff9b::7f00:1", "NAT64 loopback"),
-    ("fc00::1", "private (unique-local)"), ("ff02::1", "multicast"),
-])
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("10.1.2.3", "private"),
+        ("::ffff:10.0.0.1", "IPv4-mapped private"),
+        ("64:ff9b::7f00:1", "NAT64 loopback"),
+        ("fc00::1", "private (unique-local)"),
+        ("ff02::1", "multicast"),
+    ],
+)
 def test_refusal_names_the_class(address: str, reason: str) -> None:
     """The reason is specific enough to act on."""
     assert address_refusal(ipaddress.ip_address(address)) == reason
 
 
-@pytest.mark.parametrize(("url", "message"), [
-    ("ftp://example.com/a.png", "must be an https URL"),
-    ("http://example.com/a.png", "must be an https URL"),
-    ("https://user:pw@example.com/a.png", "must not contain credentials"),
-    ("https:///a.png", "has no host"),
-    ("https://169.254.169.254/", "link-local"),
-    ("https://[::1]/", "loopback"),
-    ("https://0x7f.1/", "loopback"),
-    ("https://example.com:0/", "invalid port"),
-    ("not a url", "must be an https URL"),
-])
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ftp://example.com/a.png", "must be an https URL"),
+        ("http://example.com/a.png", "must be an https URL"),
+        ("https://user:pw@example.com/a.png", "must not contain credentials"),
+        ("https:///a.png", "has no host"),
+        ("https://169.254.169.254/", "link-local"),
+        ("https://[::1]/", "loopback"),
+        ("https://0x7f.1/", "loopback"),
+        ("https://example.com:0/", "invalid port"),
+        ("not a url", "must be an https URL"),
+    ],
+)
 def test_check_url_refuses(url: str, message: str) -> None:
     """The gateway's early check: scheme, credentials, empty host and literal addresses."""
     with pytest.raises(UnsafeURLError, match=message) as caught:
@@ -406,18 +486,24 @@ def test_check_url_accepts() -> None:
     """Names are not resolved at this stage; allow-listed origins may use http."""
     check_url("https://images.example/a.png", allow_http=False, allow_hosts=frozenset())
     check_url("http://images.example/a.png", allow_http=True, allow_hosts=frozenset())
-    check_url("http://127.0.0.1:8080/a.png", allow_http=False,
-              allow_hosts=frozenset({"127.0.0.1:8080"}))
+    check_url(
+        "http://127.0.0.1:8080/a.png", allow_http=False, allow_hosts=frozenset({"127.0.0.1:8080"})
+    )
     check_url("http://[::1]:8080/a.png", allow_http=False, allow_hosts=frozenset({"[::1]:8080"}))
     with pytest.raises(UnsafeURLError, match="loopback"):
-        check_url("http://127.0.0.1:8081/a.png", allow_http=True,
-                  allow_hosts=frozenset({"127.0.0.1:8080"}))
+        check_url(
+            "http://127.0.0.1:8081/a.png",
+            allow_http=True,
+            allow_hosts=frozenset({"127.0.0.1:8080"}),
+        )
 
 
 def test_parse_allow_hosts() -> None:
     """Entries are canonicalised; malformed ones are a ValueError (for the settings parser)."""
     assert parse_allow_hosts(["CDN.internal:8443", " 127.0.0.1 ", "[0::1]:80", ""]) == {
-        ("cdn.internal", 8443), ("127.0.0.1", None), ("::1", 80),
+        ("cdn.internal", 8443),
+        ("127.0.0.1", None),
+        ("::1", 80),
     }
     for bad in ["host:port", "host:0", "http://host", "[::1]x"]:
         with pytest.raises(ValueError, match=r"invalid port|is not host"):

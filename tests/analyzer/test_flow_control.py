@@ -27,8 +27,13 @@ PNG = label_png()
 
 def body(name: str = "Lamp", **extra: object) -> dict[str, object]:
     """A valid scan request."""
-    return {"image_base64": base64.b64encode(PNG).decode(), "category": "toys",
-            "marketplaces": ["US"], "product_name": name, **extra}
+    return {
+        "image_base64": base64.b64encode(PNG).decode(),
+        "category": "toys",
+        "marketplaces": ["US"],
+        "product_name": name,
+        **extra,
+    }
 
 
 async def events_of(redis: Redis, settings: Settings, scan_id: str) -> list[ScanEvent]:
@@ -70,19 +75,19 @@ async def test_scheduled_scan_starts_on_time(settings: Settings, redis: Redis) -
         await stack.wait_terminal(by_time.json()["scan_id"])
     assert status["state"] == "scheduled" and status["next_attempt_at"] is not None
     assert stats["delayed"] == 2
-    for scan_id, due in ((sid, posted_at + 1.2), (by_time.json()["scan_id"],
-                                                  run_at.timestamp())):
+    for scan_id, due in ((sid, posted_at + 1.2), (by_time.json()["scan_id"], run_at.timestamp())):
         events = await events_of(redis, settings, scan_id)
         assert events[0].type == "scheduled"
         started = next(e.at_ms for e in events if e.type == "progress") / 1000
-        assert due - 0.05 <= started <= due + 0.5, (started - due)
+        assert due - 0.05 <= started <= due + 0.5, started - due
 
 
 async def test_bad_schedules_are_rejected(settings: Settings) -> None:
     """Both delay_ms and run_at, a naive run_at, or a time past retention: 422."""
     async with running_stack(settings, analyzers=0) as stack:
-        both = await stack.client.post("/api/scans", json=body(
-            delay_ms=10, run_at="2030-01-01T00:00:00Z"))
+        both = await stack.client.post(
+            "/api/scans", json=body(delay_ms=10, run_at="2030-01-01T00:00:00Z")
+        )
         naive = await stack.client.post("/api/scans", json=body(run_at="2030-01-01T00:00:00"))
         far = await stack.client.post("/api/scans", json=body(delay_ms=10**12))
     assert [r.status_code for r in (both, naive, far)] == [422, 422, 422]
@@ -91,8 +96,9 @@ async def test_bad_schedules_are_rejected(settings: Settings) -> None:
 
 async def test_limiter_counts_a_rolling_minute(make_settings: SettingsFactory) -> None:
     """Requests and tokens per minute are reserved atomically and refused with a wait."""
-    settings = make_settings(anthropic_rpm=3, anthropic_input_tpm=10_000,
-                             anthropic_output_tpm=5_000)
+    settings = make_settings(
+        anthropic_rpm=3, anthropic_input_tpm=10_000, anthropic_output_tpm=5_000
+    )
     redis = connect(settings)
     limiter = RateLimiter(ScriptRunner(redis), Keys(settings.prefix), settings)
     decisions = [await limiter.try_acquire(1000, 1000) for _ in range(4)]
@@ -131,28 +137,38 @@ async def test_shared_rate_limit_across_three_processes(
 
     async with run_emulator(rpm_limit=12) as emulator:
         settings = make_settings(
-            analyzer_backend="claude", anthropic_api_key=Secret("sk-rl"),
-            anthropic_base_url=emulator.base_url, anthropic_rpm=12, worker_concurrency=4,
+            analyzer_backend="claude",
+            anthropic_api_key=Secret("sk-rl"),
+            anthropic_base_url=emulator.base_url,
+            anthropic_rpm=12,
+            worker_concurrency=4,
             shutdown_grace_s=0.5,
         )
         ports = [free_port() for _ in range(3)]
-        procs = [spawn("analyzer", settings, ANALYZER_HEALTH_PORT=str(p),
-                       ANTHROPIC_RPM="12") for p in ports]
+        procs = [
+            spawn("analyzer", settings, ANALYZER_HEALTH_PORT=str(p), ANTHROPIC_RPM="12")
+            for p in ports
+        ]
         try:
             for proc, port in zip(procs, ports, strict=True):
                 await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/healthz", proc)
             async with running_stack(settings, analyzers=0) as stack:
-                ids = [(await stack.client.post("/api/scans", json=body(f"s{i}"))).json()[
-                    "scan_id"] for i in range(16)]
+                ids = [
+                    (await stack.client.post("/api/scans", json=body(f"s{i}"))).json()["scan_id"]
+                    for i in range(16)
+                ]
                 async with asyncio.timeout(20):
                     while (await stack.client.get("/api/queue/stats")).json()["completed"] < 12:
                         await asyncio.sleep(0.1)
                 await asyncio.sleep(1.0)
                 stats = (await stack.client.get("/api/queue/stats")).json()
                 waiting = [
-                    sid for sid in ids
-                    if (await stack.client.get(f"/api/scans/{sid}/status")).json()[
-                        "progress"]["stage"] == "waiting"
+                    sid
+                    for sid in ids
+                    if (await stack.client.get(f"/api/scans/{sid}/status")).json()["progress"][
+                        "stage"
+                    ]
+                    == "waiting"
                 ]
                 accepted = emulator.ok_count
         finally:
@@ -165,17 +181,22 @@ async def test_shared_rate_limit_across_three_processes(
     assert stats["limiter"]["requests_last_minute"] == 12
     assert stats["limiter"]["requests_per_minute_limit"] == 12
     events = await events_of(redis, settings, waiting[0])
-    assert any(e.progress.stage == "waiting" and "requests per minute" in e.progress.message
-               for e in events)
+    assert any(
+        e.progress.stage == "waiting" and "requests per minute" in e.progress.message
+        for e in events
+    )
 
 
 async def test_429_pauses_the_whole_fleet(make_settings: SettingsFactory) -> None:
     """One 429 with retry-after stops every worker's calls until it has passed."""
     async with run_emulator() as emulator:
         settings = make_settings(
-            analyzer_backend="claude", anthropic_api_key=Secret("sk-429"),
-            anthropic_base_url=emulator.base_url, worker_concurrency=2,
-            retry_base_s=0.01, retry_cap_s=0.05,
+            analyzer_backend="claude",
+            anthropic_api_key=Secret("sk-429"),
+            anthropic_base_url=emulator.base_url,
+            worker_concurrency=2,
+            retry_base_s=0.01,
+            retry_cap_s=0.05,
         )
         emulator.fail_next(1, 429, retry_after=1.5)
         async with running_stack(settings, analyzers=2) as stack:
@@ -185,8 +206,9 @@ async def test_429_pauses_the_whole_fleet(make_settings: SettingsFactory) -> Non
                     await asyncio.sleep(0.01)
             refused_at = time.monotonic()
             seen = len(emulator.requests)
-            others = [(await stack.client.post("/api/scans", json=body(f"o{i}"))).json()
-                      for i in range(4)]
+            others = [
+                (await stack.client.post("/api/scans", json=body(f"o{i}"))).json() for i in range(4)
+            ]
             await asyncio.sleep(1.0)
             during = len(emulator.requests) - seen
             stats = (await stack.client.get("/api/queue/stats")).json()
@@ -205,14 +227,18 @@ async def test_tenant_cap_keeps_one_seller_from_starving_others(
     settings = make_settings(worker_concurrency=4, tenant_max_active=1)
     backend = ScriptedBackend(settings, delay_s=0.3)
     async with running_stack(settings, backend=backend) as stack:
-        bulk = [(await stack.client.post("/api/scans", json=body(f"A-{i}", tenant="a"))).json()
-                for i in range(5)]
+        bulk = [
+            (await stack.client.post("/api/scans", json=body(f"A-{i}", tenant="a"))).json()
+            for i in range(5)
+        ]
         other = (await stack.client.post("/api/scans", json=body("B-1", tenant="b"))).json()
         await asyncio.sleep(0.1)
         stats = (await stack.client.get("/api/queue/stats")).json()
         done_b = await stack.wait_terminal(other["scan_id"])
-        states_a = [(await stack.client.get(f"/api/scans/{s['scan_id']}/status")).json()["state"]
-                    for s in bulk]
+        states_a = [
+            (await stack.client.get(f"/api/scans/{s['scan_id']}/status")).json()["state"]
+            for s in bulk
+        ]
         for scan in bulk:
             assert (await stack.wait_terminal(scan["scan_id"]))["state"] == "completed"
         final = (await stack.client.get("/api/queue/stats")).json()

@@ -76,8 +76,11 @@ def _finding(analysis: LabelAnalysis, marketplace: str, rule: str) -> Finding:
 
 def _request(data: bytes, **overrides: object) -> AnalysisRequest:
     fields: dict[str, object] = {
-        "image": data, "media_type": "image/png", "category": "toys",
-        "marketplaces": ["US"], "product_name": "Test label",
+        "image": data,
+        "media_type": "image/png",
+        "category": "toys",
+        "marketplaces": ["US"],
+        "product_name": "Test label",
     }
     fields.update(overrides)
     return AnalysisRequest(**fields)  # type: ignore[arg-type]
@@ -266,10 +269,16 @@ def _statuses(lines: list[str], category: str = "supplements") -> dict[str, str]
 def test_a_new_marketplace_rule_is_only_data() -> None:
     assert isinstance(load_rulebook(MINI), Rulebook)
     assert _statuses(["Made in Canada", "Good for the skin and the hair"]) == {
-        "XX-COO": "pass", "XX-CLAIM": "pass", "XX-RADIO": "pass", "XX-LANG": "pass",
+        "XX-COO": "pass",
+        "XX-CLAIM": "pass",
+        "XX-RADIO": "pass",
+        "XX-LANG": "pass",
     }
     assert _statuses(["Bluetooth speaker", "cures colds"]) == {
-        "XX-COO": "fail", "XX-CLAIM": "fail", "XX-RADIO": "fail", "XX-LANG": "fail",
+        "XX-COO": "fail",
+        "XX-CLAIM": "fail",
+        "XX-RADIO": "fail",
+        "XX-LANG": "fail",
     }
     assert "XX-CLAIM" not in _statuses(["Made in Canada"], category="toys")
 
@@ -277,8 +286,13 @@ def test_a_new_marketplace_rule_is_only_data() -> None:
 @pytest.mark.parametrize(
     ("broken", "message"),
     [
-        (MINI.replace('marketplaces = ["CA"]\nrequirement = "origin"',
-                      'marketplaces = ["XX"]\nrequirement = "origin"'), "marketplaces"),
+        (
+            MINI.replace(
+                'marketplaces = ["CA"]\nrequirement = "origin"',
+                'marketplaces = ["XX"]\nrequirement = "origin"',
+            ),
+            "marketplaces",
+        ),
         (MINI.replace("['\\bcures\\b']", "['(unclosed']"), "bad pattern"),
         (MINI.replace('languages = ["en"]', 'languages = ["tlh"]'), "unknown language"),
         (MINI.replace('id = "XX-CLAIM"', 'id = "XX-COO"'), "defined twice"),
@@ -292,8 +306,15 @@ def test_malformed_rulebooks_are_rejected(broken: str, message: str) -> None:
 
 
 def _f(status: str, severity: str) -> Finding:
-    return Finding(rule="R", requirement="r", status=status, severity=severity,  # type: ignore[arg-type]
-                   evidence="", fix="", regulation="x")
+    return Finding(
+        rule="R",
+        requirement="r",
+        status=status,
+        severity=severity,  # type: ignore[arg-type]
+        evidence="",
+        fix="",
+        regulation="x",
+    )
 
 
 def test_verdicts() -> None:
@@ -301,9 +322,9 @@ def test_verdicts() -> None:
     assert verdict_of([_f("pass", "major"), _f("fail", "minor")]) == "needs_review"
     assert verdict_of([_f("unclear", "critical")]) == "needs_review"
     assert verdict_of([_f("fail", "critical"), _f("pass", "minor")]) == "non_compliant"
-    assert isinstance(MarketplaceReport(marketplace="US", verdict="compliant", findings=[]),
-                      MarketplaceReport)
-
+    assert isinstance(
+        MarketplaceReport(marketplace="US", verdict="compliant", findings=[]), MarketplaceReport
+    )
 
 
 async def test_stack_without_api_key_analyses_a_label_offline(
@@ -316,8 +337,11 @@ async def test_stack_without_api_key_analyses_a_label_offline(
     async with running_stack(settings) as stack:
         accepted = await stack.client.post(
             "/api/scans",
-            data={"category": spec.category, "marketplaces": list(spec.marketplaces),
-                  "product_name": "Bright blocks"},
+            data={
+                "category": spec.category,
+                "marketplaces": list(spec.marketplaces),
+                "product_name": "Bright blocks",
+            },
             files={"image": ("label.png", render(spec), "image/png")},
         )
         assert accepted.status_code == 202, accepted.text

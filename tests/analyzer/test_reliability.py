@@ -27,8 +27,12 @@ FAST_RETRY = {"retry_base_s": 0.05, "retry_cap_s": 0.2}
 
 def body(name: str = "Lamp") -> dict[str, object]:
     """A valid scan request whose product name scripts the backend."""
-    return {"image_base64": base64.b64encode(PNG).decode(), "category": "electronics",
-            "marketplaces": ["US"], "product_name": name}
+    return {
+        "image_base64": base64.b64encode(PNG).decode(),
+        "category": "electronics",
+        "marketplaces": ["US"],
+        "product_name": name,
+    }
 
 
 async def post(client: httpx.AsyncClient, name: str = "Lamp") -> str:
@@ -45,8 +49,9 @@ async def events_of(redis: Redis, settings: Settings, scan_id: str) -> list[Scan
     return [msgspec.json.decode(fields[b"event"], type=ScanEvent) for _, fields in raw]
 
 
-async def wait_state(client: httpx.AsyncClient, scan_id: str, state: str,
-                     timeout: float = 10.0) -> dict[str, object]:
+async def wait_state(
+    client: httpx.AsyncClient, scan_id: str, state: str, timeout: float = 10.0
+) -> dict[str, object]:
     """Poll until the scan is in ``state``."""
     async with asyncio.timeout(timeout):
         while True:
@@ -61,15 +66,22 @@ async def test_retryable_failure_retries_then_completes(
 ) -> None:
     """A 429-like failure is retried with backoff; the scan shows `retrying` and then completes."""
     settings = make_settings(retry_base_s=0.3, retry_cap_s=0.3)
-    backend = ScriptedBackend(settings, errors=lambda name, n: BackendUnavailableError(
-        "rate limited", retry_after=0.4) if n <= 2 else None)
+    backend = ScriptedBackend(
+        settings,
+        errors=lambda name, n: (
+            BackendUnavailableError("rate limited", retry_after=0.4) if n <= 2 else None
+        ),
+    )
     async with running_stack(settings, backend=backend) as stack:
         scan_id = await post(stack.client)
         retrying = await wait_state(stack.client, scan_id, "retrying")
         detail = await stack.wait_terminal(scan_id)
     assert retrying["next_attempt_at"] is not None
-    assert retrying["error"] == {"kind": "backend_unavailable", "message": "rate limited",
-                                 "retryable": True}
+    assert retrying["error"] == {
+        "kind": "backend_unavailable",
+        "message": "rate limited",
+        "retryable": True,
+    }
     assert detail["state"] == "completed"
     assert detail["attempts"] == 3
     assert detail["error"] is None or detail["result"] is not None
@@ -82,8 +94,12 @@ async def test_retryable_failure_retries_then_completes(
 async def test_retry_after_is_honoured(make_settings: SettingsFactory) -> None:
     """The next attempt does not start before the server's retry-after."""
     settings = make_settings(retry_base_s=0.01, retry_cap_s=5)
-    backend = ScriptedBackend(settings, errors=lambda name, n: BackendUnavailableError(
-        "overloaded", retry_after=0.8) if n == 1 else None)
+    backend = ScriptedBackend(
+        settings,
+        errors=lambda name, n: (
+            BackendUnavailableError("overloaded", retry_after=0.8) if n == 1 else None
+        ),
+    )
     async with running_stack(settings, backend=backend) as stack:
         started = time.monotonic()
         detail = await stack.wait_terminal(await post(stack.client))
@@ -97,8 +113,9 @@ async def test_exhausted_attempts_dead_letter_then_replay(
     """After SCAN_MAX_ATTEMPTS the scan fails into dead letters; replay completes it."""
     settings = make_settings(**FAST_RETRY, max_attempts=3)
     healthy = False
-    backend = ScriptedBackend(settings, errors=lambda name, n: None if healthy
-                              else BackendUnavailableError("down"))
+    backend = ScriptedBackend(
+        settings, errors=lambda name, n: None if healthy else BackendUnavailableError("down")
+    )
     async with running_stack(settings, backend=backend) as stack:
         scan_id = await post(stack.client)
         failed = await stack.wait_terminal(scan_id)
@@ -135,8 +152,11 @@ async def test_permanent_failure_is_not_retried(make_settings: SettingsFactory) 
         dead = (await stack.client.get("/api/dead?count=10")).json()
         bad = await stack.client.get("/api/dead?count=0")
     assert detail["state"] == "failed" and detail["attempts"] == 1
-    assert detail["error"] == {"kind": "backend_error", "message": "400 bad request",
-                               "retryable": False}
+    assert detail["error"] == {
+        "kind": "backend_error",
+        "message": "400 bad request",
+        "retryable": False,
+    }
     assert len(dead["items"]) == 1
     assert bad.status_code == 422
 
@@ -156,8 +176,11 @@ async def test_cancel_queued_retrying_active_and_finished(
 ) -> None:
     """Queued and retrying scans never run again; an active one stops within a second."""
     settings = make_settings(retry_base_s=30, retry_cap_s=30, worker_concurrency=1)
-    backend = ScriptedBackend(settings, delay_s=30, errors=lambda name, n: (
-        BackendUnavailableError("busy") if name == "flaky" else None))
+    backend = ScriptedBackend(
+        settings,
+        delay_s=30,
+        errors=lambda name, n: BackendUnavailableError("busy") if name == "flaky" else None,
+    )
     backend.delay_s = 0
     async with running_stack(settings, backend=backend) as stack:
         flaky = await post(stack.client, "flaky")
@@ -169,8 +192,9 @@ async def test_cancel_queued_retrying_active_and_finished(
         await backend.started.wait()
 
         started = time.monotonic()
-        responses = {sid: await stack.client.delete(f"/api/scans/{sid}")
-                     for sid in (queued, flaky, active)}
+        responses = {
+            sid: await stack.client.delete(f"/api/scans/{sid}") for sid in (queued, flaky, active)
+        }
         detail = await wait_state(stack.client, active, "cancelled")
         async with asyncio.timeout(1.0):
             while backend.cancelled == 0:
@@ -181,7 +205,10 @@ async def test_cancel_queued_retrying_active_and_finished(
         await asyncio.sleep(0.3)
         stats = (await stack.client.get("/api/queue/stats")).json()
     assert {sid: r.json()["previous_state"] for sid, r in responses.items()} == {
-        queued: "queued", flaky: "retrying", active: "active"}
+        queued: "queued",
+        flaky: "retrying",
+        active: "active",
+    }
     assert detail["progress"]["stage"] == "cancelled"  # type: ignore[index]
     assert elapsed < 1.0
     assert again.status_code == 409 and "already cancelled" in again.json()["detail"]
@@ -201,8 +228,9 @@ async def test_idempotency_key(settings: Settings, redis: Redis) -> None:
         first = await stack.client.post("/api/scans", json=body("A"), headers=headers)
         second = await stack.client.post("/api/scans", json=body("A"), headers=headers)
         other = await stack.client.post("/api/scans", json=body("B"), headers=headers)
-        fresh = await stack.client.post("/api/scans", json=body("A"),
-                                        headers={"idempotency-key": "order-43"})
+        fresh = await stack.client.post(
+            "/api/scans", json=body("A"), headers={"idempotency-key": "order-43"}
+        )
     assert first.status_code == 202
     assert second.status_code == 200
     assert second.json() == first.json()
@@ -248,7 +276,8 @@ async def test_stale_attempt_cannot_overwrite(settings: Settings, redis: Redis) 
     store = AttemptStore(client, settings)
     await store.redis.xgroup_create(keys.requests("normal"), GROUP, id="0", mkstream=True)
     [[_, [(entry_id, fields)]]] = await client.xreadgroup(
-        GROUP, "old", {keys.requests("normal"): ">"}, count=1)
+        GROUP, "old", {keys.requests("normal"): ">"}, count=1
+    )
     job = msgspec.json.decode(fields[b"job"], type=ScanJob)
     progress = Progress(stage="fetching", percentage=10, message="x")
     stream = keys.requests("normal")
@@ -257,6 +286,7 @@ async def test_stale_attempt_cannot_overwrite(settings: Settings, redis: Redis) 
     new = await store.claim(job, entry_id.decode(), stream, "new", progress)
     assert old is not None and new is not None and new.attempt == 2
     from shared.schemas import ScanError
+
     assert not await store.fail(old, ScanError(kind="x", message="late"), 10)
     assert not await store.progress(old, progress)
     assert await store.fail(new, ScanError(kind="x", message="real"), 10)

@@ -27,8 +27,11 @@ PNG = label_png()
 def body(**overrides: object) -> dict[str, object]:
     """A valid scan request with an uploaded image."""
     return {
-        "image_base64": base64.b64encode(PNG).decode(), "category": "electronics",
-        "marketplaces": ["US", "FR"], "product_name": "Lamp", **overrides,
+        "image_base64": base64.b64encode(PNG).decode(),
+        "category": "electronics",
+        "marketplaces": ["US", "FR"],
+        "product_name": "Lamp",
+        **overrides,
     }
 
 
@@ -63,7 +66,10 @@ async def test_scan_runs_through_every_stage(settings: Settings, redis: Redis) -
     assert await redis.xlen(keys.requests("normal")) == 0, "acknowledged entries are deleted"
     assert await redis.exists(keys.image(scan_id)) == 0, "image dropped once completed"
     assert await redis.xpending(keys.requests("normal"), GROUP) == {
-        "pending": 0, "min": None, "max": None, "consumers": []
+        "pending": 0,
+        "min": None,
+        "max": None,
+        "consumers": [],
     }
 
 
@@ -98,8 +104,9 @@ async def test_stats_show_active_and_waiting(make_settings: SettingsFactory) -> 
     """While one slot is busy, stats show one active and the rest waiting."""
     settings = make_settings(simulated_delay_ms=400, worker_concurrency=1)
     async with running_stack(settings) as stack:
-        ids = [(await stack.client.post("/api/scans", json=body())).json()["scan_id"]
-               for _ in range(3)]
+        ids = [
+            (await stack.client.post("/api/scans", json=body())).json()["scan_id"] for _ in range(3)
+        ]
         await asyncio.sleep(0.2)
         stats = (await stack.client.get("/api/queue/stats")).json()
         assert (stats["active"], stats["waiting"], stats["consumers"]) == (1, 2, 1)
@@ -113,8 +120,10 @@ async def test_image_url_is_fetched(settings: Settings) -> None:
     async def image(request: Request) -> Response:
         return Response(PNG, media_type="image/png")
 
-    async with serve(Starlette(routes=[Route("/label.png", image)])) as origin, \
-            running_stack(settings) as stack:
+    async with (
+        serve(Starlette(routes=[Route("/label.png", image)])) as origin,
+        running_stack(settings) as stack,
+    ):
         request = body(image_url=f"{origin.url}/label.png")
         del request["image_base64"]
         scan_id = (await stack.client.post("/api/scans", json=request)).json()["scan_id"]
@@ -128,8 +137,10 @@ async def test_unfetchable_image_fails_with_reason(settings: Settings, redis: Re
     async def missing(request: Request) -> Response:
         return Response("gone", status_code=404)
 
-    async with serve(Starlette(routes=[Route("/label.png", missing)])) as origin, \
-            running_stack(settings) as stack:
+    async with (
+        serve(Starlette(routes=[Route("/label.png", missing)])) as origin,
+        running_stack(settings) as stack,
+    ):
         request = body(image_url=f"{origin.url}/label.png")
         del request["image_base64"]
         scan_id = (await stack.client.post("/api/scans", json=request)).json()["scan_id"]
@@ -137,7 +148,9 @@ async def test_unfetchable_image_fails_with_reason(settings: Settings, redis: Re
         stats = (await stack.client.get("/api/queue/stats")).json()
     assert detail["state"] == "failed"
     assert detail["error"] == {
-        "kind": "invalid_image", "message": "image_url answered 404", "retryable": False
+        "kind": "invalid_image",
+        "message": "image_url answered 404",
+        "retryable": False,
     }
     assert stats["failed"] == 1
     events = await events_of(redis, settings, scan_id)

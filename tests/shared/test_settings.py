@@ -16,23 +16,30 @@ def test_defaults_match_the_issue() -> None:
     """The documented defaults."""
     s = Settings.from_env({})
     assert (s.redis_url, s.gateway_port, s.notifier_port, s.worker_concurrency) == (
-        "redis://localhost:6379/0", 8000, 8001, 2)
+        "redis://localhost:6379/0",
+        8000,
+        8001,
+        2,
+    )
     assert s.analyzer_backend == "local"  # no API key: the offline backend, never simulated
     assert Settings.from_env({"ANTHROPIC_API_KEY": "sk-test"}).analyzer_backend == "claude"
     assert s.max_attempts == 5
 
 
-@pytest.mark.parametrize(("name", "value", "words"), [
-    ("GATEWAY_PORT", "eighty", "GATEWAY_PORT"),
-    ("GATEWAY_PORT", "70000", "TCP port"),
-    ("SCAN_WORKER_CONCURRENCY", "0", "positive"),
-    ("ANALYZER_BACKEND", "gpt", "one of claude"),
-    ("REDIS_URL", "http://x", "redis://"),
-    ("LABELSCAN_PREFIX", "a:b", "colons"),
-    ("LABELSCAN_API_KEYS", "tenant-without-key", "tenant:key"),
-    ("LABELSCAN_EVENT_KEYS", "short", "32 characters"),
-    ("CORS_ORIGINS", "example.com", "origin"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("GATEWAY_PORT", "eighty", "GATEWAY_PORT"),
+        ("GATEWAY_PORT", "70000", "TCP port"),
+        ("SCAN_WORKER_CONCURRENCY", "0", "positive"),
+        ("ANALYZER_BACKEND", "gpt", "one of claude"),
+        ("REDIS_URL", "http://x", "redis://"),
+        ("LABELSCAN_PREFIX", "a:b", "colons"),
+        ("LABELSCAN_API_KEYS", "tenant-without-key", "tenant:key"),
+        ("LABELSCAN_EVENT_KEYS", "short", "32 characters"),
+        ("CORS_ORIGINS", "example.com", "origin"),
+    ],
+)
 def test_malformed_values_fail_with_one_clear_line(name: str, value: str, words: str) -> None:
     """A bad value names the variable and what is wrong."""
     with pytest.raises(SettingsError) as info:
@@ -42,8 +49,9 @@ def test_malformed_values_fail_with_one_clear_line(name: str, value: str, words:
 
 def test_secrets_never_print() -> None:
     """API keys print as stars, in str, repr and the settings' repr."""
-    s = Settings.from_env({"ANTHROPIC_API_KEY": "sk-very-secret",
-                           "LABELSCAN_API_KEYS": "a:0123456789abcdef-secret"})
+    s = Settings.from_env(
+        {"ANTHROPIC_API_KEY": "sk-very-secret", "LABELSCAN_API_KEYS": "a:0123456789abcdef-secret"}
+    )
     assert "secret" not in repr(s) and "secret" not in str(s.anthropic_api_key)
     assert isinstance(s.anthropic_api_key, Secret) and s.anthropic_api_key.value == "sk-very-secret"
 

@@ -48,12 +48,32 @@ ERROR_TYPES: dict[int, str] = {
 """The documented ``error.type`` for each HTTP status."""
 
 IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-TOP_LEVEL_FIELDS = frozenset({
-    "model", "max_tokens", "messages", "system", "output_config", "metadata",
-    "stop_sequences", "stream", "temperature", "top_k", "top_p", "tools", "tool_choice",
-    "thinking", "service_tier", "cache_control", "container", "inference_geo", "speed",
-    "diagnostics", "user_profile_id", "workspace_id",
-})
+TOP_LEVEL_FIELDS = frozenset(
+    {
+        "model",
+        "max_tokens",
+        "messages",
+        "system",
+        "output_config",
+        "metadata",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_k",
+        "top_p",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "service_tier",
+        "cache_control",
+        "container",
+        "inference_geo",
+        "speed",
+        "diagnostics",
+        "user_profile_id",
+        "workspace_id",
+    }
+)
 MARKETPLACES_LINE = re.compile(r"^Marketplaces:\s*(.*)$", re.MULTILINE)
 IMAGE_TOKENS = 1_600
 """Roughly what a ~1 megapixel image costs; the emulator does not look at the pixels."""
@@ -193,7 +213,9 @@ class MessagesEmulator:
             self.rejected += 1
             wait = math.ceil(60 - (now - self._accepted_at[0]))
             return _error(
-                429, f"over the limit of {self.rpm_limit} requests per minute", request_id,
+                429,
+                f"over the limit of {self.rpm_limit} requests per minute",
+                request_id,
                 retry_after=max(1, wait),
             )
         self._accepted_at.append(now)
@@ -203,8 +225,9 @@ class MessagesEmulator:
             if status == 0:
                 self.dropped += 1
                 return None
-            return _error(status, "random fault of the emulator", request_id,
-                          self.fault_retry_after)
+            return _error(
+                status, "random fault of the emulator", request_id, self.fault_retry_after
+            )
 
         if self.delay_s:
             await asyncio.sleep(self.delay_s)

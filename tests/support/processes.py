@@ -39,8 +39,11 @@ _ENV_OF = {
 
 def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment that makes ``python -m <service>`` read ``settings``."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ANTHROPIC_", "SCAN_", "LABELSCAN_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ANTHROPIC_", "SCAN_", "LABELSCAN_"))
+    }
     for field, name in _ENV_OF.items():
         value = getattr(settings, field)
         if value is not None:
@@ -59,8 +62,10 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
 def spawn(service: str, settings: Settings, **extra: str) -> subprocess.Popen[bytes]:
     """Start ``python -m service`` with ``settings``; it dies with the test run."""
     return subprocess.Popen(
-        [sys.executable, "-m", service], env=service_env(settings, **extra),
-        stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
+        [sys.executable, "-m", service],
+        env=service_env(settings, **extra),
+        stdin=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
     )
 
 

@@ -36,8 +36,14 @@ async def serve(app: ASGIApp, port: int | None = None) -> AsyncIterator[RunningS
     """Serve ``app`` with uvicorn (httptools, lifespan on) until the block exits."""
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False,
-        lifespan="on", http="httptools", timeout_graceful_shutdown=2,
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        http="httptools",
+        timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)
     # The test owns signals; uvicorn must not install its own handlers.

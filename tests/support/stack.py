@@ -39,9 +39,7 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def worker_task(
-    settings: Settings, backend: Backend | None = None
-) -> AsyncIterator[Worker]:
+async def worker_task(settings: Settings, backend: Backend | None = None) -> AsyncIterator[Worker]:
     """An analyzer Worker running as a task until the block exits (then drained)."""
     async with Worker(settings, backend=backend) as worker:
         task = asyncio.create_task(worker.run())

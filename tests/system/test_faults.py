@@ -25,8 +25,12 @@ from tests.support.servers import serve
 from tests.support.stack import running_stack
 
 PNG = label_png()
-BODY = {"image_base64": base64.b64encode(PNG).decode(), "category": "toys",
-        "marketplaces": ["US", "UK"], "product_name": "Blocks"}
+BODY = {
+    "image_base64": base64.b64encode(PNG).decode(),
+    "category": "toys",
+    "marketplaces": ["US", "UK"],
+    "product_name": "Blocks",
+}
 
 
 async def completed_counts(redis: Redis, settings: Settings) -> collections.Counter[str]:
@@ -55,18 +59,21 @@ async def wait_all(client: httpx.AsyncClient, ids: list[str], timeout: float) ->
 
 async def test_kill_9_analyzer_mid_scan(make_settings: SettingsFactory, redis: Redis) -> None:
     """kill -9 one of two analyzers mid-scan: every scan completes exactly once."""
-    settings = make_settings(simulated_delay_ms=1500, visibility_timeout_s=1.5,
-                             worker_concurrency=3)
+    settings = make_settings(
+        simulated_delay_ms=1500, visibility_timeout_s=1.5, worker_concurrency=3
+    )
     ports = [free_port(), free_port()]
     procs = [spawn("analyzer", settings, ANALYZER_HEALTH_PORT=str(p)) for p in ports]
     try:
         for proc, port in zip(procs, ports, strict=True):
             await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/healthz", proc)
-        async with serve(create_gateway(settings)) as gateway, httpx.AsyncClient(
-            base_url=gateway.url, timeout=10
-        ) as client:
-            ids = [(await client.post("/api/scans", json=BODY)).json()["scan_id"]
-                   for _ in range(12)]
+        async with (
+            serve(create_gateway(settings)) as gateway,
+            httpx.AsyncClient(base_url=gateway.url, timeout=10) as client,
+        ):
+            ids = [
+                (await client.post("/api/scans", json=BODY)).json()["scan_id"] for _ in range(12)
+            ]
             victim = procs[0]
             keys = Keys(settings.prefix)
             async with asyncio.timeout(10):
@@ -89,21 +96,28 @@ async def test_kill_9_analyzer_mid_scan(make_settings: SettingsFactory, redis: R
     assert pending["pending"] == 0
 
 
-async def test_api_faults_on_30_percent_of_calls(make_settings: SettingsFactory,
-                                                 redis: Redis) -> None:
+async def test_api_faults_on_30_percent_of_calls(
+    make_settings: SettingsFactory, redis: Redis
+) -> None:
     """429/529/500/dropped connections on 30% of calls: 200 scans complete, none twice."""
-    async with run_emulator(fault_rate=0.3, fault_statuses=(429, 529, 500, 0),
-                            fault_retry_after=0.05, seed=7) as emulator:
+    async with run_emulator(
+        fault_rate=0.3, fault_statuses=(429, 529, 500, 0), fault_retry_after=0.05, seed=7
+    ) as emulator:
         settings = make_settings(
-            analyzer_backend="claude", anthropic_api_key=Secret("sk-test"),
-            anthropic_base_url=emulator.base_url, retry_base_s=0.02, retry_cap_s=0.2,
-            max_attempts=12, worker_concurrency=16,
+            analyzer_backend="claude",
+            anthropic_api_key=Secret("sk-test"),
+            anthropic_base_url=emulator.base_url,
+            retry_base_s=0.02,
+            retry_cap_s=0.2,
+            max_attempts=12,
+            worker_concurrency=16,
         )
         async with running_stack(settings, analyzers=2) as stack:
             ids = []
             for _ in range(20):
-                replies = await asyncio.gather(*(
-                    stack.client.post("/api/scans", json=BODY) for _ in range(10)))
+                replies = await asyncio.gather(
+                    *(stack.client.post("/api/scans", json=BODY) for _ in range(10))
+                )
                 ids += [r.json()["scan_id"] for r in replies]
             details = await wait_all(stack.client, ids, timeout=90)
             ok_before = emulator.ok_count
@@ -130,17 +144,23 @@ async def test_valkey_restart_with_scans_in_flight(
     own_valkey: EmbeddedValkey, make_settings: SettingsFactory
 ) -> None:
     """Restart Valkey (AOF on) with scans queued and in flight: all complete, once."""
-    settings = make_settings(redis_url=own_valkey.url, simulated_delay_ms=300,
-                             visibility_timeout_s=2, worker_concurrency=4)
+    settings = make_settings(
+        redis_url=own_valkey.url,
+        simulated_delay_ms=300,
+        visibility_timeout_s=2,
+        worker_concurrency=4,
+    )
     health = free_port()
     analyzer = spawn("analyzer", settings, ANALYZER_HEALTH_PORT=str(health))
     try:
         await asyncio.to_thread(wait_http, f"http://127.0.0.1:{health}/healthz", analyzer)
-        async with serve(create_gateway(settings)) as gateway, httpx.AsyncClient(
-            base_url=gateway.url, timeout=10
-        ) as client:
-            ids = [(await client.post("/api/scans", json=BODY)).json()["scan_id"]
-                   for _ in range(20)]
+        async with (
+            serve(create_gateway(settings)) as gateway,
+            httpx.AsyncClient(base_url=gateway.url, timeout=10) as client,
+        ):
+            ids = [
+                (await client.post("/api/scans", json=BODY)).json()["scan_id"] for _ in range(20)
+            ]
             await asyncio.sleep(0.4)
             await asyncio.to_thread(own_valkey.stop)
             await asyncio.sleep(0.5)
@@ -161,11 +181,11 @@ async def test_strict_durability_survives_hard_kill(
 ) -> None:
     """In strict mode a 202 given before `kill -9` of Valkey is never lost."""
     settings = make_settings(redis_url=own_valkey.url, durability="strict")
-    async with serve(create_gateway(settings)) as gateway, httpx.AsyncClient(
-        base_url=gateway.url, timeout=10
-    ) as client:
-        replies = await asyncio.gather(*(client.post("/api/scans", json=BODY)
-                                         for _ in range(50)))
+    async with (
+        serve(create_gateway(settings)) as gateway,
+        httpx.AsyncClient(base_url=gateway.url, timeout=10) as client,
+    ):
+        replies = await asyncio.gather(*(client.post("/api/scans", json=BODY) for _ in range(50)))
         assert all(r.status_code == 202 for r in replies)
         await asyncio.to_thread(own_valkey.kill)
     await asyncio.to_thread(own_valkey.start)
@@ -183,18 +203,24 @@ async def test_valkey_paused_under_load(
 ) -> None:
     """SIGSTOP Valkey for 5 s: gateway answers 503 fast, nothing exits, everything resumes."""
     gateway_port, health = free_port(), free_port()
-    settings = make_settings(redis_url=own_valkey.url, simulated_delay_ms=100,
-                             visibility_timeout_s=3, redis_timeout_s=2,
-                             gateway_port=gateway_port)
+    settings = make_settings(
+        redis_url=own_valkey.url,
+        simulated_delay_ms=100,
+        visibility_timeout_s=3,
+        redis_timeout_s=2,
+        gateway_port=gateway_port,
+    )
     gateway = spawn("gateway", settings)
     analyzer = spawn("analyzer", settings, ANALYZER_HEALTH_PORT=str(health))
     try:
         await asyncio.to_thread(wait_http, f"http://127.0.0.1:{gateway_port}/readyz", gateway)
         await asyncio.to_thread(wait_http, f"http://127.0.0.1:{health}/healthz", analyzer)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway_port}",
-                                     timeout=10) as client:
-            accepted = [(await client.post("/api/scans", json=BODY)).json()["scan_id"]
-                        for _ in range(5)]
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{gateway_port}", timeout=10
+        ) as client:
+            accepted = [
+                (await client.post("/api/scans", json=BODY)).json()["scan_id"] for _ in range(5)
+            ]
             own_valkey.pause()
             try:
                 started = time.monotonic()
@@ -224,17 +250,16 @@ async def test_sigterm_analyzer_hands_back_and_exits_0(
     make_settings: SettingsFactory, redis: Redis
 ) -> None:
     """SIGTERM: in-flight scans past the grace period are handed back; exit code 0."""
-    settings = make_settings(simulated_delay_ms=10_000, shutdown_grace_s=0.5,
-                             worker_concurrency=3)
+    settings = make_settings(simulated_delay_ms=10_000, shutdown_grace_s=0.5, worker_concurrency=3)
     health = free_port()
     analyzer = spawn("analyzer", settings, ANALYZER_HEALTH_PORT=str(health))
     try:
         await asyncio.to_thread(wait_http, f"http://127.0.0.1:{health}/healthz", analyzer)
-        async with serve(create_gateway(settings)) as gateway, httpx.AsyncClient(
-            base_url=gateway.url, timeout=10
-        ) as client:
-            ids = [(await client.post("/api/scans", json=BODY)).json()["scan_id"]
-                   for _ in range(3)]
+        async with (
+            serve(create_gateway(settings)) as gateway,
+            httpx.AsyncClient(base_url=gateway.url, timeout=10) as client,
+        ):
+            ids = [(await client.post("/api/scans", json=BODY)).json()["scan_id"] for _ in range(3)]
             keys = Keys(settings.prefix)
             async with asyncio.timeout(10):
                 while [await redis.hget(keys.scan(i), "state") for i in ids] != [b"active"] * 3:

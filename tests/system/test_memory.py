@@ -13,8 +13,12 @@ from tests.conftest import SettingsFactory
 from tests.support.images import label_png
 from tests.support.stack import running_stack
 
-BODY = {"image_base64": base64.b64encode(label_png()).decode(), "category": "food",
-        "marketplaces": ["DE", "FR"], "product_name": "Muesli"}
+BODY = {
+    "image_base64": base64.b64encode(label_png()).decode(),
+    "category": "food",
+    "marketplaces": ["DE", "FR"],
+    "product_name": "Muesli",
+}
 
 
 async def used_memory(redis: Redis) -> int:
@@ -28,8 +32,12 @@ async def test_memory_returns_to_baseline_after_2000_scans(
 ) -> None:
     """2,000 scans with a 2 s retention leave (almost) nothing behind once it has passed."""
     settings = make_settings(
-        redis_url=own_valkey.url, result_ttl_s=2, image_ttl_s=2, events_retention_s=2,
-        visibility_timeout_s=1, worker_concurrency=64,
+        redis_url=own_valkey.url,
+        result_ttl_s=2,
+        image_ttl_s=2,
+        events_retention_s=2,
+        visibility_timeout_s=1,
+        worker_concurrency=64,
     )
     redis = Redis.from_url(own_valkey.url)
     keys = Keys(settings.prefix)
@@ -39,8 +47,9 @@ async def test_memory_returns_to_baseline_after_2000_scans(
         await stack.wait_terminal(warm)
         baseline = await used_memory(redis)
         for _ in range(40):
-            replies = await asyncio.gather(*(
-                stack.client.post("/api/scans", json=BODY) for _ in range(50)))
+            replies = await asyncio.gather(
+                *(stack.client.post("/api/scans", json=BODY) for _ in range(50))
+            )
             assert all(r.status_code == 202 for r in replies)
         async with asyncio.timeout(60):
             while (await stack.client.get("/api/queue/stats")).json()["completed"] < 2001:
@@ -49,8 +58,12 @@ async def test_memory_returns_to_baseline_after_2000_scans(
         async with asyncio.timeout(20):
             while True:
                 await asyncio.sleep(0.5)
-                left = [k async for k in redis.scan_iter(
-                    match=f"{{{settings.prefix}}}:scan:*", count=1000)]
+                left = [
+                    k
+                    async for k in redis.scan_iter(
+                        match=f"{{{settings.prefix}}}:scan:*", count=1000
+                    )
+                ]
                 if not left and await redis.xlen(keys.events) < 200:
                     break
         after = await used_memory(redis)
