@@ -28,7 +28,7 @@ async def serve(settings: Settings) -> None:
 def main() -> None:
     """Entry point."""
     settings, log = boot("analyzer")
-    log.info("starting", redis=settings.redis_url, backend=settings.analyzer_backend)
+    log.info("starting", redis=settings.redis_url_for_logs, backend=settings.analyzer_backend)
     if settings.analyzer_backend == "local" and settings.anthropic_api_key is None:
         log.info(
             "no ANTHROPIC_API_KEY: analysing labels offline (OCR + rulebook); "

@@ -14,7 +14,7 @@ from shared.settings import SettingsError
 def main() -> None:
     """Run the gateway until SIGINT/SIGTERM."""
     settings, log = boot("gateway")
-    log.info("starting", url=settings.gateway_url, redis=settings.redis_url)
+    log.info("starting", url=settings.gateway_url, redis=settings.redis_url_for_logs)
     try:
         app = create_app(settings)
     except SettingsError as exc:

@@ -31,7 +31,9 @@ def _grant(settings: Settings, request: Request) -> tokens.Grant:
 
 
 async def check_scan(
-    settings: Settings, request: Request, scan_id: str,
+    settings: Settings,
+    request: Request,
+    scan_id: str,
     tenant_of: Callable[[str], Awaitable[str | None]],
 ) -> None:
     """Allow one scan's stream to a token for that scan, or for the scan's tenant."""

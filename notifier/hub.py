@@ -10,7 +10,8 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from notifier.events import StreamEvent, decode_event
+from notifier.events import decode_event
+from notifier.inbox import SHUTDOWN, Subscription
 
 log = structlog.get_logger("notifier")
 
@@ -19,45 +20,8 @@ BATCH = 500
 BLOCK_MS = 2_000  # under redis-py 8's default 5 s socket timeout, or every idle read times out
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 2.0
-
-
-class Subscription:
-    """One stream's bounded inbox for one scan; ended on overflow or shutdown."""
-
-    __slots__ = ("_queue", "ended", "overflowed", "scan_id")
-
-    def __init__(self, scan_id: str, size: int) -> None:
-        self.scan_id = scan_id
-        self.ended = False
-        self.overflowed = False
-        self._queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue(maxsize=size)
-
-    def push(self, event: StreamEvent) -> bool:
-        """Queue ``event`` without waiting; False (and ended) when the inbox is full."""
-        if self.ended:
-            return False
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
-            self.overflowed = True
-            self.end()
-            return False
-        return True
-
-    def end(self) -> None:
-        """Wake the reader with end-of-stream; buffered events are dropped (it resumes by id)."""
-        if self.ended:
-            return
-        self.ended = True
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._queue.put_nowait(None)
-
-    async def get(self) -> StreamEvent | None:
-        """The next live event, or None once the subscription has ended."""
-        if self.ended and self._queue.empty():
-            return None
-        return await self._queue.get()
+BEAT_TICK_MIN_S = 0.05
+BEAT_BUCKETS = 32  # heartbeats go out a slice at a time, never 10,000 writes in one tick
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +32,13 @@ class HubStats:
     connected: bool
     last_id: str | None
     scans: int
+    tenants: int
     subscribers: int
     overflows: int
 
 
 class Hub:
-    """Reads the global events stream once and routes each entry by ``scan_id``."""
+    """Reads the global events stream once and routes each entry by ``scan_id`` and ``tenant``."""
 
     def __init__(
         self,
@@ -83,67 +48,98 @@ class Hub:
         queue_size: int = QUEUE_SIZE,
         batch: int = BATCH,
         block_ms: int = BLOCK_MS,
+        heartbeat_s: float | None = None,
     ) -> None:
         self._redis = redis
         self._stream = stream
         self._queue_size = queue_size
         self._batch = batch
         self._block_ms = block_ms
-        self._subs: dict[str, set[Subscription]] = {}
+        self._heartbeat_s = heartbeat_s
+        self._scans: dict[str, set[Subscription]] = {}
+        self._tenants: dict[str, set[Subscription]] = {}
+        self._buckets: list[set[Subscription]] = [set() for _ in range(BEAT_BUCKETS)]
+        self._next_bucket = 0
+        self._count = 0
         self._last_id: str | None = None
         self._ready = asyncio.Event()
         self._connected = True
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._overflows = 0
         self._stopping = False
         self.draining = False
 
+    @property
+    def last_id(self) -> str | None:
+        """The newest entry dispatched: every entry up to it is in its subscribers' inboxes."""
+        return self._last_id
+
     def start(self) -> None:
-        """Start the reader task."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="notifier-hub")
+        """Start the reader (and the heartbeat) tasks."""
+        if self._tasks:
+            return
+        self._tasks.append(asyncio.create_task(self._run(), name="notifier-hub"))
+        if self._heartbeat_s is not None:
+            self._tasks.append(asyncio.create_task(self._beat(self._heartbeat_s)))
 
     async def stop(self) -> None:
-        """End every subscription and stop the reader."""
+        """End every subscription and stop the tasks."""
         self._stopping = True
         self.drain()
-        task, self._task = self._task, None
-        if task is None:
-            return
-        # redis-py 8 can swallow a cancellation that lands mid-command; insist until it ends
-        # (the loop also checks _stopping, so it exits within one BLOCK at worst).
-        while not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=0.1)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("events reader ended with an error", error=repr(exc))
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            # redis-py 8 can swallow a cancellation that lands mid-command; insist until it ends
+            # (the loop also checks _stopping, so it exits within one BLOCK at worst).
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.1)
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                log.error("hub task ended with an error", task=task.get_name(), error=repr(exc))
 
     def drain(self) -> None:
         """End every stream now and refuse new ones (shutdown: clients resume elsewhere)."""
         self.draining = True
         self._ready.set()  # nobody may wait for a start point that will never come
-        for subs in self._subs.values():
-            for sub in subs:
-                sub.end()
-        self._subs.clear()
+        for table in (self._scans, self._tenants):
+            for subs in table.values():
+                for sub in subs:
+                    sub.end(SHUTDOWN)
+            table.clear()
+        for bucket in self._buckets:
+            bucket.clear()
+        self._count = 0
 
     def subscribe(self, scan_id: str) -> Subscription:
         """Register for ``scan_id``'s live events; no Redis call."""
-        sub = Subscription(scan_id, self._queue_size)
+        return self._add(self._scans, scan_id, tenant=False)
+
+    def subscribe_tenant(self, tenant: str) -> Subscription:
+        """Register for the live events of every scan of ``tenant``; no Redis call."""
+        return self._add(self._tenants, tenant, tenant=True)
+
+    def _add(self, table: dict[str, set[Subscription]], key: str, *, tenant: bool) -> Subscription:
+        bucket = self._next_bucket
+        self._next_bucket = (bucket + 1) % BEAT_BUCKETS
+        sub = Subscription(key, self._queue_size, tenant=tenant, bucket=bucket)
         if self.draining:
-            sub.end()
-        else:
-            self._subs.setdefault(scan_id, set()).add(sub)
+            sub.end(SHUTDOWN)
+            return sub
+        table.setdefault(key, set()).add(sub)
+        self._buckets[bucket].add(sub)
+        self._count += 1
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Forget ``sub`` (idempotent)."""
-        subs = self._subs.get(sub.scan_id)
-        if subs is None:
+        table = self._tenants if sub.tenant else self._scans
+        subs = table.get(sub.key)
+        if subs is None or sub not in subs:
             return
         subs.discard(sub)
+        self._buckets[sub.bucket].discard(sub)
+        self._count -= 1
         if not subs:
-            del self._subs[sub.scan_id]
+            del table[sub.key]
 
     async def wait_ready(self) -> None:
         """Wait until the reader knows where it starts (or the hub drains): replay leaves no gap."""
@@ -155,10 +151,23 @@ class Hub:
             ready=self._last_id is not None,
             connected=self._connected and self._last_id is not None,
             last_id=self._last_id,
-            scans=len(self._subs),
-            subscribers=sum(len(s) for s in self._subs.values()),
+            scans=len(self._scans),
+            tenants=len(self._tenants),
+            subscribers=self._count,
             overflows=self._overflows,
         )
+
+    async def _beat(self, interval_s: float) -> None:
+        # Each bucket is visited every interval/2, so an idle stream pings within ~interval.
+        buckets = max(1, min(BEAT_BUCKETS, int(interval_s / 2 / BEAT_TICK_MIN_S)))
+        tick = interval_s / 2 / buckets
+        turn = 0
+        while not self._stopping:
+            await asyncio.sleep(tick)
+            for index in range(turn, BEAT_BUCKETS, buckets):
+                for sub in self._buckets[index]:
+                    sub.heartbeat()
+            turn = (turn + 1) % buckets
 
     async def _run(self) -> None:
         backoff = BACKOFF_MIN_S
@@ -203,23 +212,29 @@ class Hub:
             log.warning("events reader lost redis; retrying", error=str(exc))
 
     def _dispatch(self, reply: Any) -> None:
+        scans, tenants = self._scans, self._tenants
         for _stream, entries in reply or ():
             for entry_id, fields in entries:
                 self._last_id = entry_id.decode("ascii")
                 raw_scan = fields.get(b"scan_id")
-                subs = self._subs.get(raw_scan.decode("ascii", "replace")) if raw_scan else None
-                if not subs:
-                    continue
+                raw_tenant = fields.get(b"tenant")
+                by_scan = scans.get(raw_scan.decode("ascii", "replace")) if raw_scan else None
+                by_tenant = (
+                    tenants.get(raw_tenant.decode("utf-8", "replace")) if raw_tenant else None
+                )
+                if not by_scan and not by_tenant:
+                    continue  # nobody here watches it: not even decoded
                 try:
                     event = decode_event(entry_id, fields.get(b"event"))
                 except ValueError as exc:
                     log.warning("skipping malformed event", entry_id=self._last_id, error=str(exc))
                     continue
-                for sub in list(subs):
-                    if not sub.push(event):
-                        self._overflowed(sub)
+                for subs in (by_scan, by_tenant):
+                    if subs:
+                        for sub in [sub for sub in subs if not sub.push(event)]:
+                            self._overflowed(sub)
 
     def _overflowed(self, sub: Subscription) -> None:
         self._overflows += 1
         self.unsubscribe(sub)
-        log.warning("subscriber too slow; ending its stream", scan_id=sub.scan_id)
+        log.warning("subscriber too slow; ending its stream", key=sub.key, tenant=sub.tenant)

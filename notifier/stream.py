@@ -1,23 +1,48 @@
-"""One scan's event stream, gapless: subscribe, replay the history, then live events."""
+"""A scan's (or a tenant's) event stream as SSE bytes, gapless: subscribe, replay, then live.
+
+Subscribing before reading the history is what makes the switch gapless: any
+event the history read misses is already queued; ids are equal in the global
+stream and in each scan's history, so anything at or below the last id sent is
+a duplicate and is skipped.
+"""
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from notifier.events import StreamEvent, StreamId, decode_event, parse_stream_id
+from notifier.events import PING, StreamId, id_ping, parse_stream_id, reconnect_frame
+from notifier.history import kept, replay
 from notifier.hub import Hub
+from notifier.inbox import DISCONNECTED, SHUTDOWN, Subscription
+from notifier.reset import scan_snapshot, tenant_reset
 from shared.keys import Keys
 from shared.schemas import TERMINAL_STATES
 
 log = structlog.get_logger("notifier")
 
-PAGE = 200
+UNAVAILABLE = "unavailable"
+RECONNECT_MIN_MS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """What every stream reads from."""
+
+    hub: Hub
+    redis: Redis
+    keys: Keys
+    retry_ms: int
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 async def scan_state(redis: Redis, keys: Keys, scan_id: str) -> tuple[str | None, bool]:
@@ -27,10 +52,6 @@ async def scan_state(redis: Redis, keys: Keys, scan_id: str) -> tuple[str | None
     pipe.exists(keys.scan_events(scan_id))
     state, exists = await pipe.execute()
     return _text(state), bool(exists)
-
-
-def _text(value: bytes | str | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def is_finished(state: str | None) -> bool:
@@ -44,57 +65,149 @@ async def has_events_after(redis: Redis, keys: Keys, scan_id: str, after: str) -
     return bool(entries)
 
 
-async def replay(redis: Redis, key: str, after: str | None) -> AsyncGenerator[StreamEvent, None]:
-    """The history stream ``key`` strictly after ``after`` (or from its start), in pages."""
-    start = "-" if after is None else "(" + after
-    while True:
-        entries: Any = await redis.xrange(key, min=start, max="+", count=PAGE)
-        for entry_id, fields in entries:
-            try:
-                yield decode_event(entry_id, fields.get(b"event"))
-            except ValueError as exc:
-                log.warning("skipping malformed history entry", key=key, error=str(exc))
-        if len(entries) < PAGE:
-            return
-        start = "(" + entries[-1][0].decode("ascii")
+def end_frame(reason: str | None, retry_ms: int) -> bytes:
+    """What a client is told when the server, not the scan, ends its stream."""
+    if reason is None or reason == DISCONNECTED:
+        return b""  # nobody is listening
+    if reason == SHUTDOWN:
+        # Jittered: a replica's thousands of clients must not land on the others at once.
+        jitter = random.randint(RECONNECT_MIN_MS, max(RECONNECT_MIN_MS, retry_ms))
+        return reconnect_frame(reason, jitter)
+    return reconnect_frame(reason)
 
 
-async def scan_events(
-    hub: Hub, redis: Redis, keys: Keys, scan_id: str, after: str | None
-) -> AsyncGenerator[StreamEvent, None]:
-    """Events of ``scan_id`` strictly after entry id ``after``, ending after a terminal one.
-
-    Subscribing before reading the history is what makes it gapless: any event
-    the history read misses is already queued; ids are equal in both streams,
-    so anything at or below the last id sent is a duplicate and is skipped.
-    """
-    last: StreamId | None = parse_stream_id(after) if after is not None else None
-    sub = hub.subscribe(scan_id)
-    try:
-        await hub.wait_ready()
-        if sub.ended:
-            return  # draining for shutdown
-        # Read before the history: a finished scan's history already holds its last event.
-        finished = is_finished(_text(await redis.hget(keys.scan(scan_id), "state")))
-        async with aclosing(replay(redis, keys.scan_events(scan_id), after)) as history:
-            async for event in history:
-                if sub.ended:
-                    return  # overflowed or shutting down: the client resumes by id
-                yield event
-                last = event.key
-                if event.terminal:
-                    return
-        if finished:
-            return
-        while (live := await sub.get()) is not None:
-            if last is not None and live.key <= last:
+async def live(
+    src: Source, sub: Subscription, last: StreamId | None, *, scan: bool
+) -> AsyncGenerator[bytes, None]:
+    """Queued events newer than ``last``, heartbeats, then why the stream ended."""
+    while not sub.ended:
+        events, ping = await sub.batch()
+        out: list[bytes] = []
+        for event in events:
+            if last is not None and event.key <= last:
                 continue
-            yield live
-            last = live.key
-            if live.terminal:
+            out.append(event.wire)
+            last = event.key
+            if scan and event.terminal:
+                yield b"".join(out)
                 return
+        if ping:
+            beat, last = _ping(src.hub, sub, last)
+            out.append(beat)
+        if out:
+            yield b"".join(out)
+    if tail := end_frame(sub.reason, src.retry_ms):
+        yield tail
+
+
+def _ping(hub: Hub, sub: Subscription, last: StreamId | None) -> tuple[bytes, StreamId | None]:
+    # A tenant stream's client moves past other tenants' events: its resume stays cheap
+    # and never falls off the trimmed global stream while the tenant is quiet. Safe: the
+    # inbox was just emptied, and every entry up to the hub's last id was dispatched.
+    hub_last = hub.last_id
+    if sub.tenant and hub_last is not None:
+        key = parse_stream_id(hub_last)
+        if key is not None and (last is None or key > last):
+            return id_ping(hub_last), key
+    return PING, last
+
+
+class _Cursor:
+    """Where a stream stands: the last id sent, and whether the terminal event was."""
+
+    __slots__ = ("done", "last")
+
+    def __init__(self, last: StreamId | None) -> None:
+        self.last = last
+        self.done = False
+
+
+async def _scan_start(
+    src: Source, scan_id: str, after: str | None, cur: _Cursor
+) -> tuple[str | None, str | None, bytes | None]:
+    """The scan's state, where replay starts, and a ``reset`` if the resume point is gone."""
+    if cur.last is None:
+        return _text(await src.redis.hget(src.keys.scan(scan_id), "state")), after, None
+    snap = await scan_snapshot(src.redis, src.keys, scan_id)
+    if not snap.kept.lost_after(cur.last):
+        return snap.state, after, None
+    if snap.kept.last is not None:
+        after, cur.last = snap.kept.last, parse_stream_id(snap.kept.last)
+    return snap.state, after, snap.reset_frame()
+
+
+async def _replay_scan(
+    src: Source, sub: Subscription, scan_id: str, after: str | None, cur: _Cursor
+) -> AsyncGenerator[bytes, None]:
+    async for page in replay(src.redis, src.keys.scan_events(scan_id), after):
+        if sub.ended:
+            return  # overflowed or shutting down: the client resumes by id
+        out = []
+        for event in page:
+            out.append(event.wire)
+            cur.last = event.key
+            if event.terminal:
+                cur.done = True
+                break
+        yield b"".join(out)
+        if cur.done:
+            return
+
+
+async def scan_stream(
+    src: Source, sub: Subscription, scan_id: str, after: str | None
+) -> AsyncGenerator[bytes, None]:
+    """Events of ``scan_id`` strictly after ``after``, ending after a terminal one."""
+    cur = _Cursor(parse_stream_id(after) if after is not None else None)
+    try:
+        await src.hub.wait_ready()
+        if sub.ended:
+            yield end_frame(sub.reason, src.retry_ms)  # draining for shutdown
+            return
+        # Read before the history: a finished scan's history already holds its last event.
+        state, after, reset = await _scan_start(src, scan_id, after, cur)
+        if reset is not None:
+            yield reset
+            if is_finished(state):
+                return
+        async for chunk in _replay_scan(src, sub, scan_id, after, cur):
+            yield chunk
+        if cur.done or (is_finished(state) and not sub.ended):
+            return
+        async for chunk in live(src, sub, cur.last, scan=True):
+            yield chunk
     except RedisError as exc:
         # Ending the stream is the recovery: the browser reconnects with Last-Event-ID.
         log.warning("stream ended by a redis error", scan_id=scan_id, error=str(exc))
-    finally:
-        hub.unsubscribe(sub)
+        yield reconnect_frame(UNAVAILABLE)
+
+
+async def tenant_stream(
+    src: Source, sub: Subscription, tenant: str, after: str | None
+) -> AsyncGenerator[bytes, None]:
+    """Events of every scan of ``tenant`` after ``after`` (or from now), until the server ends."""
+    last = parse_stream_id(after) if after is not None else None
+    try:
+        await src.hub.wait_ready()
+        until = src.hub.last_id
+        if sub.ended or until is None:
+            yield end_frame(sub.reason or SHUTDOWN, src.retry_ms)
+            return
+        # Everything after `until` reaches the inbox; the history covers the rest.
+        if last is None:
+            yield id_ping(until)  # a resume point from the first byte, before any event
+            last = parse_stream_id(until)
+        elif (await kept(src.redis, src.keys.events)).lost_after(last):
+            yield await tenant_reset(src.redis, src.keys.events, tenant, until)
+            last = parse_stream_id(until)
+        else:
+            async for page in replay(src.redis, src.keys.events, after, tenant=tenant, until=until):
+                if sub.ended:
+                    break
+                yield b"".join(event.wire for event in page)
+                last = page[-1].key
+        async for chunk in live(src, sub, last, scan=False):
+            yield chunk
+    except RedisError as exc:
+        log.warning("tenant stream ended by a redis error", tenant=tenant, error=str(exc))
+        yield reconnect_frame(UNAVAILABLE)

@@ -122,7 +122,7 @@ def main() -> None:
         env["REDIS_URL"] = valkey.url
         sup.say(f"embedded Valkey on {valkey.url} (AOF everysec in {data})")
     else:
-        sup.say(f"using Redis at {settings.redis_url}")
+        sup.say(f"using Redis at {settings.redis_url_for_logs}")
 
     key = _dev_credentials(env, Path(os.environ.get("LABELSCAN_DATA_DIR", ".data")))
     for name in SERVICES:

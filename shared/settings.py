@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
@@ -101,6 +102,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def rate_limited(self) -> bool:
         """Whether any global API limit is configured."""
         return bool(self.anthropic_rpm or self.anthropic_input_tpm or self.anthropic_output_tpm)
+
+    @property
+    def redis_url_for_logs(self) -> str:
+        """``redis_url`` with any password masked: safe to log or print."""
+        parts = urlsplit(self.redis_url)
+        if parts.password is None:
+            return self.redis_url
+        user = f"{parts.username}:" if parts.username else ":"
+        host = parts.netloc.rsplit("@", 1)[1]
+        return urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
 
     @property
     def gateway_url(self) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
+from notifier.events import parse_stream_id
 from shared.attempts import AttemptStore, Claim
 from shared.keys import GROUP, Keys
 from shared.schemas import LabelAnalysis, Progress, ScanJob, ScanResult, Usage
@@ -18,7 +19,10 @@ RESULT = ScanResult(
     analysis=LabelAnalysis(
         verdict="compliant", summary="Fine.", detected_text="Made in EU", marketplaces=[]
     ),
-    backend="simulated", model="test", usage=Usage(), duration_ms=1,
+    backend="simulated",
+    model="test",
+    usage=Usage(),
+    duration_ms=1,
 )
 
 
@@ -35,11 +39,15 @@ class Publisher:
         """Create the consumer group the claim and finish scripts acknowledge into."""
         await self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
 
-    async def submit(self) -> str:
-        """A new queued scan; returns its id."""
+    async def submit(self, tenant: str = "default") -> str:
+        """A new queued scan of ``tenant``; returns its id."""
         job = ScanJob(
-            scan_id=new_scan_id(), category="toys", marketplaces=["US"],
-            product_name="Blocks", submitted_at_ms=int(time.time() * 1000),
+            scan_id=new_scan_id(),
+            category="toys",
+            marketplaces=["US"],
+            product_name="Blocks",
+            submitted_at_ms=int(time.time() * 1000),
+            tenant=tenant,
         )
         assert await self.store.submit(job, b"\x89PNG fake") is None
         return job.scan_id
@@ -70,6 +78,23 @@ class Publisher:
         """(entry id, event JSON) of everything the scan published, in order."""
         raw: Any = await self.redis.xrange(self.keys.scan_events(scan_id))
         return [(i.decode(), f[b"event"].decode()) for i, f in raw]
+
+    async def events(self) -> list[tuple[str, str]]:
+        """(entry id, event JSON) of the global events stream, as notifiers read it."""
+        raw: Any = await self.redis.xrange(self.keys.events)
+        return [(i.decode(), f[b"event"].decode()) for i, f in raw]
+
+    async def tenant_events(self, tenant: str) -> list[tuple[str, str]]:
+        """(entry id, event JSON) of every event of ``tenant``'s scans, in order."""
+        raw: Any = await self.redis.xrange(self.keys.events)
+        return [
+            (i.decode(), f[b"event"].decode()) for i, f in raw if f[b"tenant"] == tenant.encode()
+        ]
+
+    async def trimmed_past(self, key: str, entry_id: str) -> bool:
+        """Whether stream ``key``'s cap has trimmed ``entry_id`` away (it trims the head)."""
+        first: Any = await self.redis.xrange(key, count=1)
+        return bool(first) and parse_stream_id(first[0][0].decode()) > parse_stream_id(entry_id)
 
     async def run_to_completion(self, scan_id: str, steps: int = 2) -> None:
         """Claim, publish ``steps`` progress events and complete."""

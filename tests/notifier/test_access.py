@@ -17,8 +17,12 @@ from tests.support.stack import running_stack
 
 KEY = "key-a-0123456789abcdef"
 OLD, NEW = Secret("o" * 40), Secret("n" * 40)
-BODY = {"image_base64": base64.b64encode(label_png()).decode(), "category": "toys",
-        "marketplaces": ["US"], "product_name": "Blocks"}
+BODY = {
+    "image_base64": base64.b64encode(label_png()).decode(),
+    "category": "toys",
+    "marketplaces": ["US"],
+    "product_name": "Blocks",
+}
 
 
 async def status_of(client: httpx.AsyncClient, url: str, token: str | None) -> int:
@@ -40,21 +44,31 @@ async def test_event_stream_needs_a_token_for_that_scan(make_settings: SettingsF
             "none": await status_of(stack.events, url, None),
             "forged": await status_of(stack.events, url, "v1.s.x.9999999999.sig"),
             "other scan": await status_of(stack.events, url, other["events_token"]),
-            "other tenant": await status_of(stack.events, url,
-                                            tokens.sign((NEW,), "t", "b", 60)),
-            "expired": await status_of(stack.events, url,
-                                       tokens.sign((NEW,), "s", mine["scan_id"], -5)),
+            "other tenant": await status_of(stack.events, url, tokens.sign((NEW,), "t", "b", 60)),
+            "expired": await status_of(
+                stack.events, url, tokens.sign((NEW,), "s", mine["scan_id"], -5)
+            ),
             "own": await status_of(stack.events, url, mine["events_token"]),
-            "old key": await status_of(stack.events, url,
-                                       tokens.sign((OLD,), "s", mine["scan_id"], 60)),
+            "old key": await status_of(
+                stack.events, url, tokens.sign((OLD,), "s", mine["scan_id"], 60)
+            ),
             "own tenant": await status_of(stack.events, url, tokens.sign((NEW,), "t", "a", 60)),
         }
         refused = await stack.events.get(url)
-    assert codes == {"none": 401, "forged": 401, "other scan": 404, "other tenant": 404,
-                     "expired": 401, "own": 200, "old key": 200, "own tenant": 200}
+    assert codes == {
+        "none": 401,
+        "forged": 401,
+        "other scan": 404,
+        "other tenant": 404,
+        "expired": 401,
+        "own": 200,
+        "old key": 200,
+        "own tenant": 200,
+    }
     assert refused.json()["field"] == "token"
-    assert mine["events_url"].endswith(f"/api/scans/{mine['scan_id']}/events"
-                                       f"?token={mine['events_token']}")
+    assert mine["events_url"].endswith(
+        f"/api/scans/{mine['scan_id']}/events?token={mine['events_token']}"
+    )
 
 
 def test_notifier_refuses_to_start_without_event_keys(make_settings: SettingsFactory) -> None:
@@ -65,8 +79,9 @@ def test_notifier_refuses_to_start_without_event_keys(make_settings: SettingsFac
 
 async def test_auth_off_needs_no_token(settings: Settings) -> None:
     """With LABELSCAN_AUTH=off no token is asked for (local experiments)."""
-    async with serve(create_app(settings)) as server, httpx.AsyncClient(
-        base_url=server.url
-    ) as http:
+    async with (
+        serve(create_app(settings)) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
         response = await http.get(f"/api/scans/{'0' * 32}/events")
     assert response.status_code == 404 and response.json()["field"] == "scan_id"

@@ -60,9 +60,7 @@ async def hub(redis: Redis, settings: Settings) -> AsyncIterator[Hub]:
         await hub._redis.aclose()
 
 
-async def test_hub_starts_at_the_tail_and_routes_by_scan(
-    redis: Redis, settings: Settings
-) -> None:
+async def test_hub_starts_at_the_tail_and_routes_by_scan(redis: Redis, settings: Settings) -> None:
     """Entries written before start are not re-sent; each subscriber sees only its scan."""
     stream = Keys(settings.prefix).events
     await add(redis, stream, 0)
@@ -76,13 +74,14 @@ async def test_hub_starts_at_the_tail_and_routes_by_scan(
         assert event is not None
         assert (event.id, event.type) == (new_id, "progress")
         assert '"n":1' in event.data
-        assert other._queue.empty()
+        assert other.pending == 0
         await hub.stop()
         assert await mine.get() is None, "stop ends every subscription"
 
 
-async def test_overflowing_subscriber_is_ended_alone(hub: Hub, redis: Redis,
-                                                     settings: Settings) -> None:
+async def test_overflowing_subscriber_is_ended_alone(
+    hub: Hub, redis: Redis, settings: Settings
+) -> None:
     """A subscriber that never reads overflows and ends; the other keeps every event."""
     stream = Keys(settings.prefix).events
     slow, fast = hub.subscribe(SCAN), hub.subscribe(SCAN)
@@ -92,7 +91,9 @@ async def test_overflowing_subscriber_is_ended_alone(hub: Hub, redis: Redis,
         event = await next_of(fast)
         assert event is not None
         assert event.id == ids[-1]
+        assert slow.pending <= 2, "memory per subscriber is bounded by the queue size"
     assert slow.overflowed
+    assert slow.pending == 0, "an ended inbox lets go of what it held"
     assert await slow.get() is None
     stats = hub.stats()
     assert (stats.overflows, stats.subscribers) == (1, 1)
@@ -105,9 +106,10 @@ async def test_hub_survives_client_kill_without_losing_events(
     settings = make_settings()
     scan_id = await publisher.submit()
     claim = await publisher.claim(scan_id)
-    async with running_notifier(settings) as notifier, open_stream(
-        notifier.client, scan_id
-    ) as stream:
+    async with (
+        running_notifier(settings) as notifier,
+        open_stream(notifier.client, scan_id) as stream,
+    ):
         await stream.events(2)
         killed = await redis.execute_command(  # type: ignore[no-untyped-call]
             "CLIENT", "KILL", "TYPE", "normal"
@@ -169,9 +171,11 @@ async def test_slow_client_is_disconnected_without_affecting_another(
     scan_id = await publisher.submit()
     claim = await publisher.claim(scan_id)
     big = "x" * 64 * 1024  # fills the socket buffers fast so the slow stream's send blocks
-    async with running_notifier(settings, queue_size=4) as notifier, open_stream(
-        notifier.client, scan_id
-    ) as slow, open_stream(notifier.client, scan_id) as fast:
+    async with (
+        running_notifier(settings, queue_size=4) as notifier,
+        open_stream(notifier.client, scan_id) as slow,
+        open_stream(notifier.client, scan_id) as fast,
+    ):
         await slow.events(2)
         await fast.events(2)
         sent = 0
@@ -182,19 +186,23 @@ async def test_slow_client_is_disconnected_without_affecting_another(
             event = await fast.next_event()  # the fast client keeps up, one event at a time
             assert event is not None
             assert f'"message":"{sent - 1} x' in (event.data or "")
+        # Cut off and forgotten at once: nothing accumulates for it while it is stuck.
+        assert notifier.hub.stats().subscribers == 1
         await publisher.complete(claim)
         fast_rest = await fast.rest()
         assert fast_rest[-1].event == "completed"
         slow_rest = await slow.rest(within=20)
     history = await publisher.history(scan_id)
     assert [(e.id, e.data) for e in fast.all if e.data is not None] == history
-    received = [e for e in slow.all if e.data is not None]
+    *received, told = [e for e in slow.all if e.data is not None]
+    assert (told.event, told.id, told.data) == ("reconnect", None, '{"reason":"slow_consumer"}')
     assert received
     assert received[-1].event != "completed", "the slow stream ended early, not at the end"
     assert [(e.id, e.data) for e in received] == history[: len(received)]
-    assert slow_rest == received[2:]
-    async with running_notifier(settings) as again, open_stream(
-        again.client, scan_id, received[-1].id
-    ) as resumed:
+    assert slow_rest == [*received[2:], told]
+    async with (
+        running_notifier(settings) as again,
+        open_stream(again.client, scan_id, received[-1].id) as resumed,
+    ):
         missed = await resumed.rest()
     assert [(e.id, e.data) for e in received + missed] == history

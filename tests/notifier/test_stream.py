@@ -7,11 +7,12 @@ import time
 
 import pytest
 
+from shared.embedded import EmbeddedValkey
 from shared.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.notifier.conftest import Notifier, running_notifier
 from tests.notifier.scans import Publisher
-from tests.support.sse import Message, open_stream
+from tests.support.sse import Message, messages, open_stream
 
 
 def pairs(events: list[Message]) -> list[tuple[str | None, str | None]]:
@@ -39,7 +40,11 @@ async def test_live_events_arrive_in_order_and_stream_closes_after_completed(
     history = await publisher.history(scan_id)
     assert pairs(queued + rest) == history
     assert [e.event for e in queued + rest] == [
-        "queued", "progress", "progress", "progress", "completed"
+        "queued",
+        "progress",
+        "progress",
+        "progress",
+        "completed",
     ]
 
 
@@ -76,9 +81,7 @@ async def test_last_event_id_resumes_exactly_after_it(
     assert pairs(replayed + live) == (await publisher.history(scan_id))[2:]
 
 
-async def test_header_wins_over_query_parameter(
-    notifier: Notifier, publisher: Publisher
-) -> None:
+async def test_header_wins_over_query_parameter(notifier: Notifier, publisher: Publisher) -> None:
     """A browser reconnect sends a newer Last-Event-ID than the URL it was opened with."""
     scan_id = await publisher.submit()
     await publisher.run_to_completion(scan_id, steps=2)
@@ -117,7 +120,8 @@ async def test_live_event_latency_is_small(notifier: Notifier, publisher: Publis
             latencies.append(time.perf_counter() - started)
             assert event is not None
             assert f'"percentage":{pct}' in (event.data or "")
-    assert max(latencies) < 0.25, latencies
+    # Pushed, not polled: far below the 15 s heartbeat, with room for a busy machine.
+    assert max(latencies) < 1.0, latencies
 
 
 async def test_two_subscribers_of_one_scan_both_get_everything(
@@ -125,9 +129,10 @@ async def test_two_subscribers_of_one_scan_both_get_everything(
 ) -> None:
     """Fan-out: both connections receive every event, then both end."""
     scan_id = await publisher.submit()
-    async with open_stream(notifier.client, scan_id) as a, open_stream(
-        notifier.client, scan_id
-    ) as b:
+    async with (
+        open_stream(notifier.client, scan_id) as a,
+        open_stream(notifier.client, scan_id) as b,
+    ):
         await a.events(1)
         await b.events(1)
         assert notifier.hub.stats().subscribers == 2
@@ -145,9 +150,10 @@ async def test_heartbeat_comments_keep_an_idle_stream_alive(
     """With nothing to send, ping comments still flow every sse_heartbeat_s."""
     settings = make_settings(sse_heartbeat_s=0.1)
     scan_id = await publisher.submit()
-    async with running_notifier(settings) as notifier, open_stream(
-        notifier.client, scan_id
-    ) as stream:
+    async with (
+        running_notifier(settings) as notifier,
+        open_stream(notifier.client, scan_id) as stream,
+    ):
         await stream.events(1)
         ping = await stream.next_message(within=2)
         assert ping is not None
@@ -160,7 +166,9 @@ async def test_unknown_scan_is_404(notifier: Notifier) -> None:
     response = await notifier.client.get(f"/api/scans/{'a' * 32}/events")
     assert response.status_code == 404
     assert response.json() == {
-        "error": "not_found", "detail": "no such scan (or it has expired)", "field": "scan_id"
+        "error": "not_found",
+        "detail": "no such scan (or it has expired)",
+        "field": "scan_id",
     }
 
 
@@ -218,12 +226,66 @@ async def test_clients_joining_mid_flight_get_a_gapless_duplicate_free_stream(
             return after, await stream.rest()
 
     producer = asyncio.create_task(produce())
-    results = await asyncio.gather(
-        *(consume(i * 0.01, resume=i % 2 == 1) for i in range(16))
-    )
+    results = await asyncio.gather(*(consume(i * 0.01, resume=i % 2 == 1) for i in range(16)))
     await producer
     history = await publisher.history(scan_id)
     ids = [entry_id for entry_id, _ in history]
     for after, events in results:
         start = ids.index(after) + 1 if after is not None else 0
         assert pairs(events) == history[start:]
+
+
+async def test_stream_routes_keep_cors_and_method_errors(
+    make_settings: SettingsFactory, publisher: Publisher
+) -> None:
+    """Streams skip Starlette's stack (memory) yet answer CORS and 405 like every route."""
+    origin = "http://dashboard.example"
+    settings = make_settings(cors_origins=(origin,))
+    scan_id = await publisher.submit()
+    await publisher.run_to_completion(scan_id, steps=1)
+    url = f"/api/scans/{scan_id}/events"
+    async with running_notifier(settings) as notifier:
+        simple = await notifier.client.get(url, headers={"origin": origin})
+        async with notifier.client.stream(  # a tenant stream never ends: headers only
+            "GET", "/api/events", params={"tenant": "t"}, headers={"origin": "http://evil.example"}
+        ) as tenant:
+            assert tenant.status_code == 200
+        preflight = await notifier.client.options(
+            url,
+            headers={
+                "origin": origin,
+                "access-control-request-method": "GET",
+                "access-control-request-headers": "last-event-id",
+            },
+        )
+        wrong_method = await notifier.client.post(url)
+    assert simple.status_code == 200
+    assert simple.headers["access-control-allow-origin"] == origin
+    assert "access-control-allow-origin" not in tenant.headers
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == origin
+    assert "last-event-id" in preflight.headers["access-control-allow-headers"].lower()
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"] == "method_not_allowed"
+
+
+async def test_redis_down_tells_eventsource_to_come_back(
+    make_settings: SettingsFactory, own_valkey: EmbeddedValkey
+) -> None:
+    """Redis unreachable: EventSource gets a 200 that says reconnect; other clients a 503."""
+    settings = make_settings(redis_url=own_valkey.url, redis_timeout_s=1.0)
+    async with running_notifier(settings) as notifier:
+        own_valkey.stop()
+        url = f"/api/scans/{'b' * 32}/events"
+        async with notifier.client.stream(
+            "GET", url, headers={"accept": "text/event-stream"}
+        ) as response:
+            told = [m async for m in messages(response)]
+        plain = await notifier.client.get(url)
+    assert response.status_code == 200
+    assert [(m.event, m.data) for m in told if m.data] == [
+        ("reconnect", '{"reason":"unavailable"}')
+    ]
+    assert told[0].retry == settings.sse_retry_ms
+    assert plain.status_code == 503
+    assert (plain.json()["error"], plain.headers["retry-after"]) == ("unavailable", "1")

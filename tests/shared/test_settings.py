@@ -64,3 +64,12 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     assert len(names) > 40
     missing = sorted(n for n in names if f"`{n}`" not in readme)
     assert not missing, f"not in README: {missing}"
+
+
+def test_redis_password_never_reaches_the_logs() -> None:
+    """What the services log at start masks the password, keeps the rest."""
+    masked = Settings.from_env({"REDIS_URL": "redis://app:s3cret@cache:6379/0"})
+    assert masked.redis_url_for_logs == "redis://app:***@cache:6379/0"
+    only_password = Settings.from_env({"REDIS_URL": "rediss://:s3cret@cache:6380/1"})
+    assert only_password.redis_url_for_logs == "rediss://:***@cache:6380/1"
+    assert Settings.from_env({}).redis_url_for_logs == "redis://localhost:6379/0"

@@ -1,0 +1,83 @@
+"""What Redis still keeps: paged replay of a stream, and whether a resume point fell off it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from notifier.events import StreamEvent, StreamId, decode_event, parse_stream_id
+
+log = structlog.get_logger("notifier")
+
+PAGE = 200
+TENANT_PAGE = 1_000  # the global stream holds every tenant's events; most are filtered out
+
+
+async def replay(
+    redis: Redis,
+    key: str,
+    after: str | None,
+    *,
+    tenant: str | None = None,
+    until: str = "+",
+) -> AsyncGenerator[list[StreamEvent], None]:
+    """Pages of ``key``'s entries in ``(after, until]`` (only ``tenant``'s when given)."""
+    start = "-" if after is None else "(" + after
+    page = PAGE if tenant is None else TENANT_PAGE
+    wanted = tenant.encode() if tenant is not None else None
+    while True:
+        entries: Any = await redis.xrange(key, min=start, max=until, count=page)
+        batch: list[StreamEvent] = []
+        for entry_id, fields in entries:
+            if wanted is not None and fields.get(b"tenant") != wanted:
+                continue
+            try:
+                batch.append(decode_event(entry_id, fields.get(b"event")))
+            except ValueError as exc:
+                log.warning("skipping malformed history entry", key=key, error=str(exc))
+        if batch:
+            yield batch
+        if len(entries) < page:
+            return
+        start = "(" + entries[-1][0].decode("ascii")
+
+
+class Kept:
+    """What XINFO STREAM says about a stream's retained range."""
+
+    __slots__ = ("first", "last", "trimmed")
+
+    def __init__(self, info: Any) -> None:
+        self.trimmed = False
+        self.first: StreamId | None = None
+        self.last: str | None = None
+        if not isinstance(info, dict):
+            return  # no such stream (an error object from a pipeline)
+        # Histories are only ever trimmed from the head (MAXLEN / MINID), never XDELed.
+        self.trimmed = int(info.get("entries-added", 0)) > int(info.get("length", 0))
+        first, last = info.get("first-entry"), info.get("last-entry")
+        if first:
+            self.first = parse_stream_id(first[0].decode("ascii"))
+        if last:
+            self.last = last[0].decode("ascii")
+
+    def lost_after(self, after: StreamId) -> bool:
+        """Whether an entry newer than ``after`` may have been trimmed away (a gap)."""
+        if not self.trimmed:
+            return False
+        return self.first is None or after < self.first
+
+
+async def kept(redis: Redis, key: str) -> Kept:
+    """The retained range of stream ``key`` (nothing kept when it does not exist)."""
+    try:
+        info: Any = await redis.xinfo_stream(key)
+    except ResponseError as exc:
+        if "no such key" not in str(exc).lower():
+            raise
+        info = None
+    return Kept(info)
