@@ -20,6 +20,9 @@ MAX_ENCODED_BYTES = MAX_BASE64_BYTES // 4 * 3
 """Raw-byte budget so that the base64 form stays within :data:`MAX_BASE64_BYTES`."""
 
 JPEG_QUALITIES = (85, 75, 65, 50)
+AS_IS_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
+AS_IS_MODES = frozenset({"RGB", "RGBA", "L", "LA", "P"})
+EXIF_ORIENTATION = 0x0112
 LOSSLESS_SOURCES = frozenset({"PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM"})
 _DECODE_ERRORS = (
     OSError,
@@ -80,6 +83,36 @@ def flatten(image: Image.Image, background: str = "white") -> Image.Image:
     canvas = Image.new("RGB", image.size, background)
     canvas.paste(image, mask=image.getchannel("A"))
     return canvas
+
+
+def as_is(data: bytes, max_bytes: int = MAX_ENCODED_BYTES) -> PreparedImage | None:
+    """``data`` unchanged when its header shows it already fits every limit; else None.
+
+    Header only, no pixel decode (tens of microseconds): the bytes were verified
+    when they were accepted or fetched, and re-encoding an image that is already
+    small enough would cost CPU on every scan and lose quality for nothing.
+    """
+    if len(data) > max_bytes:
+        return None
+    try:
+        image = Image.open(io.BytesIO(data))
+        media_type = AS_IS_FORMATS.get(image.format or "")
+        if (
+            media_type is None
+            or image.mode not in AS_IS_MODES
+            or max(image.size) > MAX_LONG_EDGE
+            or image.getexif().get(EXIF_ORIENTATION, 1) != 1
+        ):
+            return None
+    except _DECODE_ERRORS:
+        return None  # prepare_image decodes it and says what is wrong
+    return PreparedImage(
+        data=data,
+        media_type=media_type,
+        width=image.width,
+        height=image.height,
+        token_estimate=token_estimate(image.width, image.height),
+    )
 
 
 def prepare_image(data: bytes, max_bytes: int = MAX_ENCODED_BYTES) -> PreparedImage:

@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 
 from analyzer.backends import AnalysisRequest, Backend
 from analyzer.fetch import ImageFetcher
-from analyzer.images import prepare_image
+from analyzer.images import as_is, prepare_image
 from analyzer.ratelimit import RateLimiter, Reservation
 from analyzer.retry import backoff_delay, should_retry
 from shared.attempts import AttemptStore, Claim
@@ -96,8 +96,11 @@ class ScanRunner:
                     claim, Progress(stage=stage, percentage=percentage, message=message)
                 )
 
-            # Pillow work is CPU-bound: off the event loop, so other scans keep moving.
-            prepared = await asyncio.to_thread(prepare_image, image)
+            # Decoding and re-encoding are CPU-bound: off the event loop, so other scans
+            # keep moving; an image that already fits is sent as it is.
+            prepared = as_is(image)
+            if prepared is None:
+                prepared = await asyncio.to_thread(prepare_image, image)
             sent = ImageSent(
                 media_type=prepared.media_type,
                 width=prepared.width,

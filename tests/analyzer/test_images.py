@@ -13,7 +13,13 @@ import zlib
 import pytest
 from PIL import Image
 
-from analyzer.images import MAX_BASE64_BYTES, MAX_LONG_EDGE, prepare_image, token_estimate
+from analyzer.images import (
+    MAX_BASE64_BYTES,
+    MAX_LONG_EDGE,
+    as_is,
+    prepare_image,
+    token_estimate,
+)
 from shared.errors import InvalidImageError
 from tests.support.images import label_png
 
@@ -158,3 +164,34 @@ def test_bomb_warning_turned_error_is_also_an_invalid_image() -> None:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with pytest.raises(InvalidImageError):
             prepare_image(_png_header(10_000, 10_000))
+
+
+def _rotated() -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return exif
+
+
+def test_an_image_that_already_fits_is_sent_byte_for_byte() -> None:
+    """No decode, no re-encode: the same bytes, with the size and token estimate read."""
+    png = label_png(size=(600, 200))
+    ready = as_is(png)
+    assert ready is not None
+    assert (ready.data, ready.media_type) == (png, "image/png")
+    assert (ready.width, ready.height, ready.token_estimate) == (600, 200, 160)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _encode(Image.new("RGB", (MAX_LONG_EDGE + 1, 10), "white"), "PNG"),
+        _encode(Image.new("RGB", (200, 100)), "JPEG", exif=_rotated()),
+        _encode(Image.new("CMYK", (20, 20)), "JPEG"),
+        _encode(Image.new("RGB", (20, 20)), "BMP"),
+        b"not an image",
+    ],
+    ids=["too-large", "exif-rotated", "cmyk", "bmp", "garbage"],
+)
+def test_images_that_need_work_are_not_sent_as_is(data: bytes) -> None:
+    """Anything to scale, rotate, convert or reject goes through prepare_image."""
+    assert as_is(data) is None
