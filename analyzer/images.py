@@ -13,6 +13,12 @@ from shared.errors import InvalidImageError
 MAX_LONG_EDGE = 1568
 """Claude downsizes anything larger server-side, so bigger images only cost bytes and time."""
 
+MAX_PIXELS = 1_200_000
+"""About the most pixels Claude looks at (1,600 tokens; 1092x1092 for 1:1 in Anthropic's
+table); it scales larger images down first."""
+
+PIXELS_PER_TOKEN = 750
+
 MAX_BASE64_BYTES = 5 * 1024 * 1024
 """The Messages API rejects an image whose base64 string is longer than 5 MB."""
 
@@ -45,8 +51,11 @@ class PreparedImage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def token_estimate(width: int, height: int) -> int:
-    """Anthropic's documented image cost: about width * height / 750 tokens."""
-    return math.ceil(width * height / 750)
+    """Anthropic's documented image cost: w * h / 750 tokens, after Claude's own scaling."""
+    # Claude first scales an image to a long edge of 1568 px and about 1.2 MP.
+    edge_scale = min(1.0, MAX_LONG_EDGE / max(width, height))
+    pixels = min(width * height * edge_scale * edge_scale, MAX_PIXELS)
+    return max(1, math.ceil(pixels / PIXELS_PER_TOKEN))
 
 
 def decode(data: bytes, max_long_edge: int = MAX_LONG_EDGE) -> tuple[Image.Image, str]:

@@ -7,13 +7,9 @@ headers saying a limit is spent, pause the whole fleet at once.
 
 from __future__ import annotations
 
-import io
-import math
 import uuid
-import warnings
 
 import msgspec
-from PIL import Image
 
 from analyzer.backends import ApiLimits
 from shared import scripts
@@ -22,12 +18,6 @@ from shared.keys import Keys
 from shared.schemas import Usage
 from shared.scripts import ScriptRunner
 from shared.settings import Settings
-
-# Claude scales images so the long edge is at most 1568 px and about 1.15 MP;
-# an image then costs about width * height / 750 tokens (Anthropic's vision docs).
-MAX_EDGE = 1568
-MAX_PIXELS = 1_150_000
-PIXELS_PER_TOKEN = 750
 
 
 class Reservation(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,18 +34,6 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     wait_ms: int
     reason: str
     reservation: Reservation | None = None
-
-
-def image_tokens(image: bytes) -> int:
-    """Estimated input tokens of an image, from its header only (no decode)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            width, height = Image.open(io.BytesIO(image)).size
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return 1600  # the most one image can cost after Claude's own scaling
-    scale = min(1.0, MAX_EDGE / max(width, height), math.sqrt(MAX_PIXELS / (width * height)))
-    return max(1, math.ceil(width * scale * height * scale / PIXELS_PER_TOKEN))
 
 
 class RateLimiter:

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 from redis.asyncio import Redis
 
-from analyzer.ratelimit import RateLimiter, image_tokens
+from analyzer.images import token_estimate
+from analyzer.ratelimit import RateLimiter
 from shared.connection import connect
 from shared.keys import Keys
 from shared.schemas import ScanEvent, Usage
@@ -122,10 +123,10 @@ async def test_limiter_counts_a_rolling_minute(make_settings: SettingsFactory) -
 
 
 def test_image_token_estimate_follows_claude_scaling() -> None:
-    """Small images cost w*h/750; large ones are scaled to 1568 px and ~1.15 MP first."""
-    assert image_tokens(label_png(size=(750, 100))) == 100
-    assert image_tokens(label_png(size=(4000, 3000))) <= 1600
-    assert image_tokens(b"not an image") == 1600
+    """Small images cost w*h/750; large ones are scaled to 1568 px and ~1.2 MP first."""
+    assert token_estimate(750, 100) == 100
+    assert token_estimate(4000, 3000) <= 1600
+    assert token_estimate(1568, 1568) == 1600  # within the edge limit, over ~1.2 MP
 
 
 async def test_shared_rate_limit_across_three_processes(
