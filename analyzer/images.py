@@ -115,13 +115,7 @@ def as_is(data: bytes, max_bytes: int = MAX_ENCODED_BYTES) -> PreparedImage | No
             return None
     except _DECODE_ERRORS:
         return None  # prepare_image decodes it and says what is wrong
-    return PreparedImage(
-        data=data,
-        media_type=media_type,
-        width=image.width,
-        height=image.height,
-        token_estimate=token_estimate(image.width, image.height),
-    )
+    return _prepared(data, media_type, image)
 
 
 def prepare_image(data: bytes, max_bytes: int = MAX_ENCODED_BYTES) -> PreparedImage:
@@ -132,18 +126,22 @@ def prepare_image(data: bytes, max_bytes: int = MAX_ENCODED_BYTES) -> PreparedIm
         lossless = source_format in LOSSLESS_SOURCES
         encoded, media_type = _encode(image, has_alpha, lossless, max_bytes)
         if encoded is not None:
-            return PreparedImage(
-                data=encoded,
-                media_type=media_type,
-                width=image.width,
-                height=image.height,
-                token_estimate=token_estimate(image.width, image.height),
-            )
+            return _prepared(encoded, media_type, image)
         if min(image.size) <= 16:
             raise InvalidImageError("the image cannot be encoded within the byte limit")
         # Still too large at the lowest quality: fewer pixels is the only lever left.
         size = (max(1, int(image.width * 0.75)), max(1, int(image.height * 0.75)))
         image = image.resize(size, Image.Resampling.LANCZOS)
+
+
+def _prepared(data: bytes, media_type: str, image: Image.Image) -> PreparedImage:
+    return PreparedImage(
+        data=data,
+        media_type=media_type,
+        width=image.width,
+        height=image.height,
+        token_estimate=token_estimate(image.width, image.height),
+    )
 
 
 def _normalize_mode(image: Image.Image) -> Image.Image:
