@@ -23,7 +23,6 @@ import os
 import platform
 import resource
 import select
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ import msgspec
 from bench.sse_load import Connected, Drained, Received
 from bench.sse_probe import CpuWindow, publish, rss_kib
 from shared.connection import connect
-from shared.embedded import EmbeddedValkey, free_port
+from shared.embedded import EmbeddedValkey, free_port, terminate
 from shared.keys import Keys
 from shared.settings import Settings
 from shared.store import new_scan_id
@@ -114,12 +113,7 @@ def _start_server(
 def _stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> float | None:
     """SIGTERM and wait: seconds to exit, None when it had to be killed."""
     started = time.perf_counter()
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    if not terminate(proc, timeout):
         return None
     return round(time.perf_counter() - started, 2)
 

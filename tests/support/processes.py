@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from shared.embedded import die_with_parent
+from shared.embedded import die_with_parent, terminate
 from shared.settings import Settings
 
 _ENV_OF = {
@@ -86,11 +86,5 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) ->
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
     """SIGTERM and wait; SIGKILL if it lingers. Returns the exit code."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    terminate(proc, timeout)
     return proc.returncode
