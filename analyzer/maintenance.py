@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from redis.exceptions import RedisError
 
-from shared.attempts import AttemptStore
+from analyzer.attempts import AttemptStore
 from shared.clock import now_ms
 from shared.keys import GROUP
 from shared.settings import Settings

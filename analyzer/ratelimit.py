@@ -15,8 +15,8 @@ from analyzer.backends import ApiLimits
 from shared import scripts
 from shared.clock import now_ms
 from shared.keys import Keys
+from shared.luascript import ScriptRunner
 from shared.schemas import Usage
-from shared.scripts import ScriptRunner
 from shared.settings import Settings
 
 
@@ -41,7 +41,12 @@ class RateLimiter:
 
     def __init__(self, run: ScriptRunner, keys: Keys, settings: Settings) -> None:
         self._run = run
-        self._keys = [keys.ratelimit(p) for p in ("requests", "input", "output", "state")]
+        self._keys = scripts.LimiterKeys(
+            requests=keys.ratelimit("requests"),
+            input=keys.ratelimit("input"),
+            output=keys.ratelimit("output"),
+            state=keys.ratelimit("state"),
+        )
         self._limits = (
             settings.anthropic_rpm,
             settings.anthropic_input_tpm,
@@ -57,13 +62,22 @@ class RateLimiter:
     async def try_acquire(self, input_tokens: int, output_tokens: int) -> Decision:
         """Reserve capacity now, or say how long to wait; one round trip."""
         now = now_ms()
-        wait, reason = await self._run(
+        rpm, input_tpm, output_tpm = self._limits
+        wait = await self._run(
             scripts.RATELIMIT_ACQUIRE,
-            self._keys[:4],
-            [now, *self._limits, input_tokens, output_tokens, uuid.uuid4().hex],
+            self._keys,
+            scripts.AcquireArgs(
+                now_ms=now,
+                rpm=rpm,
+                input_tpm=input_tpm,
+                output_tpm=output_tpm,
+                need_in=input_tokens,
+                need_out=output_tokens,
+                member=uuid.uuid4().hex,
+            ),
         )
-        if int(wait) > 0:
-            return Decision(wait_ms=int(wait), reason=reason.decode())
+        if wait.wait_ms > 0:
+            return Decision(wait_ms=wait.wait_ms, reason=wait.reason)
         return Decision(
             wait_ms=0,
             reason="",
@@ -81,12 +95,12 @@ class RateLimiter:
         )
         await self._run(
             scripts.RATELIMIT_SETTLE,
-            self._keys[1:3],
-            [
-                reservation.second,
-                used_in - reservation.input_tokens,
-                usage.output_tokens - reservation.output_tokens,
-            ],
+            scripts.BucketKeys(input=self._keys.input, output=self._keys.output),
+            scripts.SettleArgs(
+                second=reservation.second,
+                input_delta=used_in - reservation.input_tokens,
+                output_delta=usage.output_tokens - reservation.output_tokens,
+            ),
         )
 
     async def pause(self, seconds: float, reason: str) -> None:
@@ -95,7 +109,11 @@ class RateLimiter:
 
     async def pause_until(self, until_ms: int, reason: str) -> None:
         """Stop every replica's calls until ``until_ms`` (epoch ms)."""
-        await self._run(scripts.RATELIMIT_PAUSE, self._keys[3:], [until_ms, reason])
+        await self._run(
+            scripts.RATELIMIT_PAUSE,
+            scripts.PauseKeys(state=self._keys.state),
+            scripts.PauseArgs(until_ms=until_ms, reason=reason),
+        )
 
     async def observe(self, limits: ApiLimits | None, next_input: int) -> None:
         """Slow the fleet before it is refused: pause until a spent limit resets."""

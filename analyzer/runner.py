@@ -8,12 +8,12 @@ import time
 import structlog
 from redis.exceptions import RedisError
 
+from analyzer.attempts import AttemptStore, Claim
 from analyzer.backends import AnalysisRequest, Backend
 from analyzer.fetch import ImageFetcher
 from analyzer.images import as_is, prepare_image
 from analyzer.ratelimit import RateLimiter, Reservation
 from analyzer.retry import backoff_delay, should_retry
-from shared.attempts import AttemptStore, Claim
 from shared.errors import InvalidImageError, LabelscanError, RateLimitedError, RetryableError
 from shared.images import sniff_image
 from shared.schemas import ImageSent, Progress, ScanError, ScanJob, ScanResult, Stage
@@ -45,12 +45,15 @@ class ScanRunner:
         if settings.rate_limited or backend.name == "claude":
             self.limiter = RateLimiter(store.run, store.keys, settings)
 
-    async def run(self, job: ScanJob, entry_id: str, stream: str, consumer: str) -> None:
+    async def run(
+        self, job: ScanJob, entry_id: str, stream: str, consumer: str, attempts: int = -1
+    ) -> None:
         """Claim and run one delivered entry; every outcome ends in a stored state.
 
-        Redis errors propagate: the entry then stays pending and is delivered again.
+        ``attempts`` is the count the entry was queued with (-1: unknown). Redis
+        errors propagate: the entry then stays pending and is delivered again.
         """
-        claim = await self.store.claim(job, entry_id, stream, consumer, FETCHING)
+        claim = await self.store.claim(job, entry_id, stream, consumer, FETCHING, attempts=attempts)
         if claim is None:
             log.debug("skipped", scan_id=job.scan_id, reason="finished, cancelled or superseded")
             return
@@ -60,10 +63,15 @@ class ScanRunner:
                 await self._give_up(claim)
                 return
             await self._attempt(claim)
+        except StaleAttemptError:
+            # One policy for every refused write: the scan moved on (cancelled,
+            # reclaimed by another analyzer, handed back); whoever owns it now
+            # decides its outcome, so this attempt's is dropped, not retried.
+            log.warning("attempt no longer owns the scan; its outcome is discarded")
         except asyncio.CancelledError:
             # Cancelled by the user (the token is gone: this is a no-op) or by a
             # stopping worker (the entry is handed back for immediate redelivery).
-            await self.store.release(job, entry_id, stream, claim.token)
+            await self.store.release(job, entry_id, stream, claim)
             log.info("scan attempt interrupted")
             raise
         finally:
@@ -74,7 +82,8 @@ class ScanRunner:
             f"delivered {claim.attempt} times without an outcome "
             "(an analyzer crashed or stalled on it each time)"
         )
-        await self.store.fail(claim, ScanError(kind="poison", message=message), 0)
+        if not await self.store.fail(claim, ScanError(kind="poison", message=message), 0):
+            raise StaleAttemptError
         log.error("scan dead-lettered", kind="poison", attempts=claim.attempt)
 
     async def _attempt(self, claim: Claim) -> None:
@@ -141,18 +150,16 @@ class ScanRunner:
             log.info(
                 "scan completed", verdict=result.analysis.verdict, duration_ms=result.duration_ms
             )
-        except StaleAttemptError:
-            log.warning("scan attempt superseded; its outcome is discarded")
         except LabelscanError as exc:
             await self._failed(claim, exc, pct)
-        except (RedisError, asyncio.CancelledError):
+        except (RedisError, asyncio.CancelledError, StaleAttemptError):
             raise
         except Exception as exc:
             # A bug or an unexpected library error: record it rather than crash the worker.
             log.exception("scan crashed")
-            await self.store.fail(
-                claim, ScanError(kind="internal", message=f"{type(exc).__name__}: {exc}"), pct
-            )
+            error = ScanError(kind="internal", message=f"{type(exc).__name__}: {exc}")
+            if not await self.store.fail(claim, error, pct):
+                raise StaleAttemptError from exc
 
     async def _failed(self, claim: Claim, exc: LabelscanError, pct: int) -> None:
         s = self.settings
@@ -167,12 +174,14 @@ class ScanRunner:
                 cap_s=s.retry_cap_s,
                 retry_after=exc.retry_after if isinstance(exc, RetryableError) else None,
             )
-            await self.store.retry(claim, error, delay)
+            if not await self.store.retry(claim, error, delay):
+                raise StaleAttemptError from exc
             log.warning(
                 "scan will be retried", kind=exc.kind, error=str(exc), delay_s=round(delay, 2)
             )
         else:
-            await self.store.fail(claim, error, pct)
+            if not await self.store.fail(claim, error, pct):
+                raise StaleAttemptError from exc
             log.warning("scan failed", kind=exc.kind, error=str(exc))
 
     async def _acquire(self, claim: Claim, image_tokens: int) -> Reservation | None:

@@ -18,13 +18,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from analyzer.attempts import AttemptStore
 from analyzer.backends import Backend, make_backend
 from analyzer.control import listen_for_cancels
 from analyzer.fetch import ImageFetcher
 from analyzer.health import Health, liveness, serve_health
 from analyzer.maintenance import Entry, Maintenance
 from analyzer.runner import ScanRunner
-from shared.attempts import AttemptStore
 from shared.connection import connect
 from shared.keys import GROUP
 from shared.schemas import ScanJob
@@ -271,7 +271,9 @@ class Worker:
             await self._dead_letter(stream, entry_id, fields, f"undecodable entry: {exc!r}")
             return
         try:
-            await self.runner.run(job, entry_id, stream, self.consumer)
+            await self.runner.run(
+                job, entry_id, stream, self.consumer, _attempts(fields.get(b"attempts"))
+            )
         except RedisError as exc:
             # The entry stays pending; it is reclaimed once Redis answers again.
             log.warning(
@@ -347,3 +349,11 @@ class Worker:
         await self.fetcher.aclose()
         await self._reader.aclose()
         await self.redis.aclose()
+
+
+def _attempts(raw: bytes | None) -> int:
+    """The attempt count an entry was queued with; -1 when it has none (older writers)."""
+    try:
+        return int(raw) if raw is not None else -1
+    except ValueError:
+        return -1

@@ -132,7 +132,6 @@ async def _fill(settings: Settings, scans: int) -> None:
             category="toys",
             marketplaces=["US"],
             product_name="Bench",
-            image_key=store.keys.image(sid),
             submitted_at_ms=now_ms(),
         )
         await store.submit(job, PNG)

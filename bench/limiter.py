@@ -21,7 +21,7 @@ from bench.core import RESULTS, bench_pipeline, service_env
 from shared.connection import connect
 from shared.embedded import EmbeddedValkey
 from shared.keys import Keys
-from shared.scripts import ScriptRunner
+from shared.luascript import ScriptRunner
 from shared.settings import Settings
 
 HIGH = {

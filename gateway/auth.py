@@ -14,7 +14,7 @@ from gateway.errors import ApiError
 from shared import scripts
 from shared.clock import now_ms
 from shared.keys import Keys
-from shared.scripts import ScriptRunner
+from shared.luascript import ScriptRunner
 from shared.settings import Settings, SettingsError
 
 log = structlog.get_logger("gateway")
@@ -90,8 +90,8 @@ class Guard:
                 "every scan; never run this way in production"
             )
         rps = settings.tenant_rps
-        self._interval = scripts.Packed.of(max(1, round(1000 / rps))) if rps else None
-        self._burst = scripts.Packed.of(max(1, round(rps)))
+        self._interval = max(1, round(1000 / rps)) if rps else None
+        self._burst = max(1, round(rps))
 
     def tenant_for(self, key: str) -> str | None:
         """The tenant of ``key``; every entry is compared so timing tells nothing."""
@@ -119,8 +119,10 @@ class Guard:
         if self._interval is not None:
             wait_ms = await self._run(
                 scripts.TENANT_RATE,
-                [self._keys.tenant_rate(tenant)],
-                [now_ms(), self._interval, self._burst],
+                scripts.TenantRateKeys(tat=self._keys.tenant_rate(tenant)),
+                scripts.TenantRateArgs(
+                    now_ms=now_ms(), interval_ms=self._interval, burst=self._burst
+                ),
             )
             if wait_ms:
                 raise ApiError(

@@ -93,7 +93,6 @@ async def create_scan(request: Request) -> Response:
         product_name=scan.product_name,
         priority=scan.priority,
         tenant=tenant,
-        image_key=store.keys.image(scan_id) if intake.image else None,
         image_url=scan.image_url,
         submitted_at_ms=now_ms(),
     )

@@ -11,7 +11,9 @@ from redis.asyncio import Redis
 
 from notifier.events import frame
 from notifier.history import Kept
+from shared.events import QUEUED
 from shared.keys import Keys
+from shared.schemas import ScanEvent
 
 log = structlog.get_logger("notifier")
 
@@ -20,6 +22,7 @@ FOLD_PAGE = 1_000
 FOLD_MAX_PAGES = 500  # EVENTS_MAXLEN (100k by default) fits many times over; a bound, not a cap
 
 _encode = msgspec.json.Encoder().encode
+_event = msgspec.json.Decoder(ScanEvent).decode
 
 
 class ScanProgress(msgspec.Struct, frozen=True):
@@ -46,12 +49,13 @@ class ScanSnapshot:
     __slots__ = ("attempts", "kept", "message", "pct", "scan_id", "stage", "state")
 
     def __init__(self, scan_id: str, fields: list[Any], kept: Kept) -> None:
-        state, stage, pct, msg, attempts = (_text(f) for f in fields)
+        state, event, attempts = fields
+        progress = _event(event).progress if event else QUEUED
         self.scan_id = scan_id
-        self.state = state
-        self.stage = stage or "queued"
-        self.pct = int(pct or 0)
-        self.message = msg or ""
+        self.state = _text(state)
+        self.stage = progress.stage
+        self.pct = progress.percentage
+        self.message = progress.message
         self.attempts = int(attempts or 0)
         self.kept = kept
 
@@ -69,7 +73,7 @@ class ScanSnapshot:
 async def scan_snapshot(redis: Redis, keys: Keys, scan_id: str) -> ScanSnapshot:
     """The scan's state and history range at one instant (Lua writes both together)."""
     pipe = redis.pipeline(transaction=True)
-    pipe.hmget(keys.scan(scan_id), ["state", "stage", "pct", "msg", "attempts"])
+    pipe.hmget(keys.scan(scan_id), ["state", "event", "attempts"])
     pipe.xinfo_stream(keys.scan_events(scan_id))
     fields, info = await pipe.execute(raise_on_error=False)
     if isinstance(fields, Exception):

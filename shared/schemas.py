@@ -263,7 +263,6 @@ class ScanJob(Base, frozen=True, kw_only=True):
     product_name: str
     priority: Priority = "normal"
     tenant: str = "default"
-    image_key: str | None = None
     image_url: str | None = None
     submitted_at_ms: int = 0
 
@@ -279,8 +278,3 @@ class ScanEvent(Base, frozen=True, kw_only=True):
     at_ms: int = 0
     error: ScanError | None = None
     verdict: Verdict | None = None
-
-
-def result_json_schema() -> dict[str, object]:
-    """JSON schema of :class:`LabelAnalysis`, for structured output."""
-    return msgspec.json.schema(LabelAnalysis)

@@ -1,168 +1,429 @@
-"""Lua scripts and the runner that batches their calls into pipelines."""
+"""Every Lua script of labelscan, declared once: its keys, its arguments, its reply.
+
+A script's body (``shared/lua/<name>.lua``) reads each key as ``<field>_key``
+and each argument as ``<field>``; the bindings are generated from the structs
+below (:mod:`shared.luascript`), so Python and Lua agree by name. Every key a
+script touches is declared here (never rebuilt inside Lua), so each call stays
+in the slot of its keys on Redis Cluster. Events and messages are built in
+Python (:mod:`shared.events`) and passed whole; scripts hold no user-facing text.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-from collections.abc import Sequence
-from importlib import resources
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, ResponseError
+import msgspec
 
-EncodableT = str | bytes | int | float
-
-
-class Script:
-    """One Lua script, with the shared helper library prepended."""
-
-    __slots__ = ("name", "sha", "source")
-
-    def __init__(self, name: str, source: str) -> None:
-        self.name = name
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
+from shared.luascript import Script
 
 
-def _load(name: str) -> Script:
-    lua = resources.files("shared") / "lua"
-    lib = (lua / "_lib.lua").read_text()
-    return Script(name, lib + "\n" + (lua / f"{name}.lua").read_text())
+class _S(msgspec.Struct, frozen=True, kw_only=True):
+    """Keys and arguments: immutable, named."""
 
 
-SUBMIT = _load("submit")
-CLAIM = _load("claim")
-PROGRESS = _load("progress")
-FINISH = _load("finish")
-RETRY = _load("retry")
-PROMOTE = _load("promote")
-CANCEL = _load("cancel")
-RELEASE = _load("release")
-REQUEUE = _load("requeue")
-RENEW = _load("renew")
-RATELIMIT_ACQUIRE = _load("ratelimit_acquire")
-RATELIMIT_SETTLE = _load("ratelimit_settle")
-RATELIMIT_PAUSE = _load("ratelimit_pause")
-TENANT_RATE = _load("tenant_rate")
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class Packed(bytes):
-    """An argument already in RESP bulk form: constants packed once, not per call."""
-
-    __slots__ = ()
-
-    @classmethod
-    def of(cls, value: str | bytes | int | float) -> Packed:
-        """Pack ``value`` once."""
-        return cls(_bulk(value))
+# --- submit --------------------------------------------------------------------------
 
 
-def _bulk(value: EncodableT) -> bytes:
-    if isinstance(value, Packed):
-        return value
-    if isinstance(value, bytes):
-        data = value
-    elif isinstance(value, str):
-        data = value.encode()
-    elif isinstance(value, int):
-        data = b"%d" % value
-    else:
-        data = repr(value).encode()
-    return b"$%d\r\n%b\r\n" % (len(data), data)
+class SubmitKeys(_S, frozen=True, kw_only=True):
+    scan: str
+    stream: str
+    events: str
+    history: str
+    image: str
+    idempotency: str
+    delayed: str
+    quota: str
 
 
-def pack_evalsha(script: Script, keys: Sequence[str], args: Sequence[EncodableT]) -> bytes:
-    """The RESP bytes of ``EVALSHA sha numkeys keys... args...``."""
-    parts = [
-        b"*%d\r\n" % (3 + len(keys) + len(args)),
-        _bulk("EVALSHA"),
-        _bulk(script.sha),
-        _bulk(len(keys)),
-    ]
-    parts.extend(_bulk(k) for k in keys)
-    parts.extend(_bulk(a) for a in args)
-    return b"".join(parts)
+class SubmitArgs(_S, frozen=True, kw_only=True):
+    scan_id: str
+    tenant: str
+    priority: str
+    job: bytes
+    now_ms: int
+    due_ms: int
+    """0 to queue now; else the time it is scheduled for."""
+    event: bytes
+    image: bytes
+    """Uploaded bytes, or empty."""
+    image_ttl: int
+    history_ttl: int
+    maxlen: int
+    scan_maxlen: int
+    body_hash: str
+    """Empty when the request has no idempotency key."""
+    idempotency_ttl: int
+    scans_per_day: int
+    """0: no quota."""
 
 
-_Call = tuple[Script, Sequence[str], Sequence[EncodableT], "asyncio.Future[Any]"]
+class Accepted(msgspec.Struct, frozen=True):
+    entry_id: str
 
 
-class ScriptRunner:
-    """Runs scripts by EVALSHA, coalescing calls made in one loop turn into one pipeline.
+class Duplicate(msgspec.Struct, frozen=True):
+    """An idempotency key seen before: the scan it made, and whether the body matched."""
 
-    Many scans progressing at once each publish events; sending them together
-    turns N round trips into one without any caller knowing about it.
-    """
+    scan_id: str
+    body_hash: str
 
-    def __init__(self, redis: Redis) -> None:
-        self._redis = redis
-        self._pending: list[_Call] = []
-        self._flushing: set[asyncio.Task[None]] = set()
 
-    async def __call__(
-        self, script: Script, keys: Sequence[str], args: Sequence[EncodableT]
-    ) -> Any:
-        """Run ``script`` and return its reply; raises what Redis raised."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._flush)
-        self._pending.append((script, keys, args, fut))
-        return await fut
+class OverQuota(msgspec.Struct, frozen=True):
+    """The tenant has used its scans for today."""
 
-    def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        if batch:
-            task = asyncio.get_running_loop().create_task(self._send(batch))
-            self._flushing.add(task)
-            task.add_done_callback(self._flushing.discard)
+    used: int
 
-    async def _send(self, batch: list[_Call]) -> None:
-        try:
-            replies = await self._execute(batch)
-        except BaseException as exc:  # delivered to every waiting caller, not swallowed
-            for *_, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return
-        for (*_, fut), reply in zip(batch, replies, strict=True):
-            if fut.done():
-                continue
-            if isinstance(reply, Exception):
-                fut.set_exception(reply)
-            else:
-                fut.set_result(reply)
 
-    async def _execute(self, batch: list[_Call]) -> list[Any]:
-        # redis-py's generic pipeline spends most of its time packing arguments;
-        # scripts' arguments are few types, packed here in one pass per call.
-        pool = self._redis.connection_pool
-        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            await conn.send_packed_command(
-                b"".join(pack_evalsha(sc, keys, args) for sc, keys, args, _ in batch),
-                check_health=False,
-            )
-            replies: list[Any] = []
-            for _ in batch:
-                try:
-                    replies.append(await conn.read_response())
-                except ResponseError as exc:  # one script's error; the stream stays in sync
-                    replies.append(exc)
-        except BaseException:
-            await conn.disconnect()
-            raise
-        finally:
-            await pool.release(conn)
-        # A restarted server has lost its script cache: load and run those again.
-        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        if missing:
-            for script in {batch[i][0] for i in missing}:
-                await self._redis.script_load(script.source)
-            again = await self._execute([batch[i] for i in missing])
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
-        return replies
+def _submitted(reply: list[Any]) -> Accepted | Duplicate | OverQuota:
+    kind = reply[0]
+    if kind == b"duplicate":
+        return Duplicate(_text(reply[1]), _text(reply[2]))
+    if kind == b"quota":
+        return OverQuota(int(reply[1]))
+    return Accepted(_text(reply[1]))
+
+
+SUBMIT = Script("submit", SubmitKeys, SubmitArgs, _submitted)
+
+
+# --- claim ---------------------------------------------------------------------------
+
+
+class ClaimKeys(_S, frozen=True, kw_only=True):
+    scan: str
+    events: str
+    history: str
+    stream: str
+    image: str
+    tenant_active: str
+    delayed: str
+
+
+class ClaimArgs(_S, frozen=True, kw_only=True):
+    scan_id: str
+    tenant: str
+    entry_id: str
+    group: str
+    consumer: str
+    token: str
+    now_ms: int
+    attempts: int
+    """Attempts the caller believes were made: the events below are built for it."""
+    max_attempts: int
+    event: bytes
+    """The first progress event of attempt ``attempts + 1``."""
+    tenant_cap: int
+    """0: no cap."""
+    defer_until_ms: int
+    deferred_event: bytes
+    """Published once when the scan waits for its tenant's cap (empty: no cap)."""
+    maxlen: int
+    scan_maxlen: int
+
+
+class Claimed(msgspec.Struct, frozen=True):
+    attempt: int
+    image: bytes | None
+    exhausted: bool
+
+
+class Skipped(msgspec.Struct, frozen=True):
+    """Not to run: gone, finished or superseded (``deferred`` for a tenant at its cap)."""
+
+    reason: str
+
+
+class Recount(msgspec.Struct, frozen=True):
+    """The attempt count differs from the caller's: claim again with this one."""
+
+    attempts: int
+
+
+def _claimed(reply: list[Any]) -> Claimed | Skipped | Recount:
+    kind = reply[0]
+    if kind == b"skip":
+        return Skipped(_text(reply[1]))
+    if kind == b"recount":
+        return Recount(int(reply[1]))
+    return Claimed(int(reply[1]), reply[2] or None, kind == b"exhausted")
+
+
+CLAIM = Script("claim", ClaimKeys, ClaimArgs, _claimed)
+
+
+# --- attempt transitions ------------------------------------------------------------
+
+
+class EventKeys(_S, frozen=True, kw_only=True):
+    scan: str
+    events: str
+    history: str
+
+
+class ProgressArgs(_S, frozen=True, kw_only=True):
+    scan_id: str
+    tenant: str
+    token: str
+    event: bytes
+    maxlen: int
+    scan_maxlen: int
+
+
+PROGRESS = Script("progress", EventKeys, ProgressArgs, bool)
+
+
+class FinishKeys(_S, frozen=True, kw_only=True):
+    scan: str
+    events: str
+    history: str
+    stream: str
+    stats: str
+    image: str
+    dead: str
+    tenant_active: str
+
+
+class FinishArgs(_S, frozen=True, kw_only=True):
+    scan_id: str
+    tenant: str
+    token: str
+    now_ms: int
+    state: str
+    """completed or failed."""
+    outcome: bytes
+    """The result (completed) or the error (failed), JSON."""
+    attempt: int
+    event: bytes
+    group: str
+    entry_id: str
+    retention_ttl: int
+    maxlen: int
+    scan_maxlen: int
+    dead_maxlen: int
+
+
+FINISH = Script("finish", FinishKeys, FinishArgs, bool)
+
+
+class RetryKeys(_S, frozen=True, kw_only=True):
+    scan: str
+    events: str
+    history: str
+    stream: str
+    delayed: str
+    tenant_active: str
+
+
+class RetryArgs(_S, frozen=True, kw_only=True):
+    scan_id: str
+    tenant: str
+    token: str
+    due_ms: int
+    error: bytes
+    event: bytes
+    group: str
+    entry_id: str
+    maxlen: int
+    scan_maxlen: int
+
+
+RETRY = Script("retry", RetryKeys, RetryArgs, bool)
+
+
+class ReleaseKeys(_S, frozen=True, kw_only=True):
+    scan: str
+    events: str
+    history: str
+    stream: str
+    tenant_active: str
+
+
+class ReleaseArgs(_S, frozen=True, kw_only=True):
+    scan_id: str
+    tenant: str
+    token: str
+    """Empty for an entry read but never started."""
+    entry_id: str
+    event: bytes
+    """Empty when there is no attempt to announce."""
+    group: str
+    maxlen: int
+    scan_maxlen: int
+
+
+RELEASE = Script("release", ReleaseKeys, ReleaseArgs, bool)
+
+
+class PromoteKeys(_S, frozen=True, kw_only=True):
+    delayed: str
+    scan: str
+    events: str
+    history: str
+    stream: str
+
+
+class PromoteArgs(_S, frozen=True, kw_only=True):
+    scan_id: str
+    tenant: str
+    now_ms: int
+    attempts: int
+    """What the event was built for; a scan that changed since is left for the next round."""
+    event: bytes
+    maxlen: int
+    scan_maxlen: int
+
+
+PROMOTE = Script("promote", PromoteKeys, PromoteArgs, bool)
+
+
+class RenewKeys(_S, frozen=True, kw_only=True):
+    stream: str
+
+
+class RenewArgs(_S, frozen=True, kw_only=True):
+    group: str
+    consumer: str
+    entry_ids: tuple[str, ...]
+
+
+RENEW = Script("renew", RenewKeys, RenewArgs, int)
+
+
+# --- operator actions (gateway) -------------------------------------------------------
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    """``ok`` with the previous state, ``terminal``/``state`` with the current one,
+    ``missing``, or ``recount`` (the scan moved on while the event was built)."""
+
+    outcome: str
+    state: str | None = None
+
+
+def _outcome(reply: list[Any]) -> Outcome:
+    return Outcome(_text(reply[0]), _text(reply[1]) if len(reply) > 1 else None)
+
+
+class CancelKeys(_S, frozen=True, kw_only=True):
+    scan: str
+    events: str
+    history: str
+    stream: str
+    delayed: str
+    stats: str
+    image: str
+    tenant_active: str
+
+
+class CancelArgs(_S, frozen=True, kw_only=True):
+    scan_id: str
+    tenant: str
+    attempts: int
+    event: bytes
+    group: str
+    history_ttl: int
+    channel: str
+    maxlen: int
+    scan_maxlen: int
+
+
+CANCEL = Script("cancel", CancelKeys, CancelArgs, _outcome)
+
+
+class RequeueKeys(_S, frozen=True, kw_only=True):
+    scan: str
+    events: str
+    history: str
+    stream: str
+    dead: str
+    stats: str
+
+
+class RequeueArgs(_S, frozen=True, kw_only=True):
+    scan_id: str
+    tenant: str
+    event: bytes
+    history_ttl: int
+    maxlen: int
+    scan_maxlen: int
+
+
+REQUEUE = Script("requeue", RequeueKeys, RequeueArgs, _outcome)
+
+
+# --- rate limits ------------------------------------------------------------------------
+
+
+class LimiterKeys(_S, frozen=True, kw_only=True):
+    requests: str
+    input: str
+    output: str
+    state: str
+
+
+class AcquireArgs(_S, frozen=True, kw_only=True):
+    now_ms: int
+    rpm: int
+    input_tpm: int
+    output_tpm: int
+    need_in: int
+    need_out: int
+    member: str
+
+
+class Wait(msgspec.Struct, frozen=True):
+    """0 ms: reserved; else how long to wait and why."""
+
+    wait_ms: int
+    reason: str
+
+
+def _wait(reply: list[Any]) -> Wait:
+    return Wait(int(reply[0]), _text(reply[1]))
+
+
+RATELIMIT_ACQUIRE = Script("ratelimit_acquire", LimiterKeys, AcquireArgs, _wait)
+
+
+class BucketKeys(_S, frozen=True, kw_only=True):
+    input: str
+    output: str
+
+
+class SettleArgs(_S, frozen=True, kw_only=True):
+    second: int
+    input_delta: int
+    output_delta: int
+
+
+RATELIMIT_SETTLE = Script("ratelimit_settle", BucketKeys, SettleArgs, lambda _: None)
+
+
+class PauseKeys(_S, frozen=True, kw_only=True):
+    state: str
+
+
+class PauseArgs(_S, frozen=True, kw_only=True):
+    until_ms: int
+    reason: str
+
+
+RATELIMIT_PAUSE = Script("ratelimit_pause", PauseKeys, PauseArgs, lambda _: None)
+
+
+class TenantRateKeys(_S, frozen=True, kw_only=True):
+    tat: str
+
+
+class TenantRateArgs(_S, frozen=True, kw_only=True):
+    now_ms: int
+    interval_ms: int
+    burst: int
+
+
+TENANT_RATE = Script("tenant_rate", TenantRateKeys, TenantRateArgs, int)
+"""0 when allowed, else milliseconds until the next request is."""

@@ -11,33 +11,24 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from shared import scripts
-from shared.clock import iso, now_ms
+from shared import events, scripts
+from shared.clock import iso
 from shared.keys import GROUP, Keys
-from shared.schemas import (
-    DeadLetter,
-    DeadLetters,
-    EventType,
-    Progress,
-    ScanDetail,
-    ScanError,
-    ScanEvent,
-    ScanJob,
-    ScanResult,
-    ScanState,
-    Stage,
-    Verdict,
-)
+from shared.luascript import ScriptRunner
+from shared.record import ScanRecord, decode_record
+from shared.schemas import DeadLetter, DeadLetters, ScanDetail, ScanError, ScanJob
+from shared.scripts import OverQuota
 from shared.settings import Settings
 
+__all__ = ["CancelOutcome", "Duplicate", "OverQuota", "ScanStore", "StoreBase", "new_scan_id"]
+
 _SCAN_ID = re.compile(r"^[0-9a-f]{32}$")
-_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 encode = msgspec.json.Encoder().encode
 _decode_job = msgspec.json.Decoder(ScanJob).decode
-_decode_result = msgspec.json.Decoder(ScanResult).decode
 _decode_error = msgspec.json.Decoder(ScanError).decode
 
-QUEUED = Progress(stage="queued", percentage=0, message="Waiting for an analyzer")
+RECOUNTS = 5
+"""Tries of an operator action whose event must carry an attempt count that moved."""
 
 
 def new_scan_id() -> str:
@@ -50,45 +41,11 @@ def is_scan_id(value: str) -> bool:
     return bool(_SCAN_ID.match(value))
 
 
-def is_stream_id(value: str) -> bool:
-    """Whether ``value`` is a concrete stream entry id (``ms-seq``)."""
-    return bool(_STREAM_ID.match(value))
-
-
-def event_json(
-    scan_id: str,
-    type_: EventType,
-    state: ScanState,
-    progress: Progress,
-    *,
-    error: ScanError | None = None,
-    verdict: Verdict | None = None,
-) -> bytes:
-    """Encode an event; the Lua side appends the attempt number it alone knows."""
-    event = ScanEvent(
-        scan_id=scan_id,
-        type=type_,
-        state=state,
-        progress=progress,
-        at_ms=now_ms(),
-        error=error,
-        verdict=verdict,
-    )
-    # Drop the default attempt so the script can close the object with the real one.
-    return encode(event).replace(b',"attempt":0', b"", 1)
-
-
 class Duplicate(msgspec.Struct, frozen=True):
     """An idempotency key seen before: the scan it made, and whether the body matched."""
 
     scan_id: str
     same_body: bool
-
-
-class OverQuota(msgspec.Struct, frozen=True):
-    """The tenant has used its scans for today."""
-
-    used: int
 
 
 class CancelOutcome(msgspec.Struct, frozen=True):
@@ -99,21 +56,31 @@ class CancelOutcome(msgspec.Struct, frozen=True):
 
 
 class StoreBase:
-    """Keys, the script runner and the constant arguments both stores share."""
+    """Keys, the script runner and the per-deployment limits every store shares."""
 
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
         self.keys = Keys(settings.prefix)
-        self.run = scripts.ScriptRunner(redis)
-        s = settings
-        # Arguments every script call repeats, packed once.
-        self._limits = (scripts.Packed.of(s.events_maxlen), scripts.Packed.of(s.scan_events_maxlen))
-        self._group = scripts.Packed.of(GROUP)
-        self._history_ttl = scripts.Packed.of(s.result_ttl_s)
+        self.run = ScriptRunner(redis)
+        self.maxlen = settings.events_maxlen
+        self.scan_maxlen = settings.scan_events_maxlen
+        self.history_ttl = settings.result_ttl_s
 
-    def _event_keys(self, scan_id: str) -> list[str]:
-        return [self.keys.scan(scan_id), self.keys.events, self.keys.scan_events(scan_id)]
+    def event_keys(self, scan_id: str) -> scripts.EventKeys:
+        """The scan's hash, the events stream and the scan's history."""
+        k = self.keys
+        return scripts.EventKeys(
+            scan=k.scan(scan_id), events=k.events, history=k.scan_events(scan_id)
+        )
+
+    async def record(self, scan_id: str) -> ScanRecord | None:
+        """The scan's hash, decoded; None when unknown or expired."""
+        if not is_scan_id(scan_id):
+            return None
+        # redis-py types replies loosely; with decode_responses off they are bytes.
+        raw: Any = await self.redis.hgetall(self.keys.scan(scan_id))
+        return decode_record(raw)
 
 
 class ScanStore(StoreBase):
@@ -136,47 +103,44 @@ class ScanStore(StoreBase):
         sid = job.scan_id
         idem_key, body_hash = idempotency or ("", "")
         if due_ms > job.submitted_at_ms:
-            ev = event_json(
-                sid,
-                "scheduled",
-                "scheduled",
-                Progress(stage="scheduled", percentage=0, message=f"Scheduled for {iso(due_ms)}"),
-            )
+            ev = events.event(sid, "scheduled", "scheduled", events.scheduled(due_ms), 0)
         else:
-            ev = event_json(sid, "queued", "queued", QUEUED)
+            due_ms = 0
+            ev = events.event(sid, "queued", "queued", events.QUEUED, 0)
         reply = await self.run(
             scripts.SUBMIT,
-            [
-                k.scan(sid),
-                k.requests(job.priority),
-                k.events,
-                k.scan_events(sid),
-                k.image(sid),
-                k.idempotency(idem_key),
-                k.delayed,
-                k.tenant_quota(job.tenant, time.strftime("%Y%m%d", time.gmtime())),
-            ],
-            [
-                sid,
-                encode(job),
-                job.submitted_at_ms,
-                ev,
-                *self._limits,
-                image or b"",
-                self.settings.image_ttl_s,
-                self._history_ttl,
-                job.priority,
-                body_hash,
-                self.settings.idempotency_ttl_s,
-                job.tenant,
-                due_ms,
-                self.settings.tenant_scans_per_day,
-            ],
+            scripts.SubmitKeys(
+                scan=k.scan(sid),
+                stream=k.requests(job.priority),
+                events=k.events,
+                history=k.scan_events(sid),
+                image=k.image(sid),
+                idempotency=k.idempotency(idem_key),
+                delayed=k.delayed,
+                quota=k.tenant_quota(job.tenant, time.strftime("%Y%m%d", time.gmtime())),
+            ),
+            scripts.SubmitArgs(
+                scan_id=sid,
+                tenant=job.tenant,
+                priority=job.priority,
+                job=encode(job),
+                now_ms=job.submitted_at_ms,
+                due_ms=due_ms,
+                event=ev,
+                image=image or b"",
+                image_ttl=self.settings.image_ttl_s,
+                history_ttl=self.history_ttl,
+                maxlen=self.maxlen,
+                scan_maxlen=self.scan_maxlen,
+                body_hash=body_hash,
+                idempotency_ttl=self.settings.idempotency_ttl_s,
+                scans_per_day=self.settings.tenant_scans_per_day,
+            ),
         )
-        if reply[0] == b"duplicate":
-            return Duplicate(reply[1].decode(), reply[2].decode() == body_hash)
-        if reply[0] == b"quota":
-            return OverQuota(int(reply[1]))
+        if isinstance(reply, scripts.Duplicate):
+            return Duplicate(reply.scan_id, reply.body_hash == body_hash)
+        if isinstance(reply, OverQuota):
+            return reply
         if self.settings.durability == "strict":
             await self.wait_durable()
         return None
@@ -189,62 +153,71 @@ class ScanStore(StoreBase):
 
     async def get(self, scan_id: str) -> ScanDetail | None:
         """The scan's state, result and error; None when unknown or expired."""
-        if not is_scan_id(scan_id):
-            return None
-        # redis-py types replies loosely; with decode_responses off they are bytes.
-        raw: Any = await self.redis.hgetall(self.keys.scan(scan_id))
-        if not raw or b"job" not in raw:
-            return None
-        return _detail(scan_id, raw)
+        record = await self.record(scan_id)
+        return _detail(scan_id, record) if record is not None else None
 
     async def cancel(self, scan_id: str) -> CancelOutcome:
         """Cancel a scan that has not finished."""
-        if not is_scan_id(scan_id):
-            return CancelOutcome("missing", None)
-        progress = Progress(stage="cancelled", percentage=0, message="Cancelled")
-        reply = await self.run(
-            scripts.CANCEL,
-            [
-                *self._event_keys(scan_id),
-                self.keys.delayed,
-                self.keys.stats,
-                self.keys.image(scan_id),
-                self.keys.tenant_active,
-            ],
-            [
-                scan_id,
-                now_ms(),
-                event_json(scan_id, "cancelled", "cancelled", progress),
-                *self._limits,
-                self._group,
-                self._history_ttl,
-                self.keys.control,
-            ],
-        )
-        state = reply[1].decode() if len(reply) > 1 else None
-        return CancelOutcome(reply[0].decode(), state)
+        k = self.keys
+        for _ in range(RECOUNTS):
+            record = await self.record(scan_id)
+            if record is None:
+                return CancelOutcome("missing", None)
+            ev = events.event(scan_id, "cancelled", "cancelled", events.CANCELLED, record.attempts)
+            reply = await self.run(
+                scripts.CANCEL,
+                scripts.CancelKeys(
+                    scan=k.scan(scan_id),
+                    events=k.events,
+                    history=k.scan_events(scan_id),
+                    stream=k.requests(record.priority),
+                    delayed=k.delayed,
+                    stats=k.stats,
+                    image=k.image(scan_id),
+                    tenant_active=k.tenant_active,
+                ),
+                scripts.CancelArgs(
+                    scan_id=scan_id,
+                    tenant=record.tenant,
+                    attempts=record.attempts,
+                    event=ev,
+                    group=GROUP,
+                    history_ttl=self.history_ttl,
+                    channel=k.control,
+                    maxlen=self.maxlen,
+                    scan_maxlen=self.scan_maxlen,
+                ),
+            )
+            if reply.outcome != "recount":
+                return CancelOutcome(reply.outcome, reply.state)
+        raise ResponseError(f"scan {scan_id} kept changing; cancel again")
 
     async def requeue(self, scan_id: str) -> CancelOutcome:
         """Replay a failed scan with fresh attempts: ``ok``, ``state`` or ``missing``."""
-        if not is_scan_id(scan_id):
+        record = await self.record(scan_id)
+        if record is None:
             return CancelOutcome("missing", None)
-        progress = Progress(
-            stage="queued", percentage=0, message="Replayed; waiting for an analyzer"
-        )
+        k = self.keys
         reply = await self.run(
             scripts.REQUEUE,
-            [*self._event_keys(scan_id), self.keys.dead, self.keys.stats],
-            [
-                scan_id,
-                now_ms(),
-                event_json(scan_id, "queued", "queued", progress),
-                *self._limits,
-                self._history_ttl,
-                "{" + self.keys.prefix + "}",
-            ],
+            scripts.RequeueKeys(
+                scan=k.scan(scan_id),
+                events=k.events,
+                history=k.scan_events(scan_id),
+                stream=k.requests(record.priority),
+                dead=k.dead,
+                stats=k.stats,
+            ),
+            scripts.RequeueArgs(
+                scan_id=scan_id,
+                tenant=record.tenant,
+                event=events.event(scan_id, "queued", "queued", events.REPLAYED, 0),
+                history_ttl=self.history_ttl,
+                maxlen=self.maxlen,
+                scan_maxlen=self.scan_maxlen,
+            ),
         )
-        state = reply[1].decode() if len(reply) > 1 else None
-        return CancelOutcome(reply[0].decode(), state)
+        return CancelOutcome(reply.outcome, reply.state)
 
     async def dead_letters(
         self, count: int, before: str | None, tenant: str | None = None
@@ -270,27 +243,23 @@ class ScanStore(StoreBase):
         return DeadLetters(items=items, next=end[1:])
 
 
-def _detail(scan_id: str, raw: dict[bytes, bytes]) -> ScanDetail:
-    job = _decode_job(raw[b"job"])
-    due = raw.get(b"due_ms")
+def _detail(scan_id: str, record: ScanRecord) -> ScanDetail:
+    job = record.job
+    event = record.event
     return ScanDetail(
         scan_id=scan_id,
-        state=raw[b"state"].decode(),  # type: ignore[arg-type]
-        progress=Progress(
-            stage=_stage(raw.get(b"stage", b"queued")),
-            percentage=int(raw.get(b"pct", b"0")),
-            message=raw.get(b"msg", b"").decode(),
-        ),
-        attempts=int(raw.get(b"attempts", b"0")),
-        created_at=iso(int(raw[b"created_ms"])),
-        updated_at=iso(int(raw[b"updated_ms"])),
-        next_attempt_at=iso(int(due)) if due else None,
+        state=record.state,
+        progress=event.progress if event is not None else events.QUEUED,
+        attempts=record.attempts,
+        created_at=iso(record.created_ms),
+        updated_at=iso(record.updated_ms),
+        next_attempt_at=iso(record.due_ms) if record.due_ms else None,
         category=job.category,
         marketplaces=job.marketplaces,
         product_name=job.product_name,
         tenant=job.tenant,
-        result=_decode_result(raw[b"result"]) if b"result" in raw else None,
-        error=_decode_error(raw[b"error"]) if b"error" in raw else None,
+        result=record.result,
+        error=record.error,
     )
 
 
@@ -320,7 +289,3 @@ def _dead_letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
         product_name=job.product_name,
         tenant=job.tenant,
     )
-
-
-def _stage(raw: bytes) -> Stage:
-    return raw.decode()  # type: ignore[return-value]

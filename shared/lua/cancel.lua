@@ -1,34 +1,35 @@
 -- Cancel a scan that has not finished: it never runs (queued, retrying) or its
 -- attempt loses ownership at once (active); the owning analyzer is told over
 -- the control channel to stop its task.
--- KEYS: scan, events, scan events, delayed, stats, image, tenant counts
--- ARGV: scan_id, now_ms, event_json, maxlen, scan_maxlen, group, history_ttl, channel
--- Returns {'ok', previous_state} or {'terminal', state} or {'missing'}
-local state = redis.call('HGET', KEYS[1], 'state')
+-- Returns {'ok', previous_state}, {'terminal', state}, {'missing'} or
+-- {'recount'} when the event was built for another attempt count.
+local state, made, entry_id = unpack(redis.call('HMGET', scan_key, F.state, F.attempts,
+  F.entry_id))
 if not state then
   return {'missing'}
 end
 if is_terminal(state) then
   return {'terminal', state}
 end
-local entry_id, stream = unpack(redis.call('HMGET', KEYS[1], 'entry_id', 'stream'))
-if entry_id and stream then
-  redis.call('XACK', stream, ARGV[6], entry_id)
-  redis.call('XDEL', stream, entry_id)
+if tonumber(made or '0') ~= attempts then
+  return {'recount'}
 end
-redis.call('ZREM', KEYS[4], ARGV[1])
-if state == 'active' then
-  leave_active(KEYS[1], KEYS[7])
+if entry_id then
+  redis.call('XACK', stream_key, group, entry_id)
+  redis.call('XDEL', stream_key, entry_id)
 end
-redis.call('HSET', KEYS[1], 'state', 'cancelled', 'stage', 'cancelled',
-  'msg', 'Cancelled', 'updated_ms', ARGV[2])
-redis.call('HDEL', KEYS[1], 'token', 'owner', 'due_ms')
-local attempt = redis.call('HGET', KEYS[1], 'attempts')
-emit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], with_attempt(ARGV[3], attempt), ARGV[4], ARGV[5], ARGV[7])
-redis.call('HINCRBY', KEYS[5], 'cancelled', 1)
-redis.call('EXPIRE', KEYS[1], ARGV[7])
-redis.call('DEL', KEYS[6])
+redis.call('ZREM', delayed_key, scan_id)
 if state == 'active' then
-  redis.call('PUBLISH', ARGV[8], 'cancel ' .. ARGV[1])
+  leave_active(tenant_active_key, tenant)
+end
+redis.call('HSET', scan_key, F.state, 'cancelled')
+redis.call('HDEL', scan_key, F.token, F.owner, F.due_ms, F.entry_id, F.deferred)
+emit(scan_key, events_key, history_key, scan_id, tenant, event, maxlen, scan_maxlen)
+redis.call('HINCRBY', stats_key, 'cancelled', 1)
+redis.call('EXPIRE', scan_key, history_ttl)
+redis.call('EXPIRE', history_key, history_ttl)
+redis.call('DEL', image_key)
+if state == 'active' then
+  redis.call('PUBLISH', channel, 'cancel ' .. scan_id)
 end
 return {'ok', state}

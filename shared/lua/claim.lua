@@ -1,54 +1,45 @@
 -- Take ownership of a delivered entry: mark the scan active under a fresh
--- attempt token and publish the first progress event. Entries whose scan is
--- gone or already finished are acknowledged and skipped. A scan that has used
--- up its attempts without finishing (a worker crashing on it, say) is claimed
--- but reported exhausted, so the caller dead-letters it instead of running it.
--- A scan whose tenant is at its cap of active scans is deferred: moved to the
--- schedule for a short while, so other tenants' scans get the slot.
--- KEYS: scan, events, scan events, requests stream, image, tenant counts, delayed
--- ARGV: scan_id, entry_id, consumer, token, now_ms, event_json, maxlen,
---       scan_maxlen, group, stage, pct, msg, history_ttl, max_attempts,
---       tenant_cap (0: none), defer_ms, deferred_event_json, deferred_msg
--- Returns {'ok'|'exhausted', attempt, image|false} or {'skip', reason} or {'deferred'}
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state or is_terminal(state) or redis.call('HGET', KEYS[1], 'entry_id') ~= ARGV[2] then
+-- attempt token and publish the attempt's first progress event. Entries whose
+-- scan is gone or already finished are acknowledged and skipped. A scan that
+-- has used up its attempts without finishing (a worker crashing on it, say) is
+-- claimed but reported exhausted, so the caller dead-letters it instead of
+-- running it. A scan whose tenant is at its cap of active scans is deferred:
+-- moved to the schedule for a short while, so other tenants' scans get the slot.
+-- The events were built for `attempts` earlier attempts; if the scan has had a
+-- different number (a reclaimed entry), nothing changes and the caller asks again.
+-- Returns {'ok'|'exhausted', attempt, image|false}, {'skip', reason} or {'recount', attempts}
+local state, current, made = unpack(redis.call('HMGET', scan_key, F.state, F.entry_id,
+  F.attempts))
+if not state or is_terminal(state) or current ~= entry_id then
   -- Gone, finished, or a superseded entry (the scan was requeued since).
-  redis.call('XACK', KEYS[4], ARGV[9], ARGV[2])
-  redis.call('XDEL', KEYS[4], ARGV[2])
+  redis.call('XACK', stream_key, group, entry_id)
+  redis.call('XDEL', stream_key, entry_id)
   return {'skip', state or 'missing'}
 end
+made = tonumber(made or '0')
+if made ~= attempts then
+  return {'recount', made}
+end
 if state ~= 'active' then
-  local tenant = redis.call('HGET', KEYS[1], 'tenant') or ''
-  local cap = tonumber(ARGV[15])
-  if cap > 0 and tonumber(redis.call('HGET', KEYS[6], tenant) or '0') >= cap then
-    redis.call('XACK', KEYS[4], ARGV[9], ARGV[2])
-    redis.call('XDEL', KEYS[4], ARGV[2])
-    redis.call('ZADD', KEYS[7], tonumber(ARGV[5]) + tonumber(ARGV[16]), ARGV[1])
-    local was = redis.call('HGET', KEYS[1], 'msg')
-    redis.call('HSET', KEYS[1], 'state', 'scheduled', 'stage', 'scheduled',
-      'msg', ARGV[18], 'updated_ms', ARGV[5])
-    redis.call('HDEL', KEYS[1], 'entry_id')
-    if was ~= ARGV[18] then
-      local attempts = redis.call('HGET', KEYS[1], 'attempts')
-      emit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], with_attempt(ARGV[17], attempts), ARGV[7],
-        ARGV[8], ARGV[13])
+  if tenant_cap > 0 and tonumber(redis.call('HGET', tenant_active_key, tenant) or '0') >= tenant_cap then
+    redis.call('XACK', stream_key, group, entry_id)
+    redis.call('XDEL', stream_key, entry_id)
+    redis.call('ZADD', delayed_key, defer_until_ms, scan_id)
+    redis.call('HSET', scan_key, F.state, 'scheduled', F.due_ms, defer_until_ms)
+    redis.call('HDEL', scan_key, F.entry_id)
+    -- Announced once per wait, not at every turn of the schedule.
+    if redis.call('HSETNX', scan_key, F.deferred, 1) == 1 then
+      emit(scan_key, events_key, history_key, scan_id, tenant, deferred_event, maxlen, scan_maxlen)
     end
-    return {'deferred'}
+    return {'skip', 'deferred'}
   end
-  redis.call('HINCRBY', KEYS[6], tenant, 1)
+  redis.call('HINCRBY', tenant_active_key, tenant, 1)
 end
-local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
-local verdict = 'ok'
-if attempts >= tonumber(ARGV[14]) then
-  verdict = 'exhausted'
-else
-  attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', scan_key, F.state, 'active', F.token, token, F.owner, consumer)
+redis.call('HDEL', scan_key, F.deferred, F.due_ms)
+if made >= max_attempts then
+  return {'exhausted', made, false}
 end
-redis.call('HSET', KEYS[1], 'state', 'active', 'token', ARGV[4], 'owner', ARGV[3],
-  'stream', KEYS[4], 'stage', ARGV[10], 'pct', ARGV[11], 'msg', ARGV[12],
-  'updated_ms', ARGV[5])
-if verdict == 'exhausted' then
-  return {verdict, attempts, false}
-end
-emit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], with_attempt(ARGV[6], attempts), ARGV[7], ARGV[8], ARGV[13])
-return {verdict, attempts, redis.call('GET', KEYS[5])}
+redis.call('HSET', scan_key, F.attempts, made + 1)
+emit(scan_key, events_key, history_key, scan_id, tenant, event, maxlen, scan_maxlen)
+return {'ok', made + 1, redis.call('GET', image_key)}

@@ -4,32 +4,29 @@
 -- Only the attempt holding the token may do this: a stale worker's late
 -- answer changes nothing (and must not ack: the entry may belong to another
 -- consumer now).
--- KEYS: scan, events, scan events, requests stream, stats, image, dead, tenant counts
--- ARGV: scan_id, token, now_ms, state, outcome_field, outcome_json,
---       event_json, maxlen, scan_maxlen, group, entry_id, retention_ttl, msg,
---       dead_maxlen
-if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then
+if redis.call('HGET', scan_key, F.token) ~= token then
   return 0
 end
-local state = ARGV[4]
-leave_active(KEYS[1], KEYS[8])
-redis.call('HSET', KEYS[1], 'state', state, ARGV[5], ARGV[6], 'stage', state,
-  'pct', state == 'completed' and 100 or redis.call('HGET', KEYS[1], 'pct'),
-  'msg', ARGV[13], 'updated_ms', ARGV[3])
-redis.call('HDEL', KEYS[1], 'token', 'owner', 'due_ms')
-local attempt = redis.call('HGET', KEYS[1], 'attempts')
-emit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], with_attempt(ARGV[7], attempt), ARGV[8], ARGV[9], ARGV[12])
-redis.call('XACK', KEYS[4], ARGV[10], ARGV[11])
-redis.call('XDEL', KEYS[4], ARGV[11])
-redis.call('HINCRBY', KEYS[5], state, 1)
-redis.call('EXPIRE', KEYS[1], ARGV[12])
+leave_active(tenant_active_key, tenant)
+local outcome_field = F.error
 if state == 'completed' then
-  redis.call('DEL', KEYS[6])
+  outcome_field = F.result
+end
+redis.call('HSET', scan_key, F.state, state, outcome_field, outcome)
+redis.call('HDEL', scan_key, F.token, F.owner, F.due_ms, F.entry_id)
+emit(scan_key, events_key, history_key, scan_id, tenant, event, maxlen, scan_maxlen)
+redis.call('XACK', stream_key, group, entry_id)
+redis.call('XDEL', stream_key, entry_id)
+redis.call('HINCRBY', stats_key, state, 1)
+redis.call('EXPIRE', scan_key, retention_ttl)
+redis.call('EXPIRE', history_key, retention_ttl)
+if state == 'completed' then
+  redis.call('DEL', image_key)
 else
-  local job, history = unpack(redis.call('HMGET', KEYS[1], 'job', 'history'))
-  local dead_id = redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[14], '*',
-    'scan_id', ARGV[1], 'job', job, 'error', ARGV[6], 'attempts', attempt,
-    'history', history or '', 'failed_ms', ARGV[3])
-  redis.call('HSET', KEYS[1], 'dead_id', dead_id)
+  local job, history = unpack(redis.call('HMGET', scan_key, F.job, F.history))
+  local dead_id = redis.call('XADD', dead_key, 'MAXLEN', '~', dead_maxlen, '*',
+    'scan_id', scan_id, 'tenant', tenant, 'job', job, 'error', outcome, 'attempts', attempt,
+    'history', history or '', 'failed_ms', now_ms)
+  redis.call('HSET', scan_key, F.dead_id, dead_id)
 end
 return 1

@@ -1,28 +1,25 @@
--- Move due scans from the schedule back into their request stream. Safe to run
--- from every analyzer at once: each due scan is removed and queued atomically.
--- Keys of each scan are derived from the deployment's hash tag, so they share
--- the slot of the declared keys.
--- KEYS: delayed, events
--- ARGV: now_ms, limit, tag ("{prefix}"), maxlen, scan_maxlen, history_ttl,
---       event_head, event_tail (the queued event is head .. scan_id .. tail)
--- Returns {promoted, next_due_ms or -1}
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-local promoted = 0
-for _, sid in ipairs(due) do
-  redis.call('ZREM', KEYS[1], sid)
-  local scan = ARGV[3] .. ':scan:' .. sid
-  local state, job, priority, attempts = unpack(
-    redis.call('HMGET', scan, 'state', 'job', 'priority', 'attempts'))
-  if (state == 'retrying' or state == 'scheduled') and job then
-    local stream = ARGV[3] .. ':requests:' .. (priority or 'normal')
-    local entry_id = redis.call('XADD', stream, '*', 'scan_id', sid, 'job', job)
-    redis.call('HSET', scan, 'state', 'queued', 'entry_id', entry_id, 'stream', stream,
-      'stage', 'queued', 'pct', 0, 'msg', 'Waiting for an analyzer', 'updated_ms', ARGV[1])
-    redis.call('HDEL', scan, 'due_ms')
-    emit(scan, KEYS[2], scan .. ':events', sid,
-      with_attempt(ARGV[7] .. sid .. ARGV[8], attempts or 0), ARGV[4], ARGV[5], ARGV[6])
-    promoted = promoted + 1
-  end
+-- Move one due scan from the schedule back into its request stream. Safe to
+-- run from every analyzer at once: the scan is removed and queued atomically.
+-- The event was built for `attempts`; a scan that changed since stays due.
+-- A scan that waited for its tenant's cap goes back quietly (announced once).
+if not redis.call('ZSCORE', delayed_key, scan_id) then
+  return 0
 end
-local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {promoted, nxt[2] and tonumber(nxt[2]) or -1}
+local state, job, made, deferred = unpack(redis.call('HMGET', scan_key,
+  F.state, F.job, F.attempts, F.deferred))
+if not ((state == 'retrying' or state == 'scheduled') and job) then
+  redis.call('ZREM', delayed_key, scan_id)
+  return 0
+end
+if tonumber(made or '0') ~= attempts then
+  return 0
+end
+redis.call('ZREM', delayed_key, scan_id)
+local entry_id = redis.call('XADD', stream_key, '*', 'scan_id', scan_id,
+  'attempts', attempts, 'job', job)
+redis.call('HSET', scan_key, F.state, 'queued', F.entry_id, entry_id)
+redis.call('HDEL', scan_key, F.due_ms)
+if not deferred then
+  emit(scan_key, events_key, history_key, scan_id, tenant, event, maxlen, scan_maxlen)
+end
+return 1

@@ -2,35 +2,32 @@
 -- entry is re-added to its stream and the scan is queued again. With a token,
 -- only if that attempt still owns the scan; without (an entry read but never
 -- started), only if the scan is still queued on that entry.
--- KEYS: scan, events, scan events, requests stream, tenant counts
--- ARGV: scan_id, token, entry_id, now_ms, event_json, maxlen, scan_maxlen,
---       group, history_ttl
-local state, token, current, job, attempts = unpack(redis.call('HMGET', KEYS[1],
-  'state', 'token', 'entry_id', 'job', 'attempts'))
+local state, owner_token, current, job, attempts = unpack(redis.call('HMGET', scan_key,
+  F.state, F.token, F.entry_id, F.job, F.attempts))
 local owned
-if ARGV[2] ~= '' then
-  owned = token == ARGV[2]
+if token ~= '' then
+  owned = owner_token == token
 else
-  owned = state == 'queued' and current == ARGV[3]
+  owned = state == 'queued' and current == entry_id
 end
 if not owned or not job then
-  if ARGV[2] == '' then
+  if token == '' then
     -- An unstarted entry whose scan moved on (cancelled, say): just drop it.
-    redis.call('XACK', KEYS[4], ARGV[8], ARGV[3])
-    redis.call('XDEL', KEYS[4], ARGV[3])
+    redis.call('XACK', stream_key, group, entry_id)
+    redis.call('XDEL', stream_key, entry_id)
   end
   return 0
 end
-if ARGV[2] ~= '' then
-  leave_active(KEYS[1], KEYS[5])
+if token ~= '' then
+  leave_active(tenant_active_key, tenant)
 end
-redis.call('XACK', KEYS[4], ARGV[8], ARGV[3])
-redis.call('XDEL', KEYS[4], ARGV[3])
-local entry_id = redis.call('XADD', KEYS[4], '*', 'scan_id', ARGV[1], 'job', job)
-redis.call('HSET', KEYS[1], 'state', 'queued', 'entry_id', entry_id, 'stage', 'queued',
-  'pct', 0, 'msg', 'Handed back by a stopping analyzer', 'updated_ms', ARGV[4])
-redis.call('HDEL', KEYS[1], 'token', 'owner')
-if ARGV[2] ~= '' then
-  emit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], with_attempt(ARGV[5], attempts or 0), ARGV[6], ARGV[7], ARGV[9])
+redis.call('XACK', stream_key, group, entry_id)
+redis.call('XDEL', stream_key, entry_id)
+local new_id = redis.call('XADD', stream_key, '*', 'scan_id', scan_id,
+  'attempts', attempts or 0, 'job', job)
+redis.call('HSET', scan_key, F.state, 'queued', F.entry_id, new_id)
+redis.call('HDEL', scan_key, F.token, F.owner)
+if event ~= '' then
+  emit(scan_key, events_key, history_key, scan_id, tenant, event, maxlen, scan_maxlen)
 end
 return 1

@@ -14,8 +14,8 @@ from analyzer.images import token_estimate
 from analyzer.ratelimit import RateLimiter
 from shared.connection import connect
 from shared.keys import Keys
+from shared.luascript import ScriptRunner
 from shared.schemas import ScanEvent, Usage
-from shared.scripts import ScriptRunner
 from shared.settings import Secret, Settings
 from tests.conftest import SettingsFactory
 from tests.support.anthropic_emulator import run_emulator

@@ -10,12 +10,13 @@ import httpx
 import msgspec
 from redis.asyncio import Redis
 
-from shared.attempts import AttemptStore
+from analyzer.attempts import AttemptStore
 from shared.connection import connect
 from shared.errors import BackendError, BackendUnavailableError, InvalidAnswerError
 from shared.keys import GROUP, Keys
 from shared.schemas import Progress, ScanEvent, ScanJob
 from shared.settings import Settings
+from shared.store import ScanStore
 from tests.conftest import SettingsFactory
 from tests.support.backends import ScriptedBackend
 from tests.support.images import label_png
@@ -290,7 +291,7 @@ async def test_stale_attempt_cannot_overwrite(settings: Settings, redis: Redis) 
     assert not await store.fail(old, ScanError(kind="x", message="late"), 10)
     assert not await store.progress(old, progress)
     assert await store.fail(new, ScanError(kind="x", message="real"), 10)
-    detail = await store.get(scan_id)
+    detail = await ScanStore(client, settings).get(scan_id)
     assert detail is not None and detail.error is not None
     assert detail.error.message == "real"
     await client.aclose()

@@ -8,12 +8,12 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
+from analyzer.attempts import AttemptStore, Claim
 from notifier.events import parse_stream_id
-from shared.attempts import AttemptStore, Claim
 from shared.keys import GROUP, Keys
 from shared.schemas import LabelAnalysis, Progress, ScanJob, ScanResult, Usage
 from shared.settings import Settings
-from shared.store import new_scan_id
+from shared.store import ScanStore, new_scan_id
 
 RESULT = ScanResult(
     analysis=LabelAnalysis(
@@ -31,6 +31,7 @@ class Publisher:
 
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
+        self.scans = ScanStore(redis, settings)
         self.store = AttemptStore(redis, settings)
         self.keys = Keys(settings.prefix)
         self.stream = self.keys.requests("normal")
@@ -49,7 +50,7 @@ class Publisher:
             submitted_at_ms=int(time.time() * 1000),
             tenant=tenant,
         )
-        assert await self.store.submit(job, b"\x89PNG fake") is None
+        assert await self.scans.submit(job, b"\x89PNG fake") is None
         return job.scan_id
 
     async def claim(self, scan_id: str, consumer: str = "c1") -> Claim:

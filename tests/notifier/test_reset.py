@@ -7,7 +7,7 @@ import json
 import pytest
 from redis.asyncio import Redis
 
-from shared.attempts import Claim
+from analyzer.attempts import Claim
 from tests.conftest import SettingsFactory
 from tests.notifier.conftest import running_notifier
 from tests.notifier.scans import Publisher

@@ -1,0 +1,307 @@
+"""Scan state in Redis as an analyzer sees it: one attempt's transitions, each atomic.
+
+Every write after the claim carries the attempt's token; a script refuses it
+once the attempt no longer owns the scan (cancelled, reclaimed, handed back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import msgspec
+
+from shared import events, scripts
+from shared.clock import now_ms
+from shared.keys import GROUP
+from shared.schemas import Progress, ScanError, ScanJob, ScanResult
+from shared.store import StoreBase
+
+encode = msgspec.json.Encoder().encode
+
+DEFER_MS = 250
+"""How long a scan waits when its tenant is at its cap of active scans."""
+
+RECOUNTS = 3
+"""Claims tried when the entry's attempt count is stale (a reclaimed entry)."""
+
+
+class Claim(msgspec.Struct, frozen=True, kw_only=True):
+    """An attempt that now owns a scan."""
+
+    job: ScanJob
+    entry_id: str
+    stream: str
+    token: str
+    attempt: int
+    image: bytes | None
+    exhausted: bool = False
+
+
+class AttemptStore(StoreBase):
+    """Claim, progress, finish, retry, hand back and promote scans."""
+
+    async def claim(
+        self,
+        job: ScanJob,
+        entry_id: str,
+        stream: str,
+        consumer: str,
+        progress: Progress,
+        *,
+        attempts: int = -1,
+    ) -> Claim | None:
+        """Own the scan for a new attempt; None when it must not run (finished, superseded).
+
+        ``attempts`` is the count the entry was queued with (-1: unknown); the
+        attempt's first event is built for the next one.
+        """
+        sid = job.scan_id
+        k = self.keys
+        token = uuid.uuid4().hex
+        cap = self.settings.tenant_max_active
+        keys = scripts.ClaimKeys(
+            scan=k.scan(sid),
+            events=k.events,
+            history=k.scan_events(sid),
+            stream=stream,
+            image=k.image(sid),
+            tenant_active=k.tenant_active,
+            delayed=k.delayed,
+        )
+        for _ in range(RECOUNTS):
+            now = now_ms()
+            deferred = b""
+            if cap:
+                deferred = events.event(
+                    sid, "scheduled", "scheduled", events.deferred(cap), max(attempts, 0)
+                )
+            reply = await self.run(
+                scripts.CLAIM,
+                keys,
+                scripts.ClaimArgs(
+                    scan_id=sid,
+                    tenant=job.tenant,
+                    entry_id=entry_id,
+                    group=GROUP,
+                    consumer=consumer,
+                    token=token,
+                    now_ms=now,
+                    attempts=attempts,
+                    max_attempts=self.settings.max_attempts,
+                    event=events.event(sid, "progress", "active", progress, attempts + 1),
+                    tenant_cap=cap,
+                    defer_until_ms=now + DEFER_MS,
+                    deferred_event=deferred,
+                    maxlen=self.maxlen,
+                    scan_maxlen=self.scan_maxlen,
+                ),
+            )
+            if isinstance(reply, scripts.Recount):
+                attempts = reply.attempts
+                continue
+            if isinstance(reply, scripts.Skipped):
+                return None
+            return Claim(
+                job=job,
+                entry_id=entry_id,
+                stream=stream,
+                token=token,
+                attempt=reply.attempt,
+                image=reply.image,
+                exhausted=reply.exhausted,
+            )
+        return None  # the scan keeps moving under us: whoever moves it runs it
+
+    async def progress(self, claim: Claim, progress: Progress) -> bool:
+        """Publish progress; False when this attempt no longer owns the scan."""
+        sid = claim.job.scan_id
+        return await self.run(
+            scripts.PROGRESS,
+            self.event_keys(sid),
+            scripts.ProgressArgs(
+                scan_id=sid,
+                tenant=claim.job.tenant,
+                token=claim.token,
+                event=events.event(sid, "progress", "active", progress, claim.attempt),
+                maxlen=self.maxlen,
+                scan_maxlen=self.scan_maxlen,
+            ),
+        )
+
+    async def complete(self, claim: Claim, result: ScanResult) -> bool:
+        """Write the result and finish the scan; False for a stale attempt."""
+        ev = events.event(
+            claim.job.scan_id,
+            "completed",
+            "completed",
+            events.COMPLETED,
+            claim.attempt,
+            verdict=result.analysis.verdict,
+        )
+        return await self._finish(claim, "completed", encode(result), ev)
+
+    async def fail(self, claim: Claim, error: ScanError, stage_pct: int) -> bool:
+        """Mark the scan failed and dead-letter it; False for a stale attempt."""
+        progress = Progress(stage="failed", percentage=stage_pct, message=error.message)
+        ev = events.event(
+            claim.job.scan_id, "failed", "failed", progress, claim.attempt, error=error
+        )
+        return await self._finish(claim, "failed", encode(error), ev)
+
+    async def _finish(self, claim: Claim, state: str, outcome: bytes, ev: bytes) -> bool:
+        sid = claim.job.scan_id
+        k = self.keys
+        return await self.run(
+            scripts.FINISH,
+            scripts.FinishKeys(
+                scan=k.scan(sid),
+                events=k.events,
+                history=k.scan_events(sid),
+                stream=claim.stream,
+                stats=k.stats,
+                image=k.image(sid),
+                dead=k.dead,
+                tenant_active=k.tenant_active,
+            ),
+            scripts.FinishArgs(
+                scan_id=sid,
+                tenant=claim.job.tenant,
+                token=claim.token,
+                now_ms=now_ms(),
+                state=state,
+                outcome=outcome,
+                attempt=claim.attempt,
+                event=ev,
+                group=GROUP,
+                entry_id=claim.entry_id,
+                retention_ttl=self.history_ttl,
+                maxlen=self.maxlen,
+                scan_maxlen=self.scan_maxlen,
+                dead_maxlen=self.settings.dead_maxlen,
+            ),
+        )
+
+    async def retry(self, claim: Claim, error: ScanError, delay_s: float) -> bool:
+        """Acknowledge and schedule the next attempt ``delay_s`` from now, atomically."""
+        sid = claim.job.scan_id
+        k = self.keys
+        progress = events.retrying(claim.attempt, error, delay_s)
+        return await self.run(
+            scripts.RETRY,
+            scripts.RetryKeys(
+                scan=k.scan(sid),
+                events=k.events,
+                history=k.scan_events(sid),
+                stream=claim.stream,
+                delayed=k.delayed,
+                tenant_active=k.tenant_active,
+            ),
+            scripts.RetryArgs(
+                scan_id=sid,
+                tenant=claim.job.tenant,
+                token=claim.token,
+                due_ms=now_ms() + int(delay_s * 1000),
+                error=encode(error),
+                event=events.event(
+                    sid, "retrying", "retrying", progress, claim.attempt, error=error
+                ),
+                group=GROUP,
+                entry_id=claim.entry_id,
+                maxlen=self.maxlen,
+                scan_maxlen=self.scan_maxlen,
+            ),
+        )
+
+    async def release(
+        self, job: ScanJob, entry_id: str, stream: str, claim: Claim | None = None
+    ) -> bool:
+        """Hand an entry back for immediate redelivery (``claim`` None if never started)."""
+        sid = job.scan_id
+        k = self.keys
+        ev = b""
+        if claim is not None:
+            ev = events.event(sid, "queued", "queued", events.HANDED_BACK, claim.attempt)
+        return await self.run(
+            scripts.RELEASE,
+            scripts.ReleaseKeys(
+                scan=k.scan(sid),
+                events=k.events,
+                history=k.scan_events(sid),
+                stream=stream,
+                tenant_active=k.tenant_active,
+            ),
+            scripts.ReleaseArgs(
+                scan_id=sid,
+                tenant=job.tenant,
+                token=claim.token if claim is not None else "",
+                entry_id=entry_id,
+                event=ev,
+                group=GROUP,
+                maxlen=self.maxlen,
+                scan_maxlen=self.scan_maxlen,
+            ),
+        )
+
+    async def renew(self, stream: str, consumer: str, entry_ids: list[str]) -> int:
+        """Reset the idle time of this consumer's in-flight entries; returns how many."""
+        if not entry_ids:
+            return 0
+        return await self.run(
+            scripts.RENEW,
+            scripts.RenewKeys(stream=stream),
+            scripts.RenewArgs(group=GROUP, consumer=consumer, entry_ids=tuple(entry_ids)),
+        )
+
+    async def promote(self, limit: int = 200) -> tuple[int, int | None]:
+        """Queue due retries and scheduled scans; returns (promoted, next due ms or None)."""
+        k = self.keys
+        now = now_ms()
+        due: Any = await self.redis.zrangebyscore(k.delayed, "-inf", now, 0, limit)
+        promoted = 0
+        if due:
+            pipe = self.redis.pipeline(transaction=False)
+            for raw_id in due:
+                pipe.hmget(k.scan(raw_id.decode()), ["tenant", "priority", "attempts"])
+            found: list[list[Any]] = await pipe.execute()
+            # Gathered, so the runner sends every scan's script in one pipeline.
+            done = await asyncio.gather(
+                *(
+                    self._promote_one(
+                        raw_id.decode(),
+                        (tenant or b"default").decode(),
+                        (priority or b"normal").decode(),
+                        int(attempts or 0),
+                        now,
+                    )
+                    for raw_id, (tenant, priority, attempts) in zip(due, found, strict=True)
+                )
+            )
+            promoted = sum(done)
+        head: Any = await self.redis.zrange(k.delayed, 0, 0, withscores=True)
+        return promoted, (int(head[0][1]) if head else None)
+
+    async def _promote_one(
+        self, sid: str, tenant: str, priority: str, attempts: int, now: int
+    ) -> bool:
+        k = self.keys
+        return await self.run(
+            scripts.PROMOTE,
+            scripts.PromoteKeys(
+                delayed=k.delayed,
+                scan=k.scan(sid),
+                events=k.events,
+                history=k.scan_events(sid),
+                stream=k.requests(priority),  # type: ignore[arg-type]
+            ),
+            scripts.PromoteArgs(
+                scan_id=sid,
+                tenant=tenant,
+                now_ms=now,
+                attempts=attempts,
+                event=events.event(sid, "queued", "queued", events.QUEUED, attempts),
+                maxlen=self.maxlen,
+                scan_maxlen=self.scan_maxlen,
+            ),
+        )

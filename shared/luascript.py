@@ -1,0 +1,172 @@
+"""Typed Lua scripts: one Python declaration per script owns its keys, arguments and reply.
+
+A script's ``KEYS`` and ``ARGV`` are described by two msgspec structs. The
+loader generates the Lua lines that bind every key and argument to a local
+named after its field (``local scan_key = KEYS[1]``, ``local token = ARGV[2]``)
+and prepends them, with the shared helpers and the scan hash's field names, to
+the script's body. Positions therefore exist only in generated code: a script
+body and its caller agree by name, and adding an argument is one field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import typing
+from collections.abc import Callable
+from importlib import resources
+from typing import Any, Generic, TypeVar
+
+import msgspec
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import NoScriptError
+
+from shared.record import FIELDS
+
+K = TypeVar("K", bound=msgspec.Struct)
+A = TypeVar("A", bound=msgspec.Struct)
+R = TypeVar("R")
+
+Arg = str | bytes | int | float
+
+
+def _binding(table: str, cls: type[msgspec.Struct], suffix: str) -> list[str]:
+    """``local <name> = KEYS[i]`` lines for each field; a trailing tuple takes the rest."""
+    lines = []
+    hints = typing.get_type_hints(cls)
+    for i, field in enumerate(cls.__struct_fields__, start=1):
+        name = field + suffix
+        hint = hints[field]
+        if typing.get_origin(hint) is tuple:
+            if i != len(cls.__struct_fields__):
+                raise TypeError(f"{cls.__name__}.{field}: only the last field may be variadic")
+            lines.append(f"local {name} = {{unpack({table}, {i})}}")
+        elif hint is int or hint is float:
+            lines.append(f"local {name} = tonumber({table}[{i}])")
+        else:
+            lines.append(f"local {name} = {table}[{i}]")
+    return lines
+
+
+def _fields_table() -> str:
+    pairs = ", ".join(f"{f} = '{f}'" for f in FIELDS)
+    return f"-- The scan hash's field names (shared/record.py).\nlocal F = {{{pairs}}}"
+
+
+def _flatten(value: msgspec.Struct) -> list[Arg]:
+    out: list[Arg] = []
+    for item in msgspec.structs.astuple(value):
+        if isinstance(item, tuple):
+            out.extend(item)
+        elif item is None:
+            out.append("")
+        elif isinstance(item, bool):
+            out.append(int(item))
+        else:
+            out.append(item)
+    return out
+
+
+class Script(Generic[K, A, R]):
+    """One Lua script: its keys struct, its arguments struct and how to read its reply."""
+
+    __slots__ = ("args", "keys", "name", "reply", "sha", "source")
+
+    def __init__(self, name: str, keys: type[K], args: type[A], reply: Callable[[Any], R]) -> None:
+        lua = resources.files("shared") / "lua"
+        header = [
+            f"-- {name}.lua with its bindings, generated from shared/scripts.py",
+            *_binding("KEYS", keys, "_key"),
+            *_binding("ARGV", args, ""),
+        ]
+        self.name = name
+        self.keys = keys
+        self.args = args
+        self.reply = reply
+        self.source = "\n".join(
+            [
+                _fields_table(),
+                (lua / "_lib.lua").read_text(),
+                *header,
+                (lua / f"{name}.lua").read_text(),
+            ]
+        )
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+
+    def command(self, keys: K, args: A) -> list[Arg]:
+        """The arguments of ``EVALSHA`` for one call."""
+        k = _flatten(keys)
+        return [self.sha, len(k), *k, *_flatten(args)]
+
+
+class _Call:
+    __slots__ = ("command", "future", "script")
+
+    def __init__(self, script: Script[Any, Any, Any], command: list[Arg], future: Any) -> None:
+        self.script = script
+        self.command = command
+        self.future = future
+
+
+class ScriptRunner:
+    """Runs scripts by EVALSHA, coalescing the calls of one loop turn into one pipeline.
+
+    Many scans progressing at once each publish events; sending them together
+    turns N round trips into one without any caller knowing about it. The
+    pipeline is redis-py's own (plain or cluster): a hand-written RESP writer
+    measured no faster (about 39,000 script calls/s either way on one core).
+    """
+
+    def __init__(self, redis: Redis | RedisCluster) -> None:
+        self.redis = redis
+        self._pending: list[_Call] = []
+        self._flushing: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, script: Script[K, A, R], keys: K, args: A) -> R:
+        """Run ``script`` and return its typed reply; raises what Redis raised."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append(_Call(script, script.command(keys, args), fut))
+        return script.reply(await fut)
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._send(batch))
+            self._flushing.add(task)
+            task.add_done_callback(self._flushing.discard)
+
+    async def _send(self, batch: list[_Call]) -> None:
+        try:
+            replies = await self._execute(batch)
+        except BaseException as exc:  # delivered to every waiting caller, not swallowed
+            for call in batch:
+                if not call.future.done():
+                    call.future.set_exception(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        for call, reply in zip(batch, replies, strict=True):
+            if call.future.done():
+                continue
+            if isinstance(reply, Exception):
+                call.future.set_exception(reply)
+            else:
+                call.future.set_result(reply)
+
+    async def _execute(self, batch: list[_Call]) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        for call in batch:
+            pipe.execute_command("EVALSHA", *call.command)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        # A restarted server (or a new primary) has an empty script cache.
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            for script in {batch[i].script for i in missing}:
+                await self.redis.script_load(script.source)
+            again = await self._execute([batch[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        return replies
