@@ -57,13 +57,12 @@ def connect(
     Raises :class:`ClusterClientRequiredError` in ``cluster`` mode: a caller that can
     work with a cluster client uses :func:`connect_any`.
     """
-    client = connect_any(settings, max_connections=max_connections, socket_timeout=socket_timeout)
-    if isinstance(client, RedisCluster):
+    if settings.redis_mode == "cluster":
         raise ClusterClientRequiredError(
             "REDIS_MODE=cluster: this component takes a single-node client; "
             "it must use shared.connection.connect_any"
         )
-    return client
+    return _single_node(settings, _options(settings, max_connections, socket_timeout))
 
 
 def connect_any(
@@ -75,17 +74,23 @@ def connect_any(
     error, not a hung request); only connection failures are retried, briefly.
     ``max_connections`` is per node in cluster mode.
     """
-    timeout = socket_timeout if socket_timeout is not None else settings.redis_timeout_s
-    options = _options(timeout, max_connections, tcp=not settings.redis_url.startswith("unix://"))
+    options = _options(settings, max_connections, socket_timeout)
     if settings.redis_mode == "cluster":
         # Settings refused unix:// and a db other than 0 for cluster mode.
         return RedisCluster.from_url(settings.redis_url, **options)
+    return _single_node(settings, options)
+
+
+def _single_node(settings: Settings, options: dict[str, Any]) -> Redis:
     if settings.redis_mode == "sentinel":
         return _sentinel_master(settings, options)
     return Redis.from_url(settings.redis_url, **options)
 
 
-def _options(timeout: float, max_connections: int, *, tcp: bool) -> dict[str, Any]:
+def _options(
+    settings: Settings, max_connections: int, socket_timeout: float | None
+) -> dict[str, Any]:
+    timeout = socket_timeout if socket_timeout is not None else settings.redis_timeout_s
     options: dict[str, Any] = {
         "decode_responses": False,
         "max_connections": max_connections,
@@ -95,7 +100,7 @@ def _options(timeout: float, max_connections: int, *, tcp: bool) -> dict[str, An
         "retry": Retry(EqualJitterBackoff(cap=0.5, base=0.05), retries=2),
         "retry_on_error": [RedisConnectionError],
     }
-    if tcp:
+    if not settings.redis_url.startswith("unix://"):
         # A unix socket connection refuses TCP options (TypeError at first use).
         options["socket_keepalive"] = True
     return options
