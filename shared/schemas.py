@@ -48,14 +48,22 @@ PRIORITIES: tuple[Priority, ...] = ("high", "normal", "low")
 TERMINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
 
-class Base(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Common config: immutable, keyword-only, strict about unknown fields."""
+class Base(msgspec.Struct, frozen=True, kw_only=True):
+    """Common config: immutable, keyword-only; unknown fields are ignored.
+
+    Stored and streamed records must survive a rolling upgrade: an analyzer of
+    version N decodes entries a gateway of version N+1 wrote with a new field.
+    """
+
+
+class StrictInput(Base, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """HTTP input: an unknown field is the client's mistake, refused with ``422``."""
 
 
 # --- HTTP API ---------------------------------------------------------------
 
 
-class ScanCreate(Base, frozen=True, kw_only=True):
+class ScanCreate(StrictInput, frozen=True, kw_only=True):
     """Body of ``POST /api/scans`` (JSON form; multipart carries the same fields)."""
 
     category: Category

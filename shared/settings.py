@@ -14,6 +14,7 @@ T = TypeVar("T")
 
 Backend = Literal["claude", "local", "simulated"]
 Durability = Literal["fast", "strict"]
+RedisMode = Literal["standalone", "cluster", "sentinel"]
 
 
 class SettingsError(ValueError):
@@ -39,6 +40,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Every knob of every service. Built by :meth:`from_env`; see README for each."""
 
     redis_url: str = "redis://localhost:6379/0"
+    redis_mode: RedisMode = "standalone"
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = ""
     prefix: str = "labelscan"
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
@@ -138,6 +142,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         )
         settings = cls(
             redis_url=r.get("REDIS_URL", _redis_url, d.redis_url),
+            redis_mode=r.get(
+                "REDIS_MODE",
+                _choice("standalone", "cluster", "sentinel"),  # type: ignore[arg-type]
+                d.redis_mode,
+            ),
+            redis_sentinels=r.get("REDIS_SENTINELS", _host_ports, ()),
+            redis_sentinel_master=r.get("REDIS_SENTINEL_MASTER", _sentinel_master, ""),
             prefix=r.get("LABELSCAN_PREFIX", _prefix, d.prefix),
             gateway_host=r.get("GATEWAY_HOST", str, d.gateway_host),
             gateway_port=r.get("GATEWAY_PORT", _port, d.gateway_port),
@@ -215,6 +226,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         )
         if settings.max_body_bytes < settings.max_image_bytes:
             raise SettingsError("SCAN_MAX_BODY_BYTES must be at least SCAN_MAX_IMAGE_BYTES")
+        _check_redis_mode(settings, url_given=bool(e.get("REDIS_URL", "").strip()))
         return settings
 
 
@@ -293,6 +305,62 @@ def _redis_url(raw: str) -> str:
     if not raw.startswith(("redis://", "rediss://", "unix://", "valkey://", "valkeys://")):
         raise ValueError("must start with redis://, rediss:// or unix://")
     return raw.replace("valkey", "redis", 1) if raw.startswith("valkey") else raw
+
+
+def _host_ports(raw: str) -> tuple[tuple[str, int], ...]:
+    pairs = []
+    for item in (i.strip() for i in raw.split(",") if i.strip()):
+        host, sep, port = item.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")  # [::1]:26379
+        if not sep or not host or any(c in host for c in "/@ ") or not port.isdigit():
+            raise ValueError(f"{item!r} is not host:port")
+        pairs.append((host, _port(port)))
+    if not pairs:
+        raise ValueError("expected host:port,host:port,...")
+    return tuple(pairs)
+
+
+def _sentinel_master(raw: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", raw):
+        raise ValueError("must be the master's name as the sentinels know it ([A-Za-z0-9_.-])")
+    return raw
+
+
+def _check_redis_mode(settings: Settings, *, url_given: bool) -> None:
+    """Refuse combinations of REDIS_MODE, REDIS_URL and the sentinel settings that cannot work."""
+    mode = settings.redis_mode
+    url = settings.redis_url
+    if mode != "sentinel" and (settings.redis_sentinels or settings.redis_sentinel_master):
+        raise SettingsError(
+            f"REDIS_SENTINELS/REDIS_SENTINEL_MASTER are set but REDIS_MODE={mode}; "
+            "set REDIS_MODE=sentinel or remove them"
+        )
+    if mode == "standalone":
+        return
+    if url.startswith("unix://"):
+        raise SettingsError(
+            f"REDIS_MODE={mode} needs a redis:// or rediss:// REDIS_URL, not unix://"
+        )
+    if mode == "cluster":
+        # A guessed localhost:6379 is never a cluster node anyone meant; make it explicit.
+        if not url_given:
+            raise SettingsError("REDIS_MODE=cluster needs REDIS_URL naming one cluster node")
+        try:
+            parts = urlsplit(url)
+            _ = parts.port  # raises ValueError on a malformed port
+        except ValueError as exc:
+            raise SettingsError(f"REDIS_URL is invalid for REDIS_MODE=cluster: {exc}") from None
+        if not parts.hostname:
+            raise SettingsError("REDIS_MODE=cluster needs REDIS_URL with a host: redis://host:port")
+        if parts.path.strip("/") not in {"", "0"}:
+            raise SettingsError(
+                "REDIS_MODE=cluster has only database 0; drop the /db from REDIS_URL"
+            )
+        return
+    if not settings.redis_sentinels:
+        raise SettingsError("REDIS_MODE=sentinel needs REDIS_SENTINELS=host:port,host:port,...")
+    if not settings.redis_sentinel_master:
+        raise SettingsError("REDIS_MODE=sentinel needs REDIS_SENTINEL_MASTER=<master name>")
 
 
 def _url(raw: str) -> str:

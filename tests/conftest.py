@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from shared.embedded import EmbeddedValkey
 from shared.settings import Settings
+from tests.support.cluster import SentinelSetup, ValkeyCluster, running
 
 
 @pytest.fixture(scope="session")
@@ -92,3 +93,22 @@ def own_valkey(tmp_path: Path) -> Iterator[EmbeddedValkey]:
     finally:
         server.resume()
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyCluster]:
+    """A real Valkey Cluster (3 primaries, 3 replicas), started only for tests that ask.
+
+    A test that kills a node revives it before it ends (``ValkeyCluster.revive``).
+    """
+    cluster = ValkeyCluster(tmp_path_factory.mktemp("cluster"))
+    with running(cluster):
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def valkey_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSetup]:
+    """A real primary, replica and three sentinels, started only for tests that ask."""
+    setup = SentinelSetup(tmp_path_factory.mktemp("sentinel"))
+    with running(setup):
+        yield setup

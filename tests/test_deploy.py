@@ -85,3 +85,66 @@ def test_keda_scales_analyzers_on_the_real_streams_and_group() -> None:
     }
     assert {t["metadata"]["consumerGroup"] for t in triggers} == {GROUP}
     assert scaled["spec"]["scaleTargetRef"]["name"] == "labelscan-analyzer"
+
+
+def _redis_env(env: dict[str, str]) -> dict[str, str]:
+    """The Redis settings of a service's environment (the rest are ${...} placeholders)."""
+    return {k: str(v) for k, v in env.items() if k.startswith("REDIS_")}
+
+
+def test_compose_sentinel_profile_wires_real_settings_to_real_sentinels() -> None:
+    """The sentinel profile's services name sentinels that exist and the master they watch."""
+    services = _compose()["services"]
+    in_profile = {n for n, s in services.items() if "sentinel" in s.get("profiles", [])}
+    assert {f"{name}-sentinel" for name in SERVICES} <= in_profile
+    sentinels: dict[str, str] = {}  # "host:port" -> the sentinel's config text
+    for name in in_profile:
+        command = services[name]["command"]
+        if command[:2] == ["sh", "-c"] and "valkey-sentinel" in command[2]:
+            port = re.search(r"^port (\d+)$", command[2], re.M)
+            assert port is not None, name
+            sentinels[f"{name}:{port.group(1)}"] = command[2]
+    assert len(sentinels) == 3
+    for name in SERVICES:
+        service = services[f"{name}-sentinel"]
+        assert service["command"] == ["python", "-m", name]
+        assert set(service["environment"]) <= SETTINGS_NAMES, name
+        settings = Settings.from_env(_redis_env(service["environment"]))
+        assert settings.redis_mode == "sentinel"
+        assert {f"{h}:{p}" for h, p in settings.redis_sentinels} == set(sentinels)
+        assert set(service["depends_on"]) == {a.split(":")[0] for a in sentinels}
+        for config in sentinels.values():
+            monitor = re.search(r"^sentinel monitor (\S+) (\S+) (\d+) 2$", config, re.M)
+            assert monitor is not None
+            assert monitor.group(1) == settings.redis_sentinel_master
+            assert monitor.group(2) in in_profile  # the primary is a service of the profile
+    replica = services["valkey-replica"]["command"]
+    assert replica[replica.index("--replicaof") + 1] == "valkey-primary"
+    for server in ("valkey-primary", "valkey-replica"):
+        assert "--appendonly" in services[server]["command"]
+
+
+def test_k8s_cluster_mode_config_and_keda_triggers() -> None:
+    """cluster.yaml: valid cluster settings; KEDA reads each request stream on the cluster."""
+    docs = list(yaml.safe_load_all((DEPLOY / "k8s/cluster.yaml").read_text()))
+    config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+    assert set(config) <= SETTINGS_NAMES
+    settings = Settings.from_env(config)
+    assert settings.redis_mode == "cluster"
+    scaled = next(d for d in docs if d["kind"] == "ScaledObject")
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "labelscan-analyzer"
+    triggers = scaled["spec"]["triggers"]
+    assert {t["type"] for t in triggers} == {"redis-cluster-streams"}
+    assert {t["metadata"]["stream"] for t in triggers} == {
+        Keys(settings.prefix).requests(p) for p in PRIORITIES
+    }
+    node = settings.redis_url.removeprefix("redis://")
+    for trigger in triggers:
+        meta = trigger["metadata"]
+        assert meta["consumerGroup"] == GROUP
+        assert int(meta["lagCount"]) > 0
+        addresses = meta["addresses"].split(",")
+        assert node in addresses and all(re.fullmatch(r"[\w.-]+:\d+", a) for a in addresses)
+    # It replaces the base manifest's objects of the same names.
+    base = {(d["kind"], d["metadata"]["name"]) for d in _k8s()}
+    assert {(d["kind"], d["metadata"]["name"]) for d in docs} <= base

@@ -73,3 +73,67 @@ def test_redis_password_never_reaches_the_logs() -> None:
     only_password = Settings.from_env({"REDIS_URL": "rediss://:s3cret@cache:6380/1"})
     assert only_password.redis_url_for_logs == "rediss://:***@cache:6380/1"
     assert Settings.from_env({}).redis_url_for_logs == "redis://localhost:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"REDIS_MODE": "replicated"}, "REDIS_MODE='replicated' is invalid: must be one of"),
+        ({"REDIS_MODE": "cluster"}, "REDIS_MODE=cluster needs REDIS_URL naming one cluster node"),
+        (
+            {"REDIS_MODE": "cluster", "REDIS_URL": "unix:///run/valkey.sock"},
+            "REDIS_MODE=cluster needs a redis:// or rediss:// REDIS_URL, not unix://",
+        ),
+        (
+            {"REDIS_MODE": "cluster", "REDIS_URL": "redis://node:6379/3"},
+            "only database 0",
+        ),
+        ({"REDIS_MODE": "cluster", "REDIS_URL": "redis://node:port"}, "REDIS_URL is invalid"),
+        (
+            {"REDIS_MODE": "sentinel", "REDIS_SENTINEL_MASTER": "main"},
+            "REDIS_MODE=sentinel needs REDIS_SENTINELS",
+        ),
+        (
+            {"REDIS_MODE": "sentinel", "REDIS_SENTINELS": "s1:26379"},
+            "REDIS_MODE=sentinel needs REDIS_SENTINEL_MASTER",
+        ),
+        (
+            {
+                "REDIS_MODE": "sentinel",
+                "REDIS_SENTINELS": "s1:26379",
+                "REDIS_SENTINEL_MASTER": "main",
+                "REDIS_URL": "unix:///run/valkey.sock",
+            },
+            "not unix://",
+        ),
+        ({"REDIS_MODE": "sentinel", "REDIS_SENTINELS": "s1"}, "'s1' is not host:port"),
+        ({"REDIS_MODE": "sentinel", "REDIS_SENTINELS": "s1:99999"}, "TCP port"),
+        ({"REDIS_MODE": "sentinel", "REDIS_SENTINELS": "a@b:1"}, "is not host:port"),
+        ({"REDIS_SENTINEL_MASTER": "my master"}, "REDIS_SENTINEL_MASTER"),
+        ({"REDIS_SENTINELS": "s1:26379"}, "set REDIS_MODE=sentinel"),
+    ],
+)
+def test_malformed_redis_modes_fail_with_one_clear_line(env: dict[str, str], words: str) -> None:
+    """Each impossible combination of REDIS_MODE and its companions names what to fix."""
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env(env)
+    message = str(info.value)
+    assert words in message and "\n" not in message
+
+
+def test_redis_modes_parse() -> None:
+    """The three modes with what each needs; sentinels accept IPv6 in brackets."""
+    assert Settings.from_env({}).redis_mode == "standalone"
+    unix = Settings.from_env({"REDIS_URL": "unix:///run/valkey.sock?db=1"})
+    assert (unix.redis_mode, unix.redis_url) == ("standalone", "unix:///run/valkey.sock?db=1")
+    cluster = Settings.from_env({"REDIS_MODE": "cluster", "REDIS_URL": "rediss://u:p@node-1:7000"})
+    assert (cluster.redis_mode, cluster.redis_url) == ("cluster", "rediss://u:p@node-1:7000")
+    sentinel = Settings.from_env(
+        {
+            "REDIS_MODE": "sentinel",
+            "REDIS_SENTINELS": "s1:26379, [::1]:26380 ,10.0.0.3:26381",
+            "REDIS_SENTINEL_MASTER": "labelscan",
+        }
+    )
+    assert sentinel.redis_sentinels == (("s1", 26379), ("::1", 26380), ("10.0.0.3", 26381))
+    assert sentinel.redis_sentinel_master == "labelscan"
