@@ -97,8 +97,14 @@ def _options(
         "socket_connect_timeout": min(timeout, 2.0),
         "socket_timeout": timeout,
         "health_check_interval": 15,
-        "retry": Retry(EqualJitterBackoff(cap=0.5, base=0.05), retries=2),
-        "retry_on_error": [RedisConnectionError],
+        # Only a failed connection is retried: a timed-out script may have run, and
+        # running it again would not be the same (redis-py also retries timeouts
+        # by default, which doubled a paused server's 503 time).
+        "retry": Retry(
+            EqualJitterBackoff(cap=0.5, base=0.05),
+            retries=2,
+            supported_errors=(RedisConnectionError,),
+        ),
     }
     if not settings.redis_url.startswith("unix://"):
         # A unix socket connection refuses TCP options (TypeError at first use).
