@@ -22,6 +22,8 @@ import httpx
 import msgspec
 
 from bench.loadgen import LoadResult
+from bench.peers import CONCURRENCY
+from bench.valkeycost import Cost, cost, snapshot
 from shared.clock import now_ms
 from shared.connection import connect
 from shared.embedded import EmbeddedValkey, free_port
@@ -37,13 +39,15 @@ PNG = base64.b64decode(
 
 
 class PipelineResult(msgspec.Struct, frozen=True, kw_only=True):
-    """Analyzer throughput with every progress event published."""
+    """Analyzer throughput with every progress event published, and what it cost Valkey."""
 
     scans: int
     concurrency: int
     seconds: float
     scans_per_s: float
     events_published: int
+    accept_cost: Cost
+    process_cost: Cost
 
 
 def service_env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
@@ -177,7 +181,9 @@ def bench_pipeline(
     """End-to-end scans/s through one analyzer process, every progress event published."""
     prefix = f"bench{os.getpid()}{tag}"
     settings = Settings.from_env(service_env(redis_url, prefix))
+    start = snapshot(redis_url)
     asyncio.run(_fill(settings, scans))
+    filled = snapshot(redis_url)
     analyzer = subprocess.Popen(
         [sys.executable, "-m", "analyzer"],
         env=service_env(
@@ -191,6 +197,7 @@ def bench_pipeline(
     )
     try:
         seconds, events = asyncio.run(_span(settings, scans, timeout=300))
+        done = snapshot(redis_url)
     finally:
         analyzer.terminate()
         analyzer.wait(30)
@@ -200,6 +207,8 @@ def bench_pipeline(
         seconds=round(seconds, 3),
         scans_per_s=round(scans / seconds, 1),
         events_published=events,
+        accept_cost=cost(start, filled, scans),
+        process_cost=cost(filled, done, scans),
     )
 
 
@@ -209,7 +218,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--scans", type=int, default=20_000)
-    parser.add_argument("--concurrency", type=int, default=256)
+    # The peers' concurrency, so the ratio compares like with like.
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
     parser.add_argument("--peer-jobs", type=int, default=5_000)
     parser.add_argument("--no-peers", action="store_true")
     args = parser.parse_args()
@@ -235,6 +245,10 @@ def main() -> None:
     print(f"{'  p99 at max rate (ms)':<44}{peak.p99_ms:>12.2f}")
     print(f"{'scans/s, 1 analyzer, all events published':<44}{pipeline.scans_per_s:>12.0f}")
     print(f"{'  events published':<44}{pipeline.events_published:>12}")
+    for what, c in (("accept", pipeline.accept_cost), ("process", pipeline.process_cost)):
+        print(f"{'  Valkey CPU per scan, ' + what + ' (us)':<44}{c.cpu_us_per_unit:>12.1f}")
+        print(f"{'  Valkey commands per scan, ' + what:<44}{c.commands_per_unit:>12.2f}")
+        print(f"{'  script calls per scan, ' + what:<44}{c.script_calls_per_unit:>12.2f}")
     for peer in peers:
         if peer.error:
             print(f"{'peer ' + peer.name:<44}{'error':>12}  {peer.error}")

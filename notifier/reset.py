@@ -13,7 +13,7 @@ from notifier.events import frame
 from notifier.history import Kept
 from shared.events import QUEUED
 from shared.keys import Keys
-from shared.schemas import ScanEvent
+from shared.record import latest_event
 
 log = structlog.get_logger("notifier")
 
@@ -22,7 +22,6 @@ FOLD_PAGE = 1_000
 FOLD_MAX_PAGES = 500  # EVENTS_MAXLEN (100k by default) fits many times over; a bound, not a cap
 
 _encode = msgspec.json.Encoder().encode
-_event = msgspec.json.Decoder(ScanEvent).decode
 
 
 class ScanProgress(msgspec.Struct, frozen=True):
@@ -48,9 +47,10 @@ class ScanSnapshot:
 
     __slots__ = ("attempts", "kept", "message", "pct", "scan_id", "stage", "state")
 
-    def __init__(self, scan_id: str, fields: list[Any], kept: Kept) -> None:
-        state, event, attempts = fields
-        progress = _event(event).progress if event else QUEUED
+    def __init__(self, scan_id: str, fields: list[Any], kept: Kept, last: Any) -> None:
+        state, attempts = fields
+        event = latest_event([last] if last else None)
+        progress = event.progress if event is not None else QUEUED
         self.scan_id = scan_id
         self.state = _text(state)
         self.stage = progress.stage
@@ -73,14 +73,15 @@ class ScanSnapshot:
 async def scan_snapshot(redis: Redis, keys: Keys, scan_id: str) -> ScanSnapshot:
     """The scan's state and history range at one instant (Lua writes both together)."""
     pipe = redis.pipeline(transaction=True)
-    pipe.hmget(keys.scan(scan_id), ["state", "event", "attempts"])
+    pipe.hmget(keys.scan(scan_id), ["state", "attempts"])
     pipe.xinfo_stream(keys.scan_events(scan_id))
     fields, info = await pipe.execute(raise_on_error=False)
     if isinstance(fields, Exception):
         raise fields
     if isinstance(info, Exception) and "no such key" not in str(info).lower():
         raise info
-    return ScanSnapshot(scan_id, fields, Kept(info))
+    last = info.get("last-entry") if isinstance(info, dict) else None
+    return ScanSnapshot(scan_id, fields, Kept(info), last)
 
 
 async def tenant_reset(redis: Redis, stream: str, tenant: str, until: str) -> bytes:

@@ -3,6 +3,7 @@
 Every field a Lua script or a Python module reads or writes is a field of
 :class:`ScanRecord`; the scripts get the same names as the table ``F``
 (``F.state``), generated from this class, so no field name is typed twice.
+A scan's progress is not a field: it is the last event of the scan's history.
 """
 
 from __future__ import annotations
@@ -15,6 +16,19 @@ from shared.schemas import Priority, ScanError, ScanEvent, ScanJob, ScanResult, 
 
 _job = msgspec.json.Decoder(ScanJob)
 _event = msgspec.json.Decoder(ScanEvent)
+
+
+def latest_event(history_tail: Any) -> ScanEvent | None:
+    """The scan's progress as shown: the last entry of its history (``XREVRANGE .. COUNT 1``).
+
+    The same event the stream carried, so ``/status`` and SSE say the same words.
+    """
+    if not history_tail:
+        return None
+    raw = history_tail[0][1].get(b"event")
+    return _event.decode(raw) if raw else None
+
+
 _result = msgspec.json.Decoder(ScanResult)
 _error = msgspec.json.Decoder(ScanError)
 
@@ -29,9 +43,6 @@ class ScanRecord(msgspec.Struct, frozen=True, kw_only=True):
     tenant: str
     attempts: int = 0
     """Attempts started so far."""
-    event: ScanEvent | None = None
-    """The latest event published (JSON): the scan's progress, by construction the
-    same words on ``/status`` as in the event stream."""
     created_ms: int = 0
     due_ms: int | None = None
     """When a retrying or scheduled scan is queued again."""
@@ -50,11 +61,6 @@ class ScanRecord(msgspec.Struct, frozen=True, kw_only=True):
     dead_id: str | None = None
     """Its entry in the dead-letter stream."""
 
-    @property
-    def updated_ms(self) -> int:
-        """When the scan last changed: its latest event."""
-        return self.event.at_ms if self.event is not None else self.created_ms
-
 
 FIELDS: tuple[str, ...] = ScanRecord.__struct_fields__
 
@@ -70,7 +76,6 @@ def decode_record(raw: dict[bytes, bytes] | dict[Any, Any]) -> ScanRecord | None
     state = raw.get(b"state")
     if job is None or state is None:
         return None
-    event = raw.get(b"event")
     result = raw.get(b"result")
     error = raw.get(b"error")
     due = raw.get(b"due_ms")
@@ -81,7 +86,6 @@ def decode_record(raw: dict[bytes, bytes] | dict[Any, Any]) -> ScanRecord | None
         priority=raw.get(b"priority", b"normal").decode(),  # type: ignore[arg-type]
         tenant=raw.get(b"tenant", b"default").decode(),
         attempts=int(raw.get(b"attempts", b"0")),
-        event=_event.decode(event) if event else None,
         created_ms=int(raw.get(b"created_ms", b"0")),
         due_ms=int(due) if due else None,
         entry_id=_text(raw, "entry_id"),

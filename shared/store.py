@@ -15,8 +15,8 @@ from shared import events, scripts
 from shared.clock import iso
 from shared.keys import GROUP, Keys
 from shared.luascript import ScriptRunner
-from shared.record import ScanRecord, decode_record
-from shared.schemas import DeadLetter, DeadLetters, ScanDetail, ScanError, ScanJob
+from shared.record import ScanRecord, decode_record, latest_event
+from shared.schemas import DeadLetter, DeadLetters, ScanDetail, ScanError, ScanEvent, ScanJob
 from shared.scripts import OverQuota
 from shared.settings import Settings
 
@@ -152,9 +152,17 @@ class ScanStore(StoreBase):
             raise ResponseError("WAITAOF: write not fsynced locally (is appendonly on?)")
 
     async def get(self, scan_id: str) -> ScanDetail | None:
-        """The scan's state, result and error; None when unknown or expired."""
-        record = await self.record(scan_id)
-        return _detail(scan_id, record) if record is not None else None
+        """The scan's state, progress, result and error; None when unknown or expired."""
+        if not is_scan_id(scan_id):
+            return None
+        pipe = self.redis.pipeline(transaction=True)  # hash and history agree
+        pipe.hgetall(self.keys.scan(scan_id))
+        pipe.xrevrange(self.keys.scan_events(scan_id), count=1)
+        raw, tail = await pipe.execute()
+        record = decode_record(raw)
+        if record is None:
+            return None
+        return _detail(scan_id, record, latest_event(tail))
 
     async def cancel(self, scan_id: str) -> CancelOutcome:
         """Cancel a scan that has not finished."""
@@ -243,16 +251,15 @@ class ScanStore(StoreBase):
         return DeadLetters(items=items, next=end[1:])
 
 
-def _detail(scan_id: str, record: ScanRecord) -> ScanDetail:
+def _detail(scan_id: str, record: ScanRecord, event: ScanEvent | None) -> ScanDetail:
     job = record.job
-    event = record.event
     return ScanDetail(
         scan_id=scan_id,
         state=record.state,
         progress=event.progress if event is not None else events.QUEUED,
         attempts=record.attempts,
         created_at=iso(record.created_ms),
-        updated_at=iso(record.updated_ms),
+        updated_at=iso(event.at_ms if event is not None else record.created_ms),
         next_attempt_at=iso(record.due_ms) if record.due_ms else None,
         category=job.category,
         marketplaces=job.marketplaces,

@@ -2,15 +2,15 @@
 
 -- Publish one event: append it to the deployment's events stream and, under the
 -- same entry ID, to the scan's own history (so an SSE id means the same in
--- both), and keep it as the scan's latest event. The global entry names scan
--- and tenant so notifiers route it without decoding JSON. The history's expiry
--- is set where it starts and where the scan ends, not per event.
+-- both); the history's last entry is the scan's progress as /status shows it.
+-- The global entry names scan and tenant so notifiers route it without
+-- decoding JSON. The history's expiry is set where it starts and where the scan
+-- ends, not per event.
 local function emit(scan_key, events_key, history_key, scan_id, tenant, event, maxlen,
                     scan_maxlen)
   local id = redis.call('XADD', events_key, 'MAXLEN', '~', maxlen, '*',
     'scan_id', scan_id, 'tenant', tenant, 'event', event)
   redis.call('XADD', history_key, 'MAXLEN', '~', scan_maxlen, id, 'event', event)
-  redis.call('HSET', scan_key, F.event, event)
   return id
 end
 

@@ -8,8 +8,8 @@
 -- The events were built for `attempts` earlier attempts; if the scan has had a
 -- different number (a reclaimed entry), nothing changes and the caller asks again.
 -- Returns {'ok'|'exhausted', attempt, image|false}, {'skip', reason} or {'recount', attempts}
-local state, current, made = unpack(redis.call('HMGET', scan_key, F.state, F.entry_id,
-  F.attempts))
+local state, current, made, deferred, due = unpack(redis.call('HMGET', scan_key, F.state,
+  F.entry_id, F.attempts, F.deferred, F.due_ms))
 if not state or is_terminal(state) or current ~= entry_id then
   -- Gone, finished, or a superseded entry (the scan was requeued since).
   redis.call('XACK', stream_key, group, entry_id)
@@ -35,11 +35,14 @@ if state ~= 'active' then
   end
   redis.call('HINCRBY', tenant_active_key, tenant, 1)
 end
-redis.call('HSET', scan_key, F.state, 'active', F.token, token, F.owner, consumer)
-redis.call('HDEL', scan_key, F.deferred, F.due_ms)
+if deferred or due then
+  redis.call('HDEL', scan_key, F.deferred, F.due_ms)
+end
 if made >= max_attempts then
+  redis.call('HSET', scan_key, F.state, 'active', F.token, token, F.owner, consumer)
   return {'exhausted', made, false}
 end
-redis.call('HSET', scan_key, F.attempts, made + 1)
+redis.call('HSET', scan_key, F.state, 'active', F.token, token, F.owner, consumer,
+  F.attempts, made + 1)
 emit(scan_key, events_key, history_key, scan_id, tenant, event, maxlen, scan_maxlen)
 return {'ok', made + 1, redis.call('GET', image_key)}
