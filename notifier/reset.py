@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from notifier.events import frame
 from notifier.history import Kept
 from shared.keys import Keys
+from shared.replies import text
 
 log = structlog.get_logger("notifier")
 
@@ -46,7 +47,7 @@ class ScanSnapshot:
     __slots__ = ("attempts", "kept", "message", "pct", "scan_id", "stage", "state")
 
     def __init__(self, scan_id: str, fields: list[Any], kept: Kept) -> None:
-        state, stage, pct, msg, attempts = (_text(f) for f in fields)
+        state, stage, pct, msg, attempts = (text(f) for f in fields)
         self.scan_id = scan_id
         self.state = state
         self.stage = stage or "queued"
@@ -114,7 +115,3 @@ def _valid(events: Iterable[bytes]) -> list[bytes]:
             continue
         good.append(raw)
     return good
-
-
-def _text(value: Any) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value

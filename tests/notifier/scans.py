@@ -8,12 +8,12 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
-from notifier.events import parse_stream_id
 from shared.attempts import AttemptStore, Claim
 from shared.keys import GROUP, Keys
 from shared.schemas import LabelAnalysis, Progress, ScanJob, ScanResult, Usage
 from shared.settings import Settings
 from shared.store import new_scan_id
+from shared.streamids import parse_stream_id
 
 RESULT = ScanResult(
     analysis=LabelAnalysis(
