@@ -240,7 +240,7 @@ async def test_clients_joining_mid_flight_get_a_gapless_duplicate_free_stream(
 async def test_stream_routes_keep_cors_and_method_errors(
     make_settings: SettingsFactory, publisher: Publisher
 ) -> None:
-    """Streams skip Starlette's stack (memory) yet answer CORS and 405 like every route."""
+    """Stream routes answer CORS (preflight too) and 405 like every route."""
     origin = "http://dashboard.example"
     settings = make_settings(cors_origins=(origin,))
     scan_id = await publisher.submit()
