@@ -25,7 +25,8 @@ def request_client(
     if waiting_pool is None:
         return client
     wait_s = settings.redis_timeout_s if socket_timeout is None else socket_timeout
-    # The probe never connected (connections are lazy): dropping it leaves nothing open.
+    # Same connection settings on a waiting pool; the first client never connected (lazy),
+    # so dropping it leaves nothing open.
     pool = BlockingConnectionPool(
         connection_class=client.connection_pool.connection_class,
         max_connections=waiting_pool,
