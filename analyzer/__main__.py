@@ -8,8 +8,8 @@ import signal
 import uvloop
 
 from analyzer.worker import Worker
-from shared.service import boot
-from shared.settings import Settings, SettingsError
+from shared.service import boot, exit_on_config_error
+from shared.settings import Settings
 
 
 async def serve(settings: Settings) -> None:
@@ -34,11 +34,8 @@ def main() -> None:
             "no ANTHROPIC_API_KEY: analysing labels offline (OCR + rulebook); "
             "set the key to use Claude"
         )
-    try:
+    with exit_on_config_error("analyzer"):
         uvloop.run(serve(settings))
-    except SettingsError as exc:
-        log.error("configuration error", error=str(exc))
-        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

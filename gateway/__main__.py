@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import sys
-
 import uvicorn
 
 from gateway.app import create_app
-from shared.service import boot
-from shared.settings import SettingsError
+from shared.service import boot, exit_on_config_error
 
 
 def main() -> None:
     """Run the gateway until SIGINT/SIGTERM."""
     settings, log = boot("gateway")
     log.info("starting", url=settings.gateway_url, redis=settings.redis_url_for_logs)
-    try:
+    with exit_on_config_error("gateway"):
         app = create_app(settings)
-    except SettingsError as exc:
-        print(f"gateway: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
     uvicorn.run(
         app,
         host=settings.gateway_host,

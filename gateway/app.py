@@ -7,21 +7,19 @@ from contextlib import asynccontextmanager
 from typing import TypedDict
 
 import msgspec
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import dashboard, scans
 from gateway.auth import Guard
-from gateway.errors import ApiError, JSONResponse, on_api_error, on_http_error, on_redis_down
 from gateway.openapi import openapi_endpoint
-from shared.connection import connect
 from shared.cors import cors
+from shared.http.clients import request_client
+from shared.http.errors import exception_handlers, redis_down
+from shared.http.responses import JSONResponse
 from shared.settings import Settings
 from shared.stats import queue_stats
 from shared.store import ScanStore
@@ -65,7 +63,7 @@ async def readyz(request: Request) -> Response:
 def create_app(settings: Settings) -> Starlette:
     """Build the gateway application for ``settings`` (SettingsError if auth is misconfigured)."""
     # Short socket timeout: a stalled Redis must become a quick 503, not a hung request.
-    redis = connect(settings, socket_timeout=min(settings.redis_timeout_s, 1.0))
+    redis = request_client(settings, socket_timeout=min(settings.redis_timeout_s, 1.0))
     store = ScanStore(redis, settings)
     guard = Guard(settings, store.run, store.keys)
 
@@ -95,12 +93,9 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
         # The dashboard's page and files answer ahead of the router, which holds the API only.
         middleware=[dashboard.middleware(settings), cors(settings)],
-        exception_handlers={
-            ApiError: on_api_error,
-            HTTPException: on_http_error,
-            RedisConnectionError: on_redis_down,
-            RedisTimeoutError: on_redis_down,
-        },
+        exception_handlers=exception_handlers(
+            redis_down("the queue is unreachable; retry shortly")
+        ),
     )
     # Starlette would answer "/api/scans/" with a bodiless 307 to "/api/scans": no answer the
     # OpenAPI document lists, and no ErrorBody. A path with a stray slash is an unknown path.

@@ -10,7 +10,7 @@ import msgspec
 import structlog
 from starlette.requests import Request
 
-from gateway.errors import ApiError
+from shared.http.errors import ApiError
 from shared import scripts
 from shared.clock import now_ms
 from shared.keys import Keys

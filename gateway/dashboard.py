@@ -19,7 +19,7 @@ from starlette.middleware import Middleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.errors import ApiError, error_response
+from shared.http.errors import ApiError, error_response
 from shared.settings import Settings
 
 PAGE = "/admin"

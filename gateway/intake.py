@@ -12,7 +12,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import Message
 
-from gateway.errors import ApiError
+from shared.http.errors import ApiError
 from shared.clock import now_ms
 from shared.errors import InvalidImageError
 from shared.images import ImageTooLargeError, inspect_image, sniff_image

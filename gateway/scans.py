@@ -10,10 +10,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.auth import Caller, Guard
-from gateway.errors import ApiError, JSONResponse, not_found
 from gateway.intake import read_scan
 from shared import tokens
 from shared.clock import now_ms
+from shared.http.errors import ApiError, not_found
+from shared.http.responses import JSONResponse
 from shared.schemas import (
     CancelResult,
     ScanAccepted,
@@ -25,6 +26,7 @@ from shared.schemas import (
 )
 from shared.settings import Settings
 from shared.store import Duplicate, OverQuota, ScanStore, new_scan_id
+from shared.streamids import parse_stream_id
 
 _encode = msgspec.json.Encoder().encode
 
@@ -239,8 +241,6 @@ async def dead_letters(request: Request) -> Response:
 # ASCII digits only, matched whole: str.isdigit() and \d take "²" and Arabic-Indic digits,
 # and "$" matches before a trailing newline.
 _COUNT = re.compile(r"[0-9]{1,3}")
-_STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
-_UINT64_MAX = 2**64 - 1
 
 
 def _dead_count(raw: str | None) -> int:
@@ -254,13 +254,8 @@ def _dead_count(raw: str | None) -> int:
 def _dead_before(raw: str | None) -> str | None:
     if raw is None:
         return None
-    match = _STREAM_ID.fullmatch(raw)
-    # Redis parses each half as a uint64, and refuses "(0-0" as an exclusive end.
-    if (
-        match is None
-        or any(int(part) > _UINT64_MAX for part in match.groups())
-        or (int(match[1]) == 0 and int(match[2]) == 0)
-    ):
+    # Redis refuses "(0-0" as an exclusive end.
+    if parse_stream_id(raw) in (None, (0, 0)):
         raise ApiError(
             422,
             "invalid_field",

@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import resource
 import socket
-import sys
 
 import uvicorn
 from starlette.applications import Starlette
 
 from notifier.app import begin_shutdown, create_app
 from notifier.gcpolicy import manage_gc, watch_gc
-from shared.service import boot
-from shared.settings import SettingsError
+from shared.service import boot, exit_on_config_error
 
 
 class _Server(uvicorn.Server):
@@ -62,11 +60,8 @@ def main() -> None:
         open_files=raise_open_files(),
     )
     watch_gc()
-    try:
+    with exit_on_config_error("notifier"):
         app = create_app(settings)
-    except SettingsError as exc:
-        print(f"notifier: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
     config = uvicorn.Config(
         app,
         host=settings.notifier_host,

@@ -7,17 +7,15 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 
 from shared import tokens
+from shared.http.errors import ApiError, not_found
 from shared.settings import Settings
 
 
-class AccessDenied(Exception):
-    """The stream is refused before any event is sent."""
+class AccessDenied(ApiError):
+    """The stream is refused before any event is sent, for want of a valid token."""
 
     def __init__(self, status: int, error: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.error = error
-        self.detail = detail
+        super().__init__(status, error, detail, "token")
 
 
 def _grant(settings: Settings, request: Request) -> tokens.Grant:
@@ -44,8 +42,8 @@ async def check_scan(
         return
     if grant.scope == "t" and grant.subject == await tenant_of(scan_id):
         return
-    # Another tenant's scan looks exactly like a missing one.
-    raise AccessDenied(404, "not_found", "no such scan (or it has expired)")
+    # Another tenant's scan looks exactly like a missing one, down to the field named.
+    raise not_found()
 
 
 def check_tenant(settings: Settings, request: Request) -> str | None:

@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypedDict
+from typing import Any, TypeAlias, TypedDict
 
 import msgspec
-import structlog
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from notifier.access import AccessDenied, check_scan, check_tenant, require_keys
-from notifier.events import parse_stream_id, reconnect_frame, retry_frame
+from notifier.access import check_scan, check_tenant, require_keys
+from notifier.events import reconnect_frame, retry_frame
 from notifier.hub import Hub
-from notifier.sse import HEADERS, EventStreamResponse
+from notifier.sse import HEADERS, EventStream
 from notifier.stream import (
     UNAVAILABLE,
     Source,
@@ -35,15 +30,24 @@ from notifier.stream import (
 )
 from shared.connection import connect
 from shared.cors import cors
+from shared.http.clients import request_client
+from shared.http.errors import (
+    ApiError,
+    error_response,
+    exception_handlers,
+    log_redis_down,
+    not_found,
+    unavailable,
+)
+from shared.http.responses import JSONResponse
 from shared.keys import Keys
-from shared.schemas import ErrorBody, Tenant
+from shared.schemas import Tenant
 from shared.settings import Settings
 from shared.store import is_scan_id
-
-log = structlog.get_logger("notifier")
-_encode = msgspec.json.Encoder().encode
+from shared.streamids import parse_stream_id
 
 REQUEST_POOL = 128  # a connect storm waits for a connection instead of failing
+_REDIS_DOWN = "the event store is unreachable; retry shortly"
 
 
 class State(TypedDict):
@@ -68,28 +72,14 @@ class Lifecycle:
             self.hub.drain()
 
 
-class JSONResponse(Response):
-    """A response whose body msgspec encodes (structs, dicts, lists)."""
-
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return _encode(content)
-
-
-def error(status: int, error: str, detail: str, field: str | None = None) -> JSONResponse:
-    """The JSON error body every non-2xx answer carries."""
-    return JSONResponse(ErrorBody(error=error, detail=detail, field=field), status_code=status)
-
-
 def begin_shutdown(app: Starlette) -> None:
     """Drain ``app``'s streams; called by the server as soon as it starts shutting down."""
     lifecycle: Lifecycle = app.state.lifecycle
     lifecycle.shutdown()
 
 
-def _after(request: Request) -> str | Response | None:
-    """The resume point: Last-Event-ID, else ?last_event_id=; a 400 response if malformed."""
+def _after(request: Request) -> str | None:
+    """The resume point: Last-Event-ID, else ?last_event_id=; ApiError 400 if malformed."""
     # The header wins: a browser's reconnect sends a newer id than the URL it was opened with.
     after = (
         request.headers.get("last-event-id", "").strip()
@@ -97,10 +87,10 @@ def _after(request: Request) -> str | Response | None:
         or None
     )
     if after is not None and parse_stream_id(after) is None:
-        return error(
+        raise ApiError(
             400,
             "bad_request",
-            "Last-Event-ID must be an event id like 1700000000000-0",
+            "Last-Event-ID must be an event id like 1700000000000-0 (ASCII digits)",
             "Last-Event-ID",
         )
     return after
@@ -112,29 +102,25 @@ def _come_back(request: Request, detail: str) -> Response:
         settings: Settings = request.state.settings
         body = retry_frame(settings.sse_retry_ms) + reconnect_frame(UNAVAILABLE)
         return Response(body, media_type="text/event-stream", headers=HEADERS)
-    response = error(503, "unavailable", detail)
-    response.headers["retry-after"] = "1"
-    return response
+    return error_response(unavailable(detail))
 
 
-async def stream_scan(request: Request) -> Response:
+Answer: TypeAlias = Response | EventStream
+
+
+async def stream_scan(request: Request) -> Answer:
     """``GET /api/scans/{scan_id}/events``: history after Last-Event-ID, then live events."""
     scan_id: str = request.path_params["scan_id"]
     if not is_scan_id(scan_id):
-        return error(404, "not_found", "no such scan (or it has expired)", "scan_id")
-    try:
-        await check_scan(request.state.settings, request, scan_id, request.state.tenant_of)
-    except AccessDenied as exc:
-        return error(exc.status, exc.error, exc.detail, "token")
+        raise not_found()
+    await check_scan(request.state.settings, request, scan_id, request.state.tenant_of)
     after = _after(request)
-    if isinstance(after, Response):
-        return after
     src: Source = request.state.source
     if src.hub.draining:
         return _come_back(request, "shutting down; reconnect")
     state, has_history = await scan_state(src.redis, src.keys, scan_id)
     if state is None and not has_history:
-        return error(404, "not_found", "no such scan (or it has expired)", "scan_id")
+        raise not_found()
     if (
         is_finished(state)
         and after is not None
@@ -143,36 +129,54 @@ async def stream_scan(request: Request) -> Response:
         # 204 tells EventSource to stop reconnecting: the client has seen the end.
         return Response(status_code=204)
     sub = src.hub.subscribe(scan_id)
-    return EventStreamResponse(src.hub, sub, scan_stream(src, sub, scan_id, after), src.retry_ms)
+    return EventStream(src.hub, sub, scan_stream(src, sub, scan_id, after), src.retry_ms)
 
 
-async def stream_tenant(request: Request) -> Response:
+async def stream_tenant(request: Request) -> Answer:
     """``GET /api/events``: every scan of the caller's tenant, resumable like a scan's stream."""
     settings: Settings = request.state.settings
-    try:
-        granted = check_tenant(settings, request)
-    except AccessDenied as exc:
-        return error(exc.status, exc.error, exc.detail, "token")
+    granted = check_tenant(settings, request)
     asked = request.query_params.get("tenant")
     if granted is None:
         if not asked:
-            return error(422, "invalid_field", "a tenant is required (?tenant=)", "tenant")
+            raise ApiError(422, "invalid_field", "a tenant is required (?tenant=)", "tenant")
         try:
             tenant = msgspec.convert(asked, Tenant)
         except msgspec.ValidationError:
-            return error(422, "invalid_field", "tenant must match [A-Za-z0-9_.-]{1,64}", "tenant")
+            raise ApiError(
+                422, "invalid_field", "tenant must match [A-Za-z0-9_.-]{1,64}", "tenant"
+            ) from None
     elif asked and asked != granted:
-        return error(403, "forbidden", "the event token is for another tenant", "tenant")
+        raise ApiError(403, "forbidden", "the event token is for another tenant", "tenant")
     else:
         tenant = granted
     after = _after(request)
-    if isinstance(after, Response):
-        return after
     src: Source = request.state.source
     if src.hub.draining:
         return _come_back(request, "shutting down; reconnect")
     sub = src.hub.subscribe_tenant(tenant)
-    return EventStreamResponse(src.hub, sub, tenant_stream(src, sub, tenant, after), src.retry_ms)
+    return EventStream(src.hub, sub, tenant_stream(src, sub, tenant, after), src.retry_ms)
+
+
+class StreamEndpoint:
+    """A stream route's endpoint, as a plain ASGI app in the route table.
+
+    Starlette wraps a function endpoint in two more layers (``request_response`` and
+    its own exception wrapper) that every open stream would keep alive as frames for
+    as long as it lasts; an ASGI endpoint adds one. Exceptions still reach the app's
+    handlers: ExceptionMiddleware (ApiError, 404/405, Redis down) and
+    ServerErrorMiddleware (anything else) sit above the router.
+    """
+
+    __slots__ = ("_open",)
+
+    def __init__(self, open_stream: Callable[[Request], Awaitable[Answer]]) -> None:
+        self._open = open_stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Open the stream (or refuse it), then send it."""
+        answer = await self._open(Request(scope, receive))
+        await answer(scope, receive, send)
 
 
 async def healthz(request: Request) -> Response:
@@ -195,83 +199,8 @@ async def readyz(request: Request) -> Response:
 
 
 async def _redis_down(request: Request, exc: Exception) -> Response:
-    log.warning("redis unavailable", error=str(exc), path=request.url.path)
-    return _come_back(request, "the event store is unreachable; retry shortly")
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    name = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error(exc.status_code, name, str(exc.detail))
-
-
-async def _request_client(settings: Settings) -> Redis:
-    """The shared client's settings, on a pool that waits when all connections are busy."""
-    probe = connect(settings)
-    pool = BlockingConnectionPool(
-        connection_class=probe.connection_pool.connection_class,
-        max_connections=REQUEST_POOL,
-        timeout=settings.redis_timeout_s,
-        **probe.connection_pool.connection_kwargs,
-    )
-    await probe.aclose()
-    return Redis.from_pool(pool)
-
-
-Endpoint = Callable[[Request], Awaitable[Response]]
-_SCAN_EVENTS = re.compile(r"/api/scans/([^/]+)/events")
-
-
-def _stream_route(path: str) -> tuple[Endpoint, dict[str, str]] | None:
-    """The stream endpoint ``path`` names, with its path parameters; None for any other path."""
-    if path == "/api/events":
-        return stream_tenant, {}
-    match = _SCAN_EVENTS.fullmatch(path)
-    if match is not None:
-        return stream_scan, {"scan_id": match[1]}
-    return None
-
-
-async def _serve_stream(scope: Scope, receive: Receive, send: Send) -> None:
-    """One stream request, with the Redis error handling the middleware stack would give it."""
-    route = _stream_route(scope["path"])
-    assert route is not None, "only stream paths are dispatched here"
-    endpoint, scope["path_params"] = route
-    request = Request(scope, receive)
-    try:
-        response = await endpoint(request)
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        response = await _redis_down(request, exc)
-    await response(scope, receive, send)
-
-
-class NotifierApp(Starlette):
-    """Starlette, with ``GET`` of the two stream routes dispatched ahead of its stack.
-
-    An open stream keeps alive every frame it was called through for as long as
-    it lasts: through Starlette's stack (error middleware, CORS, exception
-    middleware, router, route wrappers) an idle stream held ~21 KiB, without it
-    ~16 KiB (bench/sse.py, 10,000 connections). Streams get CORS and the Redis
-    error answer directly instead; every other request (preflights, 405s,
-    health) takes the full stack.
-    """
-
-    def __init__(self, settings: Settings, **kwargs: Any) -> None:
-        super().__init__(middleware=[cors(settings)], **kwargs)
-        cls, args, options = cors(settings)
-        self._streams: ASGIApp = cls(_serve_stream, *args, **options)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Streams straight to their endpoint; the rest through Starlette."""
-        if (
-            scope["type"] == "http"
-            and scope["method"] == "GET"
-            and _stream_route(scope["path"]) is not None
-        ):
-            scope["app"] = self
-            await self._streams(scope, receive, send)
-            return
-        await super().__call__(scope, receive, send)
+    log_redis_down(request, exc)
+    return _come_back(request, _REDIS_DOWN)
 
 
 def create_app(
@@ -283,7 +212,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
-        redis = await _request_client(settings)
+        redis = request_client(settings, waiting_pool=REQUEST_POOL)
         reader = connect(settings, max_connections=2)  # its XREAD BLOCK holds a connection
         keys = Keys(settings.prefix)
         hub = Hub(
@@ -315,20 +244,16 @@ def create_app(
             await redis.aclose()
 
     routes = [
-        Route("/api/scans/{scan_id}/events", stream_scan, methods=["GET"]),
-        Route("/api/events", stream_tenant, methods=["GET"]),
+        Route("/api/scans/{scan_id}/events", StreamEndpoint(stream_scan), methods=["GET"]),
+        Route("/api/events", StreamEndpoint(stream_tenant), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
-    app = NotifierApp(
-        settings,
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={
-            HTTPException: _http_error,
-            RedisConnectionError: _redis_down,
-            RedisTimeoutError: _redis_down,
-        },
+        middleware=[cors(settings)],
+        exception_handlers=exception_handlers(_redis_down),
     )
     app.state.lifecycle = lifecycle
     return app

@@ -1,4 +1,4 @@
-"""Stream entry ids, the events the notifier forwards (decoded once), and SSE wire frames."""
+"""The events the notifier forwards (decoded once), and SSE wire frames."""
 
 from __future__ import annotations
 
@@ -8,11 +8,8 @@ from dataclasses import dataclass
 import msgspec
 
 from shared.schemas import TERMINAL_STATES
+from shared.streamids import StreamId, parse_stream_id
 
-StreamId = tuple[int, int]
-
-_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
-_U64_MAX = 2**64 - 1
 _TYPE = re.compile(r"^[A-Za-z_]{1,32}$")
 _LINES = re.compile(r"\r\n|\r|\n")  # SSE's line ends only; str.splitlines knows more
 _encode = msgspec.json.Encoder().encode
@@ -27,17 +24,6 @@ class _Head(msgspec.Struct):
 
 
 _decode_head = msgspec.json.Decoder(_Head).decode
-
-
-def parse_stream_id(raw: str) -> StreamId | None:
-    """``"<ms>-<seq>"`` as an orderable tuple; None unless it is a full, valid entry id."""
-    match = _ID.match(raw)
-    if match is None:
-        return None
-    ms, seq = int(match[1]), int(match[2])
-    if ms > _U64_MAX or seq > _U64_MAX:
-        return None
-    return ms, seq
 
 
 def frame(data: str | bytes, *, event: str | None = None, id: str | None = None) -> bytes:

@@ -9,7 +9,8 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from notifier.events import StreamEvent, StreamId, decode_event, parse_stream_id
+from notifier.events import StreamEvent, decode_event
+from shared.streamids import StreamId, parse_stream_id
 
 log = structlog.get_logger("notifier")
 

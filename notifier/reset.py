@@ -14,6 +14,7 @@ from notifier.history import Kept
 from shared.events import QUEUED
 from shared.keys import Keys
 from shared.record import latest_event
+from shared.replies import text
 
 log = structlog.get_logger("notifier")
 
@@ -52,7 +53,7 @@ class ScanSnapshot:
         event = latest_event([last] if last else None)
         progress = event.progress if event is not None else QUEUED
         self.scan_id = scan_id
-        self.state = _text(state)
+        self.state = text(state)
         self.stage = progress.stage
         self.pct = progress.percentage
         self.message = progress.message
@@ -119,7 +120,3 @@ def _valid(events: Iterable[bytes]) -> list[bytes]:
             continue
         good.append(raw)
     return good
-
-
-def _text(value: Any) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value

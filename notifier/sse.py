@@ -1,9 +1,9 @@
-"""A lean SSE response: one task per connection plus a disconnect watcher, nothing else.
+"""A lean SSE stream: one task per connection plus a disconnect watcher, nothing else.
 
-sse-starlette runs a task group of four tasks per connection; at 10,000 idle
-connections that is most of the notifier's memory. Heartbeats come from the
-hub (one timer for every connection), so an idle stream costs a parked
-coroutine, an empty inbox and uvicorn's own per-connection state.
+A task group of several tasks per connection (what SSE libraries usually run)
+would be most of the notifier's memory at 10,000 idle connections. Heartbeats
+come from the hub (one timer for every connection), so an idle stream costs a
+parked coroutine, an empty inbox and uvicorn's own per-connection state.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import asyncio
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
-from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from notifier.events import retry_frame
@@ -24,43 +23,38 @@ HEADERS = {
     "cache-control": "no-cache",
     "x-accel-buffering": "no",
 }
-# Encoded once for every stream, not held by each of 10,000 idle responses.
+# Encoded once for every stream, not held by each of 10,000 idle streams.
 _RAW_HEADERS = (
     (b"content-type", b"text/event-stream; charset=utf-8"),
     *((name.encode("latin-1"), value.encode("latin-1")) for name, value in HEADERS.items()),
 )
 
 
-class EventStreamResponse(Response):
-    """``text/event-stream`` from an async generator of ready-made SSE frames."""
+class EventStream:
+    """An ASGI app sending ``text/event-stream`` from an async generator of ready-made frames.
 
-    media_type = "text/event-stream"
+    Not a Starlette ``Response``: it has no body to render or headers to vary, and
+    its endpoint (``notifier.app.StreamEndpoint``) awaits it like any ASGI app.
+    """
+
+    __slots__ = ("_chunks", "_hub", "_retry_ms", "_sub")
 
     def __init__(
         self, hub: Hub, sub: Subscription, chunks: AsyncGenerator[bytes, None], retry_ms: int
     ) -> None:
-        self.status_code = 200
-        self.background = None
         self._hub = hub
         self._sub = sub
         self._chunks = chunks
         self._retry_ms = retry_ms
-
-    @property
-    def raw_headers(self) -> list[tuple[bytes, bytes]]:
-        """A fresh list each time: middleware (CORS) appends to the one it is sent."""
-        return list(_RAW_HEADERS)
-
-    @raw_headers.setter
-    def raw_headers(self, value: list[tuple[bytes, bytes]]) -> None:
-        raise AttributeError("an event stream's headers are fixed")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Write ``retry:``, then every chunk; unsubscribe however the stream ends."""
         sub = self._sub
         watcher: asyncio.Task[None] | None = None
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            # A fresh list: middleware (CORS) appends to the one it is sent.
+            headers = list(_RAW_HEADERS)
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
             watcher = asyncio.get_running_loop().create_task(_watch(receive, sub))
             # retry: goes out at once, so a client told nothing else reconnects at our pace.
             await send(

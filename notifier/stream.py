@@ -17,13 +17,15 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from notifier.events import PING, StreamId, id_ping, parse_stream_id, reconnect_frame
+from notifier.events import PING, id_ping, reconnect_frame
 from notifier.history import kept, replay
 from notifier.hub import Hub
 from notifier.inbox import DISCONNECTED, SHUTDOWN, Subscription
 from notifier.reset import scan_snapshot, tenant_reset
 from shared.keys import Keys
+from shared.replies import text
 from shared.schemas import TERMINAL_STATES
+from shared.streamids import StreamId, parse_stream_id
 
 log = structlog.get_logger("notifier")
 
@@ -41,17 +43,13 @@ class Source:
     retry_ms: int
 
 
-def _text(value: bytes | str | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 async def scan_state(redis: Redis, keys: Keys, scan_id: str) -> tuple[str | None, bool]:
     """The scan's state (None when its hash is gone) and whether it has any history."""
     pipe = redis.pipeline(transaction=False)
     pipe.hget(keys.scan(scan_id), "state")
     pipe.exists(keys.scan_events(scan_id))
     state, exists = await pipe.execute()
-    return _text(state), bool(exists)
+    return text(state), bool(exists)
 
 
 def is_finished(state: str | None) -> bool:
@@ -127,7 +125,7 @@ async def _scan_start(
 ) -> tuple[str | None, str | None, bytes | None]:
     """The scan's state, where replay starts, and a ``reset`` if the resume point is gone."""
     if cur.last is None:
-        return _text(await src.redis.hget(src.keys.scan(scan_id), "state")), after, None
+        return text(await src.redis.hget(src.keys.scan(scan_id), "state")), after, None
     snap = await scan_snapshot(src.redis, src.keys, scan_id)
     if not snap.kept.lost_after(cur.last):
         return snap.state, after, None

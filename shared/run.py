@@ -20,7 +20,8 @@ from types import FrameType
 from typing import IO
 
 from shared.embedded import EmbeddedValkey, die_with_parent, free_port
-from shared.settings import Settings, SettingsError
+from shared.service import exit_on_config_error
+from shared.settings import Settings
 
 SERVICES = ("gateway", "analyzer", "notifier")
 GRACE_S = 15.0
@@ -97,11 +98,8 @@ class Supervisor:
 
 def main() -> None:
     """Run the whole stack in the foreground."""
-    try:
+    with exit_on_config_error("run"):
         settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"run: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
     sup = Supervisor()
     env = dict(os.environ)
     if sys.stdout.isatty() and "LOG_JSON" not in env:

@@ -9,11 +9,15 @@ import msgspec
 from redis.asyncio import Redis
 
 from analyzer.attempts import AttemptStore, Claim
-from notifier.events import parse_stream_id
 from shared.keys import GROUP, Keys
 from shared.schemas import LabelAnalysis, Progress, ScanJob, ScanResult, Usage
 from shared.settings import Settings
 from shared.store import ScanStore, new_scan_id
+from shared.streamids import parse_stream_id
+
+# 1795980000000-0 in Arabic-Indic digits (U+0660-0669): str.isdigit() and \d take them and
+# int() reads them, but Redis refuses them as an entry id.
+OTHER_DIGITS_ID = "1795980000000-0".translate({ord("0") + d: 0x660 + d for d in range(10)})
 
 RESULT = ScanResult(
     analysis=LabelAnalysis(

@@ -13,6 +13,7 @@ from shared.settings import Secret, Settings, SettingsError
 from tests.conftest import SettingsFactory
 from tests.support.images import label_png
 from tests.support.servers import serve
+from tests.support.sse import EventStream
 from tests.support.stack import running_stack
 
 KEY = "key-a-0123456789abcdef"
@@ -85,3 +86,29 @@ async def test_auth_off_needs_no_token(settings: Settings) -> None:
     ):
         response = await http.get(f"/api/scans/{'0' * 32}/events")
     assert response.status_code == 404 and response.json()["field"] == "scan_id"
+
+
+async def test_a_dotted_tenant_gets_working_event_tokens(make_settings: SettingsFactory) -> None:
+    """Tenant ``acme.eu``: the gateway's tenant link opens the notifier's tenant stream, which
+    carries the tenant's scan; the scan's own token and the tenant token open the scan's."""
+    settings = make_settings(auth=True, api_keys=(("acme.eu", Secret(KEY)),), event_keys=(NEW,))
+    auth = {"authorization": f"Bearer {KEY}"}
+    async with running_stack(settings) as stack:
+        link = (await stack.client.get("/api/events-url", headers=auth)).json()
+        grant = tokens.verify(settings.event_keys, link["events_token"])
+        assert (grant.scope, grant.subject) == ("t", "acme.eu")
+        path = link["events_url"].split("/", 3)[3]
+        async with stack.events.stream(
+            "GET", f"/{path}", headers={"accept": "text/event-stream"}
+        ) as response:
+            assert response.status_code == 200
+            stream = EventStream(response)
+            await stream.next_message()  # the resume point comes before any event
+            scan = (await stack.client.post("/api/scans", json=BODY, headers=auth)).json()
+            event = await stream.next_event(within=10)
+        url = f"/api/scans/{scan['scan_id']}/events"
+        by_scan = await status_of(stack.events, url, scan["events_token"])
+        by_tenant = await status_of(stack.events, url, link["events_token"])
+    assert event is not None and event.data is not None
+    assert scan["scan_id"] in event.data
+    assert (by_scan, by_tenant) == (200, 200)

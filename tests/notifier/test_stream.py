@@ -6,12 +6,14 @@ import asyncio
 import time
 
 import pytest
+from redis.asyncio import Redis
 
 from shared.embedded import EmbeddedValkey
+from shared.keys import Keys
 from shared.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.notifier.conftest import Notifier, running_notifier
-from tests.notifier.scans import Publisher
+from tests.notifier.scans import OTHER_DIGITS_ID, Publisher
 from tests.support.sse import Message, messages, open_stream
 
 
@@ -238,7 +240,7 @@ async def test_clients_joining_mid_flight_get_a_gapless_duplicate_free_stream(
 async def test_stream_routes_keep_cors_and_method_errors(
     make_settings: SettingsFactory, publisher: Publisher
 ) -> None:
-    """Streams skip Starlette's stack (memory) yet answer CORS and 405 like every route."""
+    """Stream routes answer CORS (preflight too) and 405 like every route."""
     origin = "http://dashboard.example"
     settings = make_settings(cors_origins=(origin,))
     scan_id = await publisher.submit()
@@ -289,3 +291,51 @@ async def test_redis_down_tells_eventsource_to_come_back(
     assert told[0].retry == settings.sse_retry_ms
     assert plain.status_code == 503
     assert (plain.json()["error"], plain.headers["retry-after"]) == ("unavailable", "1")
+
+
+async def test_last_event_id_in_other_digits_is_400_on_a_finished_scan(
+    notifier: Notifier, publisher: Publisher
+) -> None:
+    """A resume point Redis would refuse is the client's mistake: 400, not a 500 or a 204."""
+    scan_id = await publisher.submit()
+    await publisher.run_to_completion(scan_id, steps=1)
+    response = await notifier.client.get(
+        f"/api/scans/{scan_id}/events",
+        params={"last_event_id": OTHER_DIGITS_ID},
+        headers={"accept": "text/event-stream"},
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "bad_request",
+        "detail": "Last-Event-ID must be an event id like 1700000000000-0 (ASCII digits)",
+        "field": "Last-Event-ID",
+    }
+
+
+async def test_stream_errors_go_through_the_apps_error_handling(
+    make_settings: SettingsFactory, redis: Redis, prefix: str
+) -> None:
+    """Refusals carry CORS like any answer; an unexpected failure is the shared JSON 500,
+    and the notifier keeps serving."""
+    origin = "http://dashboard.example"
+    settings = make_settings(cors_origins=(origin,))
+    broken = "c" * 32
+    await redis.set(Keys(prefix).scan(broken), "not a hash")  # HGET answers WRONGTYPE
+    async with running_notifier(settings) as notifier:
+        missing = await notifier.client.get(
+            f"/api/scans/{'d' * 32}/events", headers={"origin": origin}
+        )
+        failed = await notifier.client.get(f"/api/scans/{broken}/events")
+        wrong_method = await notifier.client.delete("/api/events")
+        alive = await notifier.client.get("/healthz")
+    assert (missing.status_code, missing.json()["field"]) == (404, "scan_id")
+    assert missing.headers["access-control-allow-origin"] == origin
+    assert failed.status_code == 500
+    assert failed.json() == {
+        "error": "internal_error",
+        "detail": "an unexpected error; it was logged",
+        "field": None,
+    }
+    assert wrong_method.status_code == 405
+    assert set(wrong_method.headers["allow"].split(", ")) == {"GET", "HEAD"}
+    assert alive.status_code == 200

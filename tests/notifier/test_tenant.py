@@ -15,7 +15,7 @@ from shared import tokens
 from shared.settings import Secret, Settings
 from tests.conftest import SettingsFactory
 from tests.notifier.conftest import Notifier, running_notifier
-from tests.notifier.scans import Publisher
+from tests.notifier.scans import OTHER_DIGITS_ID, Publisher
 from tests.support.sse import EventStream, Message
 
 EVENT_KEY = Secret("e" * 40)
@@ -188,3 +188,14 @@ async def test_tenant_resume_from_trimmed_history_gets_a_reset(
     # Each acme scan still on the stream, as its latest event; nothing of the rival's.
     assert body["scans"] == [json.loads(latest_a1[1])]
     assert pairs(live) == (await publisher.history(a1))[-1:]
+
+
+async def test_tenant_stream_refuses_a_resume_point_in_other_digits(notifier: Notifier) -> None:
+    """Arabic-Indic digits pass str.isdigit() but not Redis: 400, never a false reconnect."""
+    response = await notifier.client.get(
+        "/api/events",
+        params={"token": tenant_token("acme"), "last_event_id": OTHER_DIGITS_ID},
+        headers={"accept": "text/event-stream"},
+    )
+    assert response.status_code == 400
+    assert (response.json()["error"], response.json()["field"]) == ("bad_request", "Last-Event-ID")
