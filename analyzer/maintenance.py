@@ -89,7 +89,6 @@ class Maintenance:
         promoted, next_due = await self.store.promote()
         if promoted:
             log.info("retries queued", count=promoted)
-        if promoted:
             self._next_promote_s = 0.0
         elif next_due is None:
             self._next_promote_s = PROMOTE_MAX_SLEEP_S

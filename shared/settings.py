@@ -200,7 +200,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 "ANTHROPIC_PROMPT_TOKENS", _positive, d.anthropic_prompt_tokens
             ),
             tenant_max_active=r.get("SCAN_TENANT_MAX_ACTIVE", _non_negative, d.tenant_max_active),
-            auth=r.get("LABELSCAN_AUTH", _on_off, d.auth),
+            auth=r.get("LABELSCAN_AUTH", _bool, d.auth),
             api_keys=r.get("LABELSCAN_API_KEYS", _api_keys, d.api_keys),
             api_keys_file=r.get("LABELSCAN_API_KEYS_FILE", str, None),
             admin_tenants=r.get("LABELSCAN_ADMIN_TENANTS", _names, d.admin_tenants),
@@ -302,10 +302,6 @@ def _url(raw: str) -> str:
 
 
 _TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-def _on_off(raw: str) -> bool:
-    return _bool(raw)
 
 
 def _names(raw: str) -> tuple[str, ...]:
