@@ -5,23 +5,56 @@ from __future__ import annotations
 import asyncio
 import signal
 
+import structlog
 import uvloop
 
 from analyzer.worker import Worker
 from shared.service import boot, exit_on_config_error
 from shared.settings import Settings
 
+log = structlog.get_logger("analyzer")
+
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Signals:
+    """What SIGINT/SIGTERM mean to an analyzer, as to uvicorn: drain, then force.
+
+    The first stops claiming and lets running scans finish within
+    ``SCAN_SHUTDOWN_GRACE``; a second (an impatient operator, or a supervisor
+    out of patience) hands them back at once and exits, instead of waiting
+    out the grace period. Either way every unfinished scan is handed back.
+    """
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.received = 0
+
+    def __call__(self, sig: signal.Signals) -> None:
+        """Handle one signal (the event loop calls this, never from inside a frame)."""
+        self.received += 1
+        if self.received == 1:
+            log.info("signal received; draining", signal=sig.name)
+            self.worker.stop()
+        elif self.received == 2:
+            log.warning("second signal; forcing the exit", signal=sig.name)
+            self.worker.force_stop()
+        else:
+            log.warning("already forcing the exit; signal ignored", signal=sig.name)
+
 
 async def serve(settings: Settings) -> None:
-    """Run a worker until SIGINT/SIGTERM, then drain it."""
+    """Run a worker until SIGINT/SIGTERM, then drain it (a second signal forces the exit)."""
     async with Worker(settings) as worker:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, worker.stop)
+        handler = Signals(worker)
+        for sig in SIGNALS:
+            loop.add_signal_handler(sig, handler, sig)
         try:
             await worker.run()
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in SIGNALS:
                 loop.remove_signal_handler(sig)
 
 

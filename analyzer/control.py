@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
-import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-log = structlog.get_logger("analyzer")
+from analyzer.outage import Outage
 
 
 async def listen_for_cancels(
@@ -20,14 +20,12 @@ async def listen_for_cancels(
     Pub/sub may drop a message while disconnected; that is safe because a
     cancelled scan's token is gone, so the attempt stops at its next write.
     """
-    failures = 0
+    outage = Outage("control")
     while not stopping.is_set():
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(channel)
-            if failures:
-                log.info("control channel reconnected")
-            failures = 0
+            outage.recovered()
             while not stopping.is_set():
                 message = await pubsub.get_message(timeout=0.5)
                 if message is None:
@@ -36,9 +34,10 @@ async def listen_for_cancels(
                 if kind == "cancel" and scan_id:
                     on_cancel(scan_id)
         except RedisError as exc:
-            failures += 1
-            if failures == 1:
-                log.warning("control channel lost; reconnecting", error=str(exc))
-            await asyncio.sleep(min(0.1 * 2**failures, 2.0))
+            # A subscription does not survive its connection: subscribe again once
+            # Redis answers, however long that takes.
+            delay = outage.failed(exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -1,16 +1,38 @@
-"""The analyzer's health endpoint: liveness means the read loop keeps turning."""
+"""The analyzer's health endpoint: liveness means the read loop keeps turning.
+
+A small Starlette app served by uvicorn as a task in the worker's own event
+loop. Its routes are listed in :func:`health_app`; another endpoint (such as
+``/metrics``) is one more ``Route`` there.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import msgspec
+import structlog
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from shared.asgi import InLoopServer
+from shared.settings import SettingsError
+
+log = structlog.get_logger("analyzer")
+
+STOP_TIMEOUT_S = 2
+"""Longest wait for a probe still being answered when the analyzer stops."""
 
 
 class Health(msgspec.Struct, frozen=True, kw_only=True):
-    """Body of ``GET /healthz``."""
+    """Body of ``GET /healthz`` and ``GET /readyz``."""
 
     status: str
     last_turn_s: float
@@ -19,34 +41,116 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     reclaimed: int
 
 
-async def serve_health(host: str, port: int, snapshot: Callable[[], Health]) -> asyncio.Server:
-    """Serve ``GET /healthz`` (200 alive, 503 stalled) and ``/readyz`` on ``host:port``."""
+class HealthBindError(SettingsError):
+    """The health endpoint cannot listen where the settings say (port taken, bad host)."""
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(reader.readline(), 5)
-            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b""):
-                pass
-            parts = request.split()
-            path = parts[1].decode() if len(parts) > 1 else "/"
-            health = snapshot()
-            if path in ("/healthz", "/readyz"):
-                body = msgspec.json.encode(health)
-                status = "200 OK" if health.status == "ok" else "503 Service Unavailable"
-            else:
-                body, status = b'{"error":"not_found"}', "404 Not Found"
-            writer.write(
-                f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"
-                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
-                + body
-            )
-            await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass  # a client that went away or never spoke; nothing to answer
-        finally:
-            writer.close()
 
-    return await asyncio.start_server(handle, host, port)
+def _json(body: bytes, status: int) -> Response:
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def health_app(snapshot: Callable[[], Health], extra: Sequence[BaseRoute] = ()) -> Starlette:
+    """``/healthz`` and ``/readyz`` (200 alive, 503 stalled), plus ``extra`` routes."""
+
+    async def probe(request: Request) -> Response:
+        health = snapshot()
+        return _json(msgspec.json.encode(health), 200 if health.status == "ok" else 503)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # JSON like every other labelscan answer, not Starlette's plain-text default.
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        error = {404: "not_found", 405: "method_not_allowed"}.get(status, "error")
+        return _json(msgspec.json.encode({"error": error}), status)
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", probe, methods=["GET"]),
+        Route("/readyz", probe, methods=["GET"]),
+        *extra,
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (port 0: any free port), or HealthBindError."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise HealthBindError(
+            f"ANALYZER_HEALTH_HOST={host!r} cannot be listened on: {exc}"
+        ) from None
+    try:
+        # As uvicorn and asyncio do: a restart may bind over connections in TIME_WAIT,
+        # but never over another process's listening socket.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise HealthBindError(
+                f"ANALYZER_HEALTH_PORT={port} is already in use on {host} (another analyzer "
+                "on this host?): give each analyzer its own port, or 0 for any free port"
+            ) from None
+        raise HealthBindError(
+            f"ANALYZER_HEALTH_HOST={host!r} / ANALYZER_HEALTH_PORT={port} "
+            f"cannot be listened on: {exc}"
+        ) from None
+    return sock
+
+
+class HealthServer:
+    """The health endpoint's socket and uvicorn server.
+
+    :meth:`bind` early, so a taken port stops the analyzer before it loads
+    anything; :meth:`start` once the worker can take work.
+    """
+
+    def __init__(self, host: str, port: int, snapshot: Callable[[], Health]) -> None:
+        self.host = host
+        self.port = port
+        """The configured port until :meth:`bind`, then the port actually bound."""
+        self._app = health_app(snapshot)
+        self._sock: socket.socket | None = None
+        self._server: InLoopServer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def bind(self) -> None:
+        """Take the port now; raises HealthBindError naming the setting."""
+        self._sock = bind(self.host, self.port)
+        self.port = int(self._sock.getsockname()[1])
+
+    async def start(self) -> None:
+        """Serve until :meth:`stop`; logs the address (with the real port)."""
+        if self._sock is None:
+            self.bind()
+        assert self._sock is not None
+        config = uvicorn.Config(
+            self._app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=STOP_TIMEOUT_S,
+        )
+        self._server = InLoopServer(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises what stopped uvicorn
+                raise RuntimeError("the health server stopped before it started")
+            await asyncio.sleep(0.005)
+        log.info("health endpoint listening", url=f"http://{self.host}:{self.port}", port=self.port)
+
+    async def stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await asyncio.wait_for(self._task, STOP_TIMEOUT_S + 1)
+        elif self._sock is not None:
+            self._sock.close()  # bound but never served
+        self._sock, self._server, self._task = None, None, None
 
 
 def liveness(last_turn: float, timeout_s: float) -> tuple[str, float]:

@@ -15,6 +15,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from analyzer.attempts import AttemptStore
+from analyzer.outage import Outage
 from shared.clock import now_ms
 from shared.keys import GROUP
 from shared.settings import Settings
@@ -33,17 +34,15 @@ async def _every(
     step: Callable[[], Awaitable[None]],
     stopping: asyncio.Event,
 ) -> None:
-    failing = False
+    outage = Outage(name)
     while not stopping.is_set():
         try:
             await step()
-            if failing:
-                log.info("maintenance recovered", task=name)
-            failing = False
+            outage.recovered()
         except RedisError as exc:
-            if not failing:
-                log.warning("maintenance step failed; retrying", task=name, error=str(exc))
-            failing = True
+            # Each duty keeps its own pace through an outage rather than the backoff:
+            # renewal must resume within its interval once Redis is back.
+            outage.failed(exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), interval())
 
@@ -89,7 +88,6 @@ class Maintenance:
         promoted, next_due = await self.store.promote()
         if promoted:
             log.info("retries queued", count=promoted)
-        if promoted:
             self._next_promote_s = 0.0
         elif next_due is None:
             self._next_promote_s = PROMOTE_MAX_SLEEP_S

@@ -3,13 +3,22 @@
 Every replica asks before each API call; the answer is either "go" (capacity
 reserved) or "wait this long". Waiting is a sleep, not a poll. A 429, or
 headers saying a limit is spent, pause the whole fleet at once.
+
+The provider counts a call when it arrives, which can be seconds after the
+reservation (a fresh process builds its client, the image is prepared). So a
+reservation is booked as pending (it counts against every replica from the
+start) and re-dated by :func:`mark_sent` when the request leaves: the limit
+then holds for the windows the provider sees, not only for reservation times.
 """
 
 from __future__ import annotations
 
 import uuid
+from contextvars import ContextVar
 
 import msgspec
+import structlog
+from redis.exceptions import RedisError
 
 from analyzer.backends import ApiLimits
 from shared import scripts
@@ -19,11 +28,25 @@ from shared.luascript import ScriptRunner
 from shared.schemas import Usage
 from shared.settings import Settings
 
+log = structlog.get_logger("analyzer")
 
-class Reservation(msgspec.Struct, frozen=True, kw_only=True):
-    """Capacity reserved for one call, to be settled with the real usage."""
+WINDOW_MS = 60_000
+"""The provider's window: Anthropic's limits are per minute."""
+SEND_MARGIN_MS = 1_000
+"""A sent call counts from this much after it leaves (as the token buckets span
+61 s): it still has to reach the provider, whose clock is not ours."""
 
+
+class Reservation(msgspec.Struct, kw_only=True):
+    """Capacity reserved for one call, to be settled with the real usage.
+
+    Not frozen: :func:`mark_sent` moves ``second`` to the send time's bucket,
+    where :meth:`RateLimiter.settle` must then correct the estimate.
+    """
+
+    member: str
     second: int
+    """The bucket holding this call's tokens: pending (a window ahead) until sent."""
     input_tokens: int
     output_tokens: int
 
@@ -39,14 +62,21 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
 class RateLimiter:
     """The fleet-wide limits of ``ANTHROPIC_RPM`` / ``_INPUT_TPM`` / ``_OUTPUT_TPM``."""
 
-    def __init__(self, run: ScriptRunner, keys: Keys, settings: Settings) -> None:
+    def __init__(
+        self, run: ScriptRunner, keys: Keys, settings: Settings, *, window_ms: int = WINDOW_MS
+    ) -> None:
+        """``window_ms``: the provider's window; only tests shrink it."""
         self._run = run
+        self.window_ms = window_ms
+        # Under half a window: ratelimit_acquire tells pending entries by that.
+        self.send_margin_ms = min(SEND_MARGIN_MS, window_ms // 4)
         self._keys = scripts.LimiterKeys(
             requests=keys.ratelimit("requests"),
             input=keys.ratelimit("input"),
             output=keys.ratelimit("output"),
             state=keys.ratelimit("state"),
         )
+        self._buckets = scripts.BucketKeys(input=self._keys.input, output=self._keys.output)
         self._limits = (
             settings.anthropic_rpm,
             settings.anthropic_input_tpm,
@@ -60,8 +90,12 @@ class RateLimiter:
         return image_tokens + self.prompt_tokens, self.output_estimate
 
     async def try_acquire(self, input_tokens: int, output_tokens: int) -> Decision:
-        """Reserve capacity now, or say how long to wait; one round trip."""
+        """Reserve capacity now, or say how long to wait; one round trip.
+
+        A reservation is pending until :func:`mark_sent` runs in the same task.
+        """
         now = now_ms()
+        member = uuid.uuid4().hex
         rpm, input_tpm, output_tpm = self._limits
         wait = await self._run(
             scripts.RATELIMIT_ACQUIRE,
@@ -73,20 +107,42 @@ class RateLimiter:
                 output_tpm=output_tpm,
                 need_in=input_tokens,
                 need_out=output_tokens,
-                member=uuid.uuid4().hex,
+                member=member,
+                window_ms=self.window_ms,
             ),
         )
         if wait.wait_ms > 0:
             return Decision(wait_ms=wait.wait_ms, reason=wait.reason)
-        return Decision(
-            wait_ms=0,
-            reason="",
-            reservation=Reservation(
-                second=now // 1000,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
+        reservation = Reservation(
+            member=member,
+            second=(now + self.window_ms) // 1000,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+        )
+        # The caller's task carries it to the backend's send hook (mark_sent):
+        # no backend needs to know about the limiter.
+        _unsent.set((self, reservation))
+        return Decision(wait_ms=0, reason="", reservation=reservation)
+
+    async def stamp(self, reservation: Reservation) -> None:
+        """Re-date ``reservation`` to now: its request is leaving."""
+        sent = now_ms() + self.send_margin_ms
+        _, input_tpm, output_tpm = self._limits
+        await self._run(
+            scripts.RATELIMIT_STAMP,
+            scripts.StampKeys(
+                requests=self._keys.requests, input=self._keys.input, output=self._keys.output
+            ),
+            scripts.StampArgs(
+                member=reservation.member,
+                sent_ms=sent,
+                reserved_second=reservation.second,
+                input_tokens=reservation.input_tokens if input_tpm else 0,
+                output_tokens=reservation.output_tokens if output_tpm else 0,
+                window_ms=self.window_ms,
             ),
         )
+        reservation.second = sent // 1000
 
     async def settle(self, reservation: Reservation, usage: Usage) -> None:
         """Correct the reservation with the tokens the API reports it used."""
@@ -95,7 +151,7 @@ class RateLimiter:
         )
         await self._run(
             scripts.RATELIMIT_SETTLE,
-            scripts.BucketKeys(input=self._keys.input, output=self._keys.output),
+            self._buckets,
             scripts.SettleArgs(
                 second=reservation.second,
                 input_delta=used_in - reservation.input_tokens,
@@ -137,3 +193,30 @@ class RateLimiter:
         for remaining, need, reset_ms, what in spent:
             if remaining is not None and reset_ms is not None and remaining < need:
                 await self.pause_until(reset_ms, f"API reports {what} spent until reset")
+
+
+_unsent: ContextVar[tuple[RateLimiter, Reservation] | None] = ContextVar(
+    "ratelimit_unsent", default=None
+)
+
+
+async def mark_sent() -> None:
+    """The current task's API request is leaving now: re-date its reservation, once.
+
+    Called by each backend at the moment its call starts (the Claude backend from
+    its HTTP client, when the request is written to the connection). Without a
+    reservation (no limiter, or already stamped) it does nothing. If Redis does not
+    answer, the call goes ahead: its reservation still counts, pending, for longer.
+    """
+    unsent = _unsent.get()
+    if unsent is None:
+        return
+    _unsent.set(None)
+    limiter, reservation = unsent
+    try:
+        await limiter.stamp(reservation)
+    except RedisError as exc:
+        log.warning(
+            "could not re-date the rate-limit reservation; it stays counted as pending",
+            error=str(exc),
+        )

@@ -22,8 +22,9 @@ from analyzer.attempts import AttemptStore
 from analyzer.backends import Backend, make_backend
 from analyzer.control import listen_for_cancels
 from analyzer.fetch import ImageFetcher
-from analyzer.health import Health, liveness, serve_health
+from analyzer.health import Health, HealthServer, liveness
 from analyzer.maintenance import Entry, Maintenance
+from analyzer.outage import Outage
 from analyzer.runner import ScanRunner
 from shared.connection import connect
 from shared.keys import GROUP
@@ -56,9 +57,7 @@ class Worker:
     Use as ``async with Worker(settings) as worker: await worker.run()``.
     """
 
-    def __init__(
-        self, settings: Settings, *, backend: Backend | None = None, health_port: int | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, *, backend: Backend | None = None) -> None:
         self.settings = settings
         self.consumer = consumer_name()
         self.redis = connect(settings, max_connections=settings.worker_concurrency + 8)
@@ -86,24 +85,33 @@ class Worker:
             free_slots=self._free_slots,
             deliver=self._deliver,
         )
-        self.health_port = settings.analyzer_health_port if health_port is None else health_port
+        self.health_server: HealthServer | None = None
+        if settings.analyzer_health_port is not None:
+            self.health_server = HealthServer(
+                settings.analyzer_health_host, settings.analyzer_health_port, self.health
+            )
         self.processed = 0
         self.last_turn = time.monotonic()
         self._inflight: dict[str, InFlight] = {}
         self._backlog: collections.deque[Entry] = collections.deque()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._forced = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
-        self._health: asyncio.Server | None = None
 
     async def __aenter__(self) -> Worker:
-        await self.ensure_groups()
-        # Before the first claim: a scan must not wait seconds for OCR models to load.
-        await self.backend.warm_up()
-        if self.health_port:
-            self._health = await serve_health(
-                self.settings.analyzer_health_host, self.health_port, self.health
-            )
+        try:
+            if self.health_server is not None:
+                # First: a taken port ends the process before it loads models or touches Redis.
+                self.health_server.bind()
+            await self.ensure_groups()
+            # Before the first claim: a scan must not wait seconds for OCR models to load.
+            await self.backend.warm_up()
+            if self.health_server is not None:
+                await self.health_server.start()
+        except BaseException:
+            await self.aclose()
+            raise
         return self
 
     async def __aexit__(
@@ -145,6 +153,17 @@ class Worker:
             task = asyncio.get_running_loop().create_task(self._unblock(self._reader_id))
             self._background.append(task)
 
+    def force_stop(self) -> None:
+        """Stop now: hand back running scans at once instead of waiting out the grace period."""
+        self.stop()
+        if self._forced.is_set():
+            return
+        log.warning(
+            "forced stop: handing back running scans now, without waiting out the grace period",
+            in_flight=len(self._inflight),
+        )
+        self._forced.set()
+
     async def _unblock(self, client_id: int) -> None:
         # Ends the pending XREADGROUP as if it had timed out: no entry is lost.
         try:
@@ -168,7 +187,7 @@ class Worker:
                 )
             )
         )
-        failures = 0
+        outage = Outage("read")
         while not self._stopping.is_set():
             while self._backlog and len(self._inflight) < self.settings.worker_concurrency:
                 self._start(*self._backlog.popleft())
@@ -181,15 +200,10 @@ class Worker:
             try:
                 self._backlog.extend(await self._read(self._free_slots()))
                 self.last_turn = time.monotonic()
-                if failures:
-                    log.info("redis reachable again")
-                failures = 0
+                outage.recovered()
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                self._reader_id = None
-                failures += 1
-                if failures == 1:
-                    log.warning("redis unreachable; retrying", error=str(exc))
-                await self._pause(min(0.1 * 2 ** min(failures, 5), 2.0))
+                self._reader_id = None  # a new connection has a new client id
+                await self._pause(outage.failed(exc))
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
@@ -311,7 +325,7 @@ class Worker:
         tasks = [item.task for item in self._inflight.values()]
         if tasks:
             log.info("draining", in_flight=len(tasks), grace_s=grace)
-            _, pending = await asyncio.wait(tasks, timeout=grace)
+            pending = await self._wait_or_forced(tasks, grace)
             for task in pending:
                 task.cancel()  # the runner hands each one back for immediate redelivery
             await asyncio.gather(*pending, return_exceptions=True)
@@ -322,6 +336,23 @@ class Worker:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         log.info("consumer stopped", processed=self.processed)
+
+    async def _wait_or_forced(
+        self, tasks: list[asyncio.Task[None]], grace_s: float
+    ) -> set[asyncio.Task[None]]:
+        """Wait for ``tasks`` for ``grace_s`` at most, less if forced; return the unfinished."""
+        # asyncio.wait never cancels what it waits for: cancelling these two watchers
+        # leaves the scans running, for the caller to cancel (and so hand back).
+        watchers = [
+            asyncio.ensure_future(asyncio.wait(tasks)),
+            asyncio.ensure_future(self._forced.wait()),
+        ]
+        try:
+            await asyncio.wait(watchers, timeout=grace_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+        return {task for task in tasks if not task.done()}
 
     async def _hand_back_backlog(self) -> None:
         while self._backlog:
@@ -340,9 +371,8 @@ class Worker:
 
     async def aclose(self) -> None:
         """Release the health server, the backend, the HTTP client and Redis."""
-        if self._health is not None:
-            self._health.close()
-            await self._health.wait_closed()
+        if self.health_server is not None:
+            await self.health_server.stop()
         for item in self._inflight.values():
             item.task.cancel()
         await self.backend.aclose()

@@ -12,9 +12,9 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import Message
 
-from shared.http.errors import ApiError
 from shared.clock import now_ms
 from shared.errors import InvalidImageError
+from shared.http.errors import ApiError
 from shared.images import ImageTooLargeError, inspect_image, sniff_image
 from shared.netguard import UnsafeURLError, check_url
 from shared.schemas import ScanCreate

@@ -42,6 +42,7 @@ class Supervisor:
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.lock = threading.Lock()
         self.stopping = False
+        self.terminated = False
 
     def say(self, message: str) -> None:
         """Print a supervisor line."""
@@ -72,6 +73,7 @@ class Supervisor:
             proc = self.children.get(name)
             if proc and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
+        self.terminated = True
         deadline = time.monotonic() + GRACE_S
         for name in order:
             proc = self.children.get(name)
@@ -83,6 +85,18 @@ class Supervisor:
                 self.say(f"{name} did not stop in {GRACE_S:.0f}s; killing it")
                 proc.kill()
                 proc.wait()
+
+    def force(self) -> None:
+        """A second Ctrl-C: pass it on, so the services stop without waiting out their grace.
+
+        SIGINT after SIGTERM is what forces uvicorn (gateway, notifier) and the
+        analyzer alike: they stop waiting for connections or scans (the
+        analyzer hands its scans back at once) and exit.
+        """
+        self.say("second signal: forcing the services to exit now")
+        for proc in self.children.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
 
     def watch(self) -> int:
         """Wait until a child exits or a stop is requested; return the exit code to use."""
@@ -107,6 +121,8 @@ def main() -> None:
     valkey: EmbeddedValkey | None = None
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        if sup.terminated:
+            sup.force()
         sup.stopping = True
 
     signal.signal(signal.SIGINT, on_signal)

@@ -373,6 +373,8 @@ class AcquireArgs(_S, frozen=True, kw_only=True):
     need_in: int
     need_out: int
     member: str
+    window_ms: int
+    """The provider's window; a reservation is booked a window ahead until it is sent."""
 
 
 class Wait(msgspec.Struct, frozen=True):
@@ -387,6 +389,28 @@ def _wait(reply: list[Any]) -> Wait:
 
 
 RATELIMIT_ACQUIRE = Script("ratelimit_acquire", LimiterKeys, AcquireArgs, _wait)
+
+
+class StampKeys(_S, frozen=True, kw_only=True):
+    requests: str
+    input: str
+    output: str
+
+
+class StampArgs(_S, frozen=True, kw_only=True):
+    member: str
+    sent_ms: int
+    """When the request leaves, plus a margin for its way to the provider."""
+    reserved_second: int
+    """The bucket the reservation's tokens were booked in."""
+    input_tokens: int
+    """0 for a limit that is off."""
+    output_tokens: int
+    window_ms: int
+
+
+RATELIMIT_STAMP = Script("ratelimit_stamp", StampKeys, StampArgs, bool)
+"""Re-date a reservation to the moment its request leaves."""
 
 
 class BucketKeys(_S, frozen=True, kw_only=True):

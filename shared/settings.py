@@ -82,7 +82,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_ttl_s: int = 24 * 3600
     dead_maxlen: int = 10_000
     analyzer_health_host: str = "127.0.0.1"
-    analyzer_health_port: int = 8002
+    analyzer_health_port: int | None = 8002
+    """None: no health endpoint; 0: any free port (logged at start)."""
     liveness_timeout_s: float = 30.0
     redis_timeout_s: float = 5.0
     anthropic_rpm: int = 0
@@ -211,7 +212,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 "ANTHROPIC_PROMPT_TOKENS", _positive, d.anthropic_prompt_tokens
             ),
             tenant_max_active=r.get("SCAN_TENANT_MAX_ACTIVE", _non_negative, d.tenant_max_active),
-            auth=r.get("LABELSCAN_AUTH", _on_off, d.auth),
+            auth=r.get("LABELSCAN_AUTH", _bool, d.auth),
             api_keys=r.get("LABELSCAN_API_KEYS", _api_keys, d.api_keys),
             api_keys_file=r.get("LABELSCAN_API_KEYS_FILE", str, None),
             admin_tenants=r.get("LABELSCAN_ADMIN_TENANTS", _names, d.admin_tenants),
@@ -272,8 +273,14 @@ def _non_negative_float(raw: str) -> float:
     return value
 
 
-def _port_or_off(raw: str) -> int:
-    return 0 if raw == "0" else _port(raw)
+def _port_or_off(raw: str) -> int | None:
+    # 0 asks the OS for any free port (several analyzers on one host); "off" serves nothing.
+    if raw.lower() == "off":
+        return None
+    try:
+        return 0 if raw == "0" else _port(raw)
+    except ValueError:
+        raise ValueError("must be a TCP port (1-65535), 0 (any free port) or off") from None
 
 
 def _port(raw: str) -> int:
@@ -370,10 +377,6 @@ def _url(raw: str) -> str:
 
 
 _TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-def _on_off(raw: str) -> bool:
-    return _bool(raw)
 
 
 def _names(raw: str) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Literal, cast
 
 import anthropic
+import httpx
 import msgspec
 import structlog
 from anthropic.types import MessageParam, TextBlockParam
@@ -19,6 +20,7 @@ from anthropic.types.output_config_param import OutputConfigParam
 
 from analyzer.backends import Analysis, AnalysisRequest, ApiLimits, Report
 from analyzer.prompt import SYSTEM_PROMPT, user_text
+from analyzer.ratelimit import mark_sent
 from shared.errors import (
     BackendError,
     BackendUnavailableError,
@@ -85,6 +87,11 @@ class ClaudeBackend:
             base_url=settings.anthropic_base_url,
             timeout=settings.anthropic_timeout_s,
             max_retries=0,
+            # The SDK's own client settings, plus the hook that tells the shared
+            # rate limiter when each request really leaves.
+            http_client=anthropic.DefaultAsyncHttpxClient(
+                event_hooks={"request": [_stamp_when_sent]}
+            ),
         )
 
     async def analyze(self, request: AnalysisRequest, report: Report) -> Analysis:
@@ -157,6 +164,24 @@ class ClaudeBackend:
     async def aclose(self) -> None:
         """Close the SDK's HTTP client."""
         await self._client.close()
+
+
+async def _stamp_when_sent(request: httpx.Request) -> None:
+    """Re-date the call's rate-limit reservation when its bytes go out, not when built.
+
+    httpx runs request hooks before it has a connection; the ``trace`` extension
+    fires once the connection is up and the headers are being written, so neither
+    client start-up, image encoding nor a TCP/TLS handshake counts as "sent" early.
+    """
+    previous = request.extensions.get("trace")
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if previous is not None:
+            await previous(event, info)
+        if event.endswith(".send_request_headers.started"):  # http11. or http2.
+            await mark_sent()
+
+    request.extensions["trace"] = trace
 
 
 def _user_message(request: AnalysisRequest) -> MessageParam:

@@ -8,6 +8,7 @@ import msgspec
 
 from analyzer import ocr
 from analyzer.backends import Analysis, AnalysisRequest, Report
+from analyzer.ratelimit import mark_sent
 from analyzer.rulebook import Rulebook, evaluate, load_rulebook, worst
 from shared.schemas import Finding, LabelAnalysis, MarketplaceReport, Stage, Usage
 from shared.settings import Settings
@@ -33,6 +34,7 @@ class LocalBackend:
 
     async def analyze(self, request: AnalysisRequest, report: Report) -> Analysis:
         """OCR the image, evaluate the rules for each requested marketplace."""
+        await mark_sent()  # configured API limits also pace this backend: its call starts now
         await report(OCR_STAGE, 40, "Reading the label text (offline OCR)")
         result = await ocr.read_text(request.image)
         markets = ", ".join(dict.fromkeys(request.marketplaces))

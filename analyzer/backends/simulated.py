@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from analyzer.backends import Analysis, AnalysisRequest, Report
+from analyzer.ratelimit import mark_sent
 from shared.schemas import Finding, LabelAnalysis, MarketplaceReport, Usage
 from shared.settings import Settings
 
@@ -19,6 +20,7 @@ class SimulatedBackend:
 
     async def analyze(self, request: AnalysisRequest, report: Report) -> Analysis:
         """Wait, then describe the request without looking at the image."""
+        await mark_sent()  # the simulated call starts now, for the shared rate limiter
         if self._delay:
             await asyncio.sleep(self._delay)
         await report("parsing", 90, "Checking the simulated answer")

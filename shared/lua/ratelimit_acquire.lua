@@ -1,17 +1,20 @@
 -- Reserve capacity for one API call against limits shared by every replica:
--- requests per rolling minute (an exact log) and input/output tokens per
--- rolling minute (one-second buckets over 61 s, so the window is never short),
+-- requests per rolling window (an exact log) and input/output tokens per
+-- rolling window (one-second buckets over window + 1 s, so it is never short),
 -- plus a fleet-wide pause set after a 429 or when the API says it is spent.
 -- Nothing is reserved unless everything fits.
--- KEYS: request log (zset), input buckets (hash), output buckets (hash), state (hash)
--- ARGV: now_ms, rpm, input_tpm, output_tpm, input_estimate, output_estimate, member
+-- The reservation is booked as pending, one window ahead (log score now + window,
+-- tokens in the bucket of that second): it counts against every replica until
+-- ratelimit_stamp re-dates it to when the request leaves, however long that takes;
+-- one never sent expires after two windows.
 -- Returns {wait_ms, reason}: wait_ms 0 means reserved.
-local now = tonumber(ARGV[1])
-local rpm, itpm, otpm = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local need_in, need_out = tonumber(ARGV[5]), tonumber(ARGV[6])
+local now, window = now_ms, window_ms
+local itpm, otpm = input_tpm, output_tpm
+local span = math.floor(window / 1000) + 1
 local second = math.floor(now / 1000)
+local pending_second = math.floor((now + window) / 1000)
 
-local paused = tonumber(redis.call('HGET', KEYS[4], 'paused_until') or '0')
+local paused = tonumber(redis.call('HGET', state_key, 'paused_until') or '0')
 if paused > now then
   return {paused - now, 'paused'}
 end
@@ -23,7 +26,7 @@ local function token_wait(key, limit, need)
   local buckets, used = {}, 0
   for i = 1, #flat, 2 do
     local s, n = tonumber(flat[i]), tonumber(flat[i + 1])
-    if s <= second - 61 then
+    if s <= second - span then
       redis.call('HDEL', key, flat[i])
     else
       used = used + n
@@ -35,37 +38,42 @@ local function token_wait(key, limit, need)
   for _, b in ipairs(buckets) do
     used = used - b[2]
     if used + need <= limit then
-      return (b[1] + 61) * 1000 - now
+      -- a pending bucket is re-dated to its send second, at the latest now
+      return (math.min(b[1], second) + span) * 1000 - now
     end
   end
-  return 61000
+  return span * 1000
 end
 
 local wait, reason = 0, ''
 if rpm > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60000)
-  if redis.call('ZCARD', KEYS[1]) >= rpm then
-    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-    wait, reason = tonumber(oldest[2]) + 60000 - now + 1, 'requests per minute'
+  redis.call('ZREMRANGEBYSCORE', requests_key, '-inf', now - window)
+  if redis.call('ZCARD', requests_key) >= rpm then
+    -- the oldest entry frees its slot one window after its score; a pending one
+    -- (dated over half a window ahead, more than a stamp's margin) is sent now at
+    -- the earliest
+    local oldest = tonumber(redis.call('ZRANGE', requests_key, 0, 0, 'WITHSCORES')[2])
+    if oldest > now + window / 2 then oldest = now end
+    wait, reason = oldest + window - now + 1, 'requests per minute'
   end
 end
-local w = token_wait(KEYS[2], itpm, need_in)
+local w = token_wait(input_key, itpm, need_in)
 if w > wait then wait, reason = w, 'input tokens per minute' end
-w = token_wait(KEYS[3], otpm, need_out)
+w = token_wait(output_key, otpm, need_out)
 if w > wait then wait, reason = w, 'output tokens per minute' end
 if wait > 0 then
   return {wait, reason}
 end
 if rpm > 0 then
-  redis.call('ZADD', KEYS[1], now, ARGV[7])
-  redis.call('PEXPIRE', KEYS[1], 61000)
+  redis.call('ZADD', requests_key, now + window, member)
+  redis.call('PEXPIRE', requests_key, 2 * window + 1000)
 end
 if itpm > 0 then
-  redis.call('HINCRBY', KEYS[2], second, need_in)
-  redis.call('PEXPIRE', KEYS[2], 62000)
+  redis.call('HINCRBY', input_key, pending_second, need_in)
+  redis.call('PEXPIRE', input_key, 2 * window + 2000)
 end
 if otpm > 0 then
-  redis.call('HINCRBY', KEYS[3], second, need_out)
-  redis.call('PEXPIRE', KEYS[3], 62000)
+  redis.call('HINCRBY', output_key, pending_second, need_out)
+  redis.call('PEXPIRE', output_key, 2 * window + 2000)
 end
 return {0, ''}

@@ -1,11 +1,9 @@
 -- Replace a call's token estimates with what the API reported it used, in
 -- the bucket where they were reserved (while that bucket is still counted).
--- KEYS: input buckets, output buckets
--- ARGV: reserved_second, input_delta, output_delta
-for i, key in ipairs(KEYS) do
-  local delta = tonumber(ARGV[i + 1])
-  if delta ~= 0 and redis.call('HEXISTS', key, ARGV[1]) == 1 then
-    redis.call('HINCRBY', key, ARGV[1], delta)
+for _, bucket in ipairs({{input_key, input_delta}, {output_key, output_delta}}) do
+  local key, delta = bucket[1], bucket[2]
+  if delta ~= 0 and redis.call('HEXISTS', key, second) == 1 then
+    redis.call('HINCRBY', key, second, delta)
   end
 end
 return 1

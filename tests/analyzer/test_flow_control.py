@@ -10,12 +10,14 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 from redis.asyncio import Redis
 
+from analyzer.backends import AnalysisRequest
+from analyzer.backends.claude import ClaudeBackend
 from analyzer.images import token_estimate
-from analyzer.ratelimit import RateLimiter
+from analyzer.ratelimit import Decision, RateLimiter, mark_sent
 from shared.connection import connect
 from shared.keys import Keys
 from shared.luascript import ScriptRunner
-from shared.schemas import ScanEvent, Usage
+from shared.schemas import ScanEvent, Stage, Usage
 from shared.settings import Secret, Settings
 from tests.conftest import SettingsFactory
 from tests.support.anthropic_emulator import run_emulator
@@ -248,3 +250,88 @@ async def test_tenant_cap_keeps_one_seller_from_starving_others(
     assert states_a.count("completed") <= 2, "B did not wait behind A's whole batch"
     assert stats["active_by_tenant"] == {"a": 1, "b": 1}
     assert final["active_by_tenant"] == {}
+
+
+async def test_reservation_counts_until_sent_then_one_window_from_sending(
+    make_settings: SettingsFactory,
+) -> None:
+    """Pending, a reservation holds its slot past a window; sent, it frees one window later."""
+    settings = make_settings(anthropic_rpm=1, anthropic_input_tpm=5000)
+    redis = connect(settings)
+    limiter = RateLimiter(ScriptRunner(redis), Keys(settings.prefix), settings, window_ms=1000)
+
+    async def call() -> tuple[Decision, Decision]:
+        granted = await limiter.try_acquire(4000, 10)
+        await asyncio.sleep(1.2)  # longer than the window before the request leaves
+        still_pending = await limiter.try_acquire(10, 10)
+        await mark_sent()
+        assert granted.reservation is not None
+        await limiter.settle(granted.reservation, Usage(input_tokens=500, output_tokens=10))
+        return granted, still_pending
+
+    granted, still_pending = await asyncio.create_task(call())
+    after_send = await limiter.try_acquire(10, 10)
+    await asyncio.sleep(after_send.wait_ms / 1000)
+    next_window = await limiter.try_acquire(4000, 10)
+    await redis.aclose()
+    assert granted.wait_ms == 0
+    assert still_pending.reason == "requests per minute"
+    # Counted from the send (plus the margin for its way to the API), not the reservation.
+    counted = 1000 + limiter.send_margin_ms
+    assert after_send.reason == "requests per minute"
+    assert counted - 150 < after_send.wait_ms <= counted + 1
+    # The settled tokens (500, not the 4000 reserved) were moved to the send second.
+    assert next_window.wait_ms == 0
+
+
+async def test_limit_holds_as_the_api_counts_when_first_calls_leave_late(
+    make_settings: SettingsFactory,
+) -> None:
+    """Fresh replicas whose first call leaves long after its reservation: no window of the
+    API (the emulator, with the minute shrunk to 1.5 s) ever sees more calls than the limit."""
+    window_s, rpm, replicas, calls = 1.5, 3, 3, 3
+    async with run_emulator(rpm_limit=rpm, rpm_window_s=window_s) as emulator:
+        settings = make_settings(
+            analyzer_backend="claude",
+            anthropic_api_key=Secret("sk-window"),
+            anthropic_base_url=emulator.base_url,
+            anthropic_rpm=rpm,
+        )
+        request = AnalysisRequest(
+            image=PNG,
+            media_type="image/png",
+            image_tokens=100,
+            category="toys",
+            marketplaces=["US"],
+            product_name="Lamp",
+        )
+
+        async def report(stage: Stage, percentage: int, message: str) -> None:
+            pass  # progress is not what this test watches
+
+        async def replica() -> None:
+            redis = connect(settings)
+            limiter = RateLimiter(
+                ScriptRunner(redis),
+                Keys(settings.prefix),
+                settings,
+                window_ms=int(window_s * 1000),
+            )
+            backend = ClaudeBackend(settings)
+            try:
+                for i in range(calls):
+                    while (decision := await limiter.try_acquire(1000, 100)).reservation is None:
+                        await asyncio.sleep(decision.wait_ms / 1000)
+                    if i == 0:
+                        await asyncio.sleep(0.8)  # a fresh process: client, image preparation
+                    await backend.analyze(request, report)
+            finally:
+                await backend.aclose()
+                await redis.aclose()
+
+        await asyncio.gather(*(replica() for _ in range(replicas)))
+    arrivals = sorted(emulator.arrived_at)
+    busiest = max(sum(1 for t in arrivals if start <= t < start + window_s) for start in arrivals)
+    assert len(arrivals) == replicas * calls
+    assert emulator.rejected == 0, "the API never had to refuse a call"
+    assert busiest <= rpm

@@ -101,6 +101,7 @@ class MessagesEmulator:
         fault_statuses: Iterable[int] = (429, 529, 500),
         fault_retry_after: float | None = None,
         rpm_limit: int | None = None,
+        rpm_window_s: float = 60.0,
         api_key: str | None = None,
         cache_min_tokens: int = 1024,
         seed: int = 0,
@@ -116,7 +117,9 @@ class MessagesEmulator:
         self.fault_statuses = tuple(fault_statuses)
         self.fault_retry_after = fault_retry_after
         self.rpm_limit = rpm_limit
-        """Requests accepted per rolling 60 s; above it, 429 with ``retry-after``."""
+        """Requests accepted per rolling ``rpm_window_s``; above it, 429 with ``retry-after``."""
+        self.rpm_window_s = rpm_window_s
+        """The API's window is a minute; tests of the limiter shrink it."""
         self.api_key = api_key
         """None accepts any non-empty key; a string accepts only that key."""
         self.cache_min_tokens = cache_min_tokens
@@ -126,6 +129,8 @@ class MessagesEmulator:
 
         self.requests: list[Body] = []
         """Every JSON body received, in order (also those answered with an error)."""
+        self.arrived_at: list[float] = []
+        """``time.monotonic()`` of each request's arrival (its headers read), in order."""
         self.ok_count = 0
         self.rejected = 0
         """Requests refused by ``rpm_limit``."""
@@ -158,6 +163,7 @@ class MessagesEmulator:
     def reset(self) -> None:
         """Forget counters, queued faults and cache entries; keep the configuration."""
         self.requests.clear()
+        self.arrived_at.clear()
         self.ok_count = self.rejected = self.faults = self.dropped = 0
         self.max_in_flight = self.in_flight
         self._failures.clear()
@@ -169,6 +175,7 @@ class MessagesEmulator:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI endpoint of ``POST /v1/messages``."""
+        self.arrived_at.append(time.monotonic())
         request = Request(scope, receive)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -207,11 +214,11 @@ class MessagesEmulator:
             self.faults += 1
             return _error(status, "injected by the emulator", request_id, retry_after)
         now = time.monotonic()
-        while self._accepted_at and now - self._accepted_at[0] >= 60:
+        while self._accepted_at and now - self._accepted_at[0] >= self.rpm_window_s:
             self._accepted_at.popleft()
         if self.rpm_limit is not None and len(self._accepted_at) >= self.rpm_limit:
             self.rejected += 1
-            wait = math.ceil(60 - (now - self._accepted_at[0]))
+            wait = math.ceil(self.rpm_window_s - (now - self._accepted_at[0]))
             return _error(
                 429,
                 f"over the limit of {self.rpm_limit} requests per minute",

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -48,6 +53,8 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         value = getattr(settings, field)
         if value is not None:
             env[name] = str(value)
+    if settings.analyzer_health_port is None:
+        env["ANALYZER_HEALTH_PORT"] = "off"
     if settings.anthropic_api_key is not None:
         env["ANTHROPIC_API_KEY"] = settings.anthropic_api_key.value
     env["LABELSCAN_AUTH"] = "on" if settings.auth else "off"
@@ -59,14 +66,52 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-def spawn(service: str, settings: Settings, **extra: str) -> subprocess.Popen[bytes]:
-    """Start ``python -m service`` with ``settings``; it dies with the test run."""
-    return subprocess.Popen(
-        [sys.executable, "-m", service],
-        env=service_env(settings, **extra),
-        stdin=subprocess.DEVNULL,
-        preexec_fn=die_with_parent,
-    )
+def spawn(
+    service: str, settings: Settings, *, log: Path | None = None, **extra: str
+) -> subprocess.Popen[bytes]:
+    """Start ``python -m service`` with ``settings``; it dies with the test run.
+
+    ``log``: a file that receives the service's log (its stderr), for tests that
+    read what it said (see :func:`log_events`); otherwise it goes to the test's.
+    """
+    with contextlib.ExitStack() as files:
+        stderr = files.enter_context(log.open("ab")) if log is not None else None
+        return subprocess.Popen(
+            [sys.executable, "-m", service],
+            env=service_env(settings, **extra),
+            stdin=subprocess.DEVNULL,
+            stderr=stderr,
+            preexec_fn=die_with_parent,
+        )
+
+
+def log_events(log: Path) -> list[dict[str, Any]]:
+    """The JSON log lines written so far to ``log`` (other lines are skipped)."""
+    events = []
+    for line in log.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            if isinstance(event, dict):
+                events.append(event)
+    return events
+
+
+def wait_log(
+    log: Path,
+    proc: subprocess.Popen[bytes],
+    match: Callable[[dict[str, Any]], bool],
+    timeout: float = 20.0,
+) -> dict[str, Any]:
+    """The first log event of ``log`` that ``match`` accepts, waiting for it to be written."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = next((e for e in log_events(log) if match(e)), None)
+        if found is not None:
+            return found
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before logging it")
+        time.sleep(0.05)
+    raise RuntimeError(f"no matching log line in {log} after {timeout}s")
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import uvicorn
 from starlette.types import ASGIApp
 
+from shared.asgi import InLoopServer
 from shared.embedded import free_port
 
 
@@ -45,9 +46,8 @@ async def serve(app: ASGIApp, port: int | None = None) -> AsyncIterator[RunningS
         http="httptools",
         timeout_graceful_shutdown=2,
     )
-    server = uvicorn.Server(config)
-    # The test owns signals; uvicorn must not install its own handlers.
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # The test run owns SIGINT/SIGTERM (Ctrl-C must reach pytest), not the servers it starts.
+    server = InLoopServer(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

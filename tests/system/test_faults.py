@@ -7,6 +7,9 @@ import base64
 import collections
 import signal
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
@@ -20,7 +23,7 @@ from shared.settings import Secret, Settings
 from tests.conftest import SettingsFactory
 from tests.support.anthropic_emulator import run_emulator
 from tests.support.images import label_png
-from tests.support.processes import spawn, stop, wait_http
+from tests.support.processes import log_events, spawn, stop, wait_http, wait_log
 from tests.support.servers import serve
 from tests.support.stack import running_stack
 
@@ -275,3 +278,46 @@ async def test_sigterm_analyzer_hands_back_and_exits_0(
     assert states == ["queued"] * 3
     assert (await redis.xpending(keys.requests("normal"), GROUP))["pending"] == 0
     assert await redis.xlen(keys.requests("normal")) == 3
+
+
+async def test_second_sigterm_forces_the_exit(
+    make_settings: SettingsFactory, redis: Redis, tmp_path: Path
+) -> None:
+    """SIGTERM drains a long scan; a second one hands it back and exits at once, saying so."""
+    settings = make_settings(simulated_delay_ms=120_000, shutdown_grace_s=60, worker_concurrency=1)
+    log = tmp_path / "analyzer.log"
+    analyzer = spawn("analyzer", settings, log=log)
+    keys = Keys(settings.prefix)
+
+    def logged(event: str) -> Callable[[dict[str, Any]], bool]:
+        return lambda e: e.get("event") == event
+
+    try:
+        await asyncio.to_thread(wait_log, log, analyzer, logged("consumer started"))
+        async with (
+            serve(create_gateway(settings)) as gateway,
+            httpx.AsyncClient(base_url=gateway.url, timeout=10) as client,
+        ):
+            scan_id = (await client.post("/api/scans", json=BODY)).json()["scan_id"]
+            async with asyncio.timeout(10):
+                while await redis.hget(keys.scan(scan_id), "state") != b"active":
+                    await asyncio.sleep(0.05)
+            analyzer.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(wait_log, log, analyzer, logged("draining"))
+            await asyncio.sleep(0.5)
+            draining = analyzer.poll() is None  # waiting out the 60 s grace period
+            forced_at = time.monotonic()
+            analyzer.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(analyzer.wait, 15)
+            took = time.monotonic() - forced_at
+            state = (await client.get(f"/api/scans/{scan_id}")).json()["state"]
+    finally:
+        stop(analyzer)
+    events = [e["event"] for e in log_events(log)]
+    assert draining
+    assert code == 0
+    assert took < 3
+    assert "second signal; forcing the exit" in events
+    assert any(e.startswith("forced stop") for e in events)
+    assert state == "queued", "the running scan was handed back for immediate redelivery"
+    assert (await redis.xpending(keys.requests("normal"), GROUP))["pending"] == 0
