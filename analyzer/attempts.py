@@ -14,7 +14,7 @@ import msgspec
 
 from shared import events, scripts
 from shared.clock import now_ms
-from shared.keys import GROUP
+from shared.keys import GROUP, Partition
 from shared.schemas import Progress, ScanError, ScanJob, ScanResult
 from shared.store import StoreBase
 
@@ -58,7 +58,7 @@ class AttemptStore(StoreBase):
         attempt's first event is built for the next one.
         """
         sid = job.scan_id
-        k = self.keys
+        k = self.keys.of_scan(sid)
         token = uuid.uuid4().hex
         cap = self.settings.tenant_max_active
         keys = scripts.ClaimKeys(
@@ -152,7 +152,7 @@ class AttemptStore(StoreBase):
 
     async def _finish(self, claim: Claim, state: str, outcome: bytes, ev: bytes) -> bool:
         sid = claim.job.scan_id
-        k = self.keys
+        k = self.keys.of_scan(sid)
         return await self.run(
             scripts.FINISH,
             scripts.FinishKeys(
@@ -186,7 +186,7 @@ class AttemptStore(StoreBase):
     async def retry(self, claim: Claim, error: ScanError, delay_s: float) -> bool:
         """Acknowledge and schedule the next attempt ``delay_s`` from now, atomically."""
         sid = claim.job.scan_id
-        k = self.keys
+        k = self.keys.of_scan(sid)
         progress = events.retrying(claim.attempt, error, delay_s)
         return await self.run(
             scripts.RETRY,
@@ -219,7 +219,7 @@ class AttemptStore(StoreBase):
     ) -> bool:
         """Hand an entry back for immediate redelivery (``claim`` None if never started)."""
         sid = job.scan_id
-        k = self.keys
+        k = self.keys.of_scan(sid)
         ev = b""
         if claim is not None:
             ev = events.event(sid, "queued", "queued", events.HANDED_BACK, claim.attempt)
@@ -254,9 +254,8 @@ class AttemptStore(StoreBase):
             scripts.RenewArgs(group=GROUP, consumer=consumer, entry_ids=tuple(entry_ids)),
         )
 
-    async def promote(self, limit: int = 200) -> tuple[int, int | None]:
-        """Queue due retries and scheduled scans; returns (promoted, next due ms or None)."""
-        k = self.keys
+    async def promote(self, k: Partition, limit: int = 200) -> tuple[int, int | None]:
+        """Queue ``k``'s due retries and scheduled scans; returns (promoted, next due ms)."""
         now = now_ms()
         due: Any = await self.redis.zrangebyscore(k.delayed, "-inf", now, 0, limit)
         promoted = 0
@@ -268,24 +267,17 @@ class AttemptStore(StoreBase):
             # Gathered, so the runner sends every scan's script in one pipeline.
             done = await asyncio.gather(
                 *(
-                    self._promote_one(
-                        raw_id.decode(),
-                        (tenant or b"default").decode(),
-                        (priority or b"normal").decode(),
-                        int(attempts or 0),
-                        now,
-                    )
-                    for raw_id, (tenant, priority, attempts) in zip(due, found, strict=True)
+                    self._promote_one(k, raw_id.decode(), fields, now)
+                    for raw_id, fields in zip(due, found, strict=True)
                 )
             )
             promoted = sum(done)
         head: Any = await self.redis.zrange(k.delayed, 0, 0, withscores=True)
         return promoted, (int(head[0][1]) if head else None)
 
-    async def _promote_one(
-        self, sid: str, tenant: str, priority: str, attempts: int, now: int
-    ) -> bool:
-        k = self.keys
+    async def _promote_one(self, k: Partition, sid: str, fields: list[Any], now: int) -> bool:
+        tenant, priority, attempts = fields
+        made = int(attempts or 0)
         return await self.run(
             scripts.PROMOTE,
             scripts.PromoteKeys(
@@ -293,14 +285,14 @@ class AttemptStore(StoreBase):
                 scan=k.scan(sid),
                 events=k.events,
                 history=k.scan_events(sid),
-                stream=k.requests(priority),  # type: ignore[arg-type]
+                stream=k.requests((priority or b"normal").decode()),  # type: ignore[arg-type]
             ),
             scripts.PromoteArgs(
                 scan_id=sid,
-                tenant=tenant,
+                tenant=(tenant or b"default").decode(),
                 now_ms=now,
-                attempts=attempts,
-                event=events.event(sid, "queued", "queued", events.QUEUED, attempts),
+                attempts=made,
+                event=events.event(sid, "queued", "queued", events.QUEUED, made),
                 maxlen=self.maxlen,
                 scan_maxlen=self.scan_maxlen,
             ),

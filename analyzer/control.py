@@ -6,19 +6,20 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from analyzer.outage import Outage
+from shared.connection import RedisClient
 
 
 async def listen_for_cancels(
-    redis: Redis, channel: str, on_cancel: Callable[[str], None], stopping: asyncio.Event
+    redis: RedisClient, channel: str, on_cancel: Callable[[str], None], stopping: asyncio.Event
 ) -> None:
     """Call ``on_cancel(scan_id)`` for each cancel message until ``stopping`` is set.
 
     Pub/sub may drop a message while disconnected; that is safe because a
-    cancelled scan's token is gone, so the attempt stops at its next write.
+    cancelled scan's token is gone, so the attempt stops at its next write. On a
+    cluster a published message reaches every node, so any node will do.
     """
     outage = Outage("control")
     while not stopping.is_set():

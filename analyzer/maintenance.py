@@ -17,7 +17,9 @@ from redis.exceptions import RedisError
 from analyzer.attempts import AttemptStore
 from analyzer.outage import Outage
 from shared.clock import now_ms
-from shared.keys import GROUP
+from shared.keys import GROUP, Keys
+from shared.replies import text as _text
+from shared.schemas import PRIORITIES
 from shared.settings import Settings
 
 log = structlog.get_logger("analyzer")
@@ -85,7 +87,12 @@ class Maintenance:
 
     async def promote(self) -> None:
         """Queue due retries; sleep until the next one is due (bounded)."""
-        promoted, next_due = await self.store.promote()
+        results = await asyncio.gather(
+            *(self.store.promote(part) for part in self.store.keys.partitions)
+        )
+        promoted = sum(n for n, _ in results)
+        dues = [due for _, due in results if due is not None]
+        next_due = min(dues) if dues else None
         if promoted:
             log.info("retries queued", count=promoted)
             self._next_promote_s = 0.0
@@ -104,7 +111,7 @@ class Maintenance:
         """Take over entries idle past the visibility timeout (their consumer died)."""
         min_idle = int(self.settings.visibility_timeout_s * 1000)
         redis = self.store.redis
-        for stream in self.store.keys.request_streams:
+        for stream in self._streams():
             free = self._free()
             if free <= 0:
                 break
@@ -123,16 +130,21 @@ class Maintenance:
         # The shared events stream only feeds live fan-out (histories live per scan):
         # keep it to the retention window so a burst does not stay in memory.
         horizon = now_ms() - self.settings.events_retention_s * 1000
-        await redis.xtrim(self.store.keys.events, minid=f"{horizon}-0", approximate=True)
+        for part in self.store.keys.partitions:
+            await redis.xtrim(part.events, minid=f"{horizon}-0", approximate=True)
         if time.monotonic() - self._last_tidy > max(60.0, self.settings.visibility_timeout_s):
             self._last_tidy = time.monotonic()
             await self.remove_dead_consumers()
+
+    def _streams(self) -> list[str]:
+        """Every request stream, highest priority first, across partitions."""
+        return request_streams(self.store.keys)
 
     async def remove_dead_consumers(self) -> None:
         """Delete consumers with nothing pending that have not read for a long while."""
         idle_limit = int(max(60.0, 2 * self.settings.visibility_timeout_s) * 1000)
         redis = self.store.redis
-        for stream in self.store.keys.request_streams:
+        for stream in self._streams():
             for consumer in await redis.xinfo_consumers(stream, GROUP):
                 name = _text(consumer["name"])
                 if (
@@ -144,5 +156,6 @@ class Maintenance:
                     log.info("removed idle consumer", consumer=name, stream=stream)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def request_streams(keys: Keys) -> list[str]:
+    """Every request stream, by priority (highest first), then partition."""
+    return [part.requests(p) for p in PRIORITIES for part in keys.partitions]

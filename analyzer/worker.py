@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 import structlog
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -23,18 +24,19 @@ from analyzer.backends import Backend, make_backend
 from analyzer.control import listen_for_cancels
 from analyzer.fetch import ImageFetcher
 from analyzer.health import Health, HealthServer, liveness
-from analyzer.maintenance import Entry, Maintenance
+from analyzer.maintenance import Entry, Maintenance, request_streams
 from analyzer.outage import Outage
 from analyzer.runner import ScanRunner
 from shared.connection import connect
 from shared.keys import GROUP
-from shared.schemas import ScanJob
+from shared.schemas import PRIORITIES, ScanJob
 from shared.settings import Settings
 
 log = structlog.get_logger("analyzer")
 
 _decode_job = msgspec.json.Decoder(ScanJob).decode
 BLOCK_MS = 1000
+MIN_BLOCK_MS = 50
 
 
 def consumer_name() -> str:
@@ -76,7 +78,12 @@ class Worker:
             max_redirects=settings.image_fetch_max_redirects,
         )
         self.runner = ScanRunner(self.store, self.backend, self.fetcher, settings)
-        self.streams = self.store.keys.request_streams  # highest priority first
+        # By priority, highest first; within a level every partition is read in turn.
+        self.streams = request_streams(self.store.keys)
+        self._levels = [
+            [part.requests(p) for part in self.store.keys.partitions] for p in PRIORITIES
+        ]
+        self._turn = 0
         self.maintenance = Maintenance(
             self.store,
             settings=settings,
@@ -227,18 +234,27 @@ class Worker:
         self._wake.set()
 
     async def _read(self, count: int) -> list[Entry]:
-        # Highest level first without blocking; block across every level only
-        # when all are empty, so a free slot never waits behind an idle level.
+        # Highest level first without blocking, each level's partitions from a
+        # rotating start (so none is always last); block only when all are empty,
+        # so a free slot never waits behind an idle level.
+        self._turn += 1
         out: list[Entry] = []
-        for stream in self.streams:
-            if len(out) >= count:
-                return out
-            out += await self._xreadgroup({stream: ">"}, count - len(out), block=None)
+        for level in self._levels:
+            start = self._turn % len(level)
+            for stream in level[start:] + level[:start]:
+                if len(out) >= count:
+                    return out
+                out += await self._xreadgroup({stream: ">"}, count - len(out), block=None)
         if out:
             return out
-        if self._reader_id is None:
+        if isinstance(self._reader, Redis) and self._reader_id is None:
             self._reader_id = int(await self._reader.client_id())
-        return await self._xreadgroup(dict.fromkeys(self.streams, ">"), 1, block=BLOCK_MS)
+        # One blocking read covers one partition's streams (a command stays in one
+        # slot); with several, each is watched in turn for a short while.
+        parts = self.store.keys.partitions
+        part = parts[self._turn % len(parts)]
+        block = BLOCK_MS if len(parts) == 1 else max(BLOCK_MS // len(parts), MIN_BLOCK_MS)
+        return await self._xreadgroup(dict.fromkeys(part.request_streams, ">"), 1, block=block)
 
     async def _xreadgroup(
         self, streams: dict[str, str], count: int, block: int | None
@@ -301,7 +317,7 @@ class Worker:
         raw = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}
         pipe = self.redis.pipeline(transaction=True)
         pipe.xadd(
-            self.store.keys.dead,
+            self.store.keys.of_key(stream).dead,
             {
                 "scan_id": raw.get("scan_id", ""),
                 "stream": stream,

@@ -25,7 +25,7 @@ from shared.schemas import (
     Tenant,
 )
 from shared.settings import Settings
-from shared.store import Duplicate, OverQuota, ScanStore, new_scan_id
+from shared.store import Duplicate, OverQuota, ScanStore
 from shared.streamids import parse_stream_id
 
 _encode = msgspec.json.Encoder().encode
@@ -86,8 +86,8 @@ async def create_scan(request: Request) -> Response:
     idempotency = _idempotency(request, _encode(scan) + (intake.image or b"") + tenant.encode())
     if idempotency is not None:
         idempotency = (f"{tenant}:{idempotency[0]}", idempotency[1])
-    scan_id = new_scan_id()
     store = _store(request)
+    scan_id = store.new_scan_id(idempotency[0] if idempotency is not None else None)
     job = ScanJob(
         scan_id=scan_id,
         category=scan.category,

@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeAlias, TypedDict
 
 import msgspec
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -18,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 from notifier.access import check_scan, check_tenant, require_keys
 from notifier.events import reconnect_frame, retry_frame
 from notifier.hub import Hub
+from notifier.position import Position, parse_position
 from notifier.sse import HEADERS, EventStream
 from notifier.stream import (
     UNAVAILABLE,
@@ -28,7 +28,7 @@ from notifier.stream import (
     scan_stream,
     tenant_stream,
 )
-from shared.connection import connect
+from shared.connection import RedisClient, connect
 from shared.cors import cors
 from shared.http.clients import request_client
 from shared.http.errors import (
@@ -54,7 +54,7 @@ class State(TypedDict):
     """What the lifespan hands to every request."""
 
     hub: Hub
-    redis: Redis
+    redis: RedisClient
     source: Source
     settings: Settings
     tenant_of: Callable[[str], Awaitable[str | None]]
@@ -78,22 +78,41 @@ def begin_shutdown(app: Starlette) -> None:
     lifecycle.shutdown()
 
 
-def _after(request: Request) -> str | None:
-    """The resume point: Last-Event-ID, else ?last_event_id=; ApiError 400 if malformed."""
+def _resume_point(request: Request) -> str | None:
     # The header wins: a browser's reconnect sends a newer id than the URL it was opened with.
-    after = (
+    return (
         request.headers.get("last-event-id", "").strip()
         or (request.query_params.get("last_event_id", "").strip())
         or None
     )
+
+
+def _bad_resume_point(example: str) -> ApiError:
+    return ApiError(
+        400,
+        "bad_request",
+        f"Last-Event-ID must be an event id like {example} (ASCII digits)",
+        "Last-Event-ID",
+    )
+
+
+def _after(request: Request) -> str | None:
+    """A scan stream's resume point: Last-Event-ID, else ?last_event_id=; 400 if malformed."""
+    after = _resume_point(request)
     if after is not None and parse_stream_id(after) is None:
-        raise ApiError(
-            400,
-            "bad_request",
-            "Last-Event-ID must be an event id like 1700000000000-0 (ASCII digits)",
-            "Last-Event-ID",
-        )
+        raise _bad_resume_point("1700000000000-0")
     return after
+
+
+def _after_position(request: Request, partitions: int) -> Position | None:
+    """A tenant stream's resume point: one event id per partition; 400 if malformed."""
+    after = _resume_point(request)
+    if after is None:
+        return None
+    position = parse_position(after, partitions)
+    if position is None:
+        raise _bad_resume_point(",".join(["1700000000000-0"] * partitions))
+    return position
 
 
 def _come_back(request: Request, detail: str) -> Response:
@@ -150,8 +169,8 @@ async def stream_tenant(request: Request) -> Answer:
         raise ApiError(403, "forbidden", "the event token is for another tenant", "tenant")
     else:
         tenant = granted
-    after = _after(request)
     src: Source = request.state.source
+    after = _after_position(request, src.hub.partitions)
     if src.hub.draining:
         return _come_back(request, "shutting down; reconnect")
     sub = src.hub.subscribe_tenant(tenant)
@@ -213,11 +232,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         redis = request_client(settings, waiting_pool=REQUEST_POOL)
-        reader = connect(settings, max_connections=2)  # its XREAD BLOCK holds a connection
-        keys = Keys(settings.prefix)
+        keys = Keys(settings.prefix, settings.partitions)
+        # Each partition's reader holds a connection in XREAD BLOCK.
+        reader = connect(settings, max_connections=len(keys.partitions) + 1)
         hub = Hub(
             reader,
-            keys.events,
+            [part.events for part in keys.partitions],
             queue_size=queue_size or settings.sse_queue_size,
             heartbeat_s=heartbeat_s or settings.sse_heartbeat_s,
         )

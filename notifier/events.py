@@ -61,6 +61,8 @@ class StreamEvent:
     type: str
     data: str
     wire: bytes
+    partition: int = 0
+    """Which partition's stream it came from (tenant streams track one id per partition)."""
 
     @property
     def terminal(self) -> bool:
@@ -68,7 +70,7 @@ class StreamEvent:
         return self.type in TERMINAL_STATES
 
 
-def decode_event(entry_id: bytes, payload: bytes | None) -> StreamEvent:
+def decode_event(entry_id: bytes, payload: bytes | None, partition: int = 0) -> StreamEvent:
     """Build a StreamEvent from an entry; raises ValueError when the entry is malformed."""
     sid = entry_id.decode("ascii")
     key = parse_stream_id(sid)
@@ -85,5 +87,10 @@ def decode_event(entry_id: bytes, payload: bytes | None) -> StreamEvent:
         raise ValueError(f"event type is not a name: {head.type!r}")
     # Encoded once here, shared by every connection the event goes to.
     return StreamEvent(
-        id=sid, key=key, type=head.type, data=data, wire=frame(data, event=head.type, id=sid)
+        id=sid,
+        key=key,
+        type=head.type,
+        data=data,
+        wire=frame(data, event=head.type, id=sid),
+        partition=partition,
     )

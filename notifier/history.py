@@ -6,10 +6,10 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import structlog
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from notifier.events import StreamEvent, decode_event
+from shared.connection import RedisClient
 from shared.streamids import StreamId, parse_stream_id
 
 log = structlog.get_logger("notifier")
@@ -19,7 +19,7 @@ TENANT_PAGE = 1_000  # the global stream holds every tenant's events; most are f
 
 
 async def replay(
-    redis: Redis,
+    redis: RedisClient,
     key: str,
     after: str | None,
     *,
@@ -73,7 +73,7 @@ class Kept:
         return self.first is None or after < self.first
 
 
-async def kept(redis: Redis, key: str) -> Kept:
+async def kept(redis: RedisClient, key: str) -> Kept:
     """The retained range of stream ``key`` (nothing kept when it does not exist)."""
     try:
         info: Any = await redis.xinfo_stream(key)

@@ -1,17 +1,23 @@
-"""The fan-out: one XREAD reader per process, events dispatched in memory to subscribers."""
+"""The fan-out: one XREAD reader per process and partition, events dispatched in memory.
+
+With several partitions the hub's position is one entry id per partition's events
+stream (see :mod:`notifier.position`); with one it is that stream's last id.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from notifier.events import decode_event
 from notifier.inbox import SHUTDOWN, Subscription
+from notifier.position import encode_position
+from shared.connection import RedisClient
 
 log = structlog.get_logger("notifier")
 
@@ -38,12 +44,12 @@ class HubStats:
 
 
 class Hub:
-    """Reads the global events stream once and routes each entry by ``scan_id`` and ``tenant``."""
+    """Reads each partition's events stream once; routes entries by ``scan_id`` and ``tenant``."""
 
     def __init__(
         self,
-        redis: Redis,
-        stream: str,
+        redis: RedisClient,
+        streams: str | Sequence[str],
         *,
         queue_size: int = QUEUE_SIZE,
         batch: int = BATCH,
@@ -51,7 +57,7 @@ class Hub:
         heartbeat_s: float | None = None,
     ) -> None:
         self._redis = redis
-        self._stream = stream
+        self._streams = (streams,) if isinstance(streams, str) else tuple(streams)
         self._queue_size = queue_size
         self._batch = batch
         self._block_ms = block_ms
@@ -61,9 +67,9 @@ class Hub:
         self._buckets: list[set[Subscription]] = [set() for _ in range(BEAT_BUCKETS)]
         self._next_bucket = 0
         self._count = 0
-        self._last_id: str | None = None
+        self._last: list[str | None] = [None] * len(self._streams)
         self._ready = asyncio.Event()
-        self._connected = True
+        self._connected = [True] * len(self._streams)
         self._tasks: list[asyncio.Task[None]] = []
         self._overflows = 0
         self._stopping = False
@@ -71,14 +77,26 @@ class Hub:
 
     @property
     def last_id(self) -> str | None:
-        """The newest entry dispatched: every entry up to it is in its subscribers' inboxes."""
-        return self._last_id
+        """The newest position dispatched: every entry up to it is in its subscribers' inboxes.
+
+        One entry id per partition (comma-separated when there are several); None
+        until every reader knows where it starts.
+        """
+        if any(last is None for last in self._last):
+            return None
+        return encode_position([last for last in self._last if last is not None])
+
+    @property
+    def partitions(self) -> int:
+        """How many events streams the hub reads."""
+        return len(self._streams)
 
     def start(self) -> None:
-        """Start the reader (and the heartbeat) tasks."""
+        """Start the readers (and the heartbeat) tasks."""
         if self._tasks:
             return
-        self._tasks.append(asyncio.create_task(self._run(), name="notifier-hub"))
+        for index in range(len(self._streams)):
+            self._tasks.append(asyncio.create_task(self._run(index), name=f"notifier-hub-{index}"))
         if self._heartbeat_s is not None:
             self._tasks.append(asyncio.create_task(self._beat(self._heartbeat_s)))
 
@@ -147,10 +165,11 @@ class Hub:
 
     def stats(self) -> HubStats:
         """A snapshot of the hub's state."""
+        last_id = self.last_id
         return HubStats(
-            ready=self._last_id is not None,
-            connected=self._connected and self._last_id is not None,
-            last_id=self._last_id,
+            ready=last_id is not None,
+            connected=all(self._connected) and last_id is not None,
+            last_id=last_id,
             scans=len(self._scans),
             tenants=len(self._tenants),
             subscribers=self._count,
@@ -169,53 +188,57 @@ class Hub:
                     sub.heartbeat()
             turn = (turn + 1) % buckets
 
-    async def _run(self) -> None:
+    async def _run(self, index: int) -> None:
+        stream = self._streams[index]
         backoff = BACKOFF_MIN_S
         while not self._stopping:
             try:
-                if self._last_id is None:
-                    self._last_id = await self._tail()
-                    self._ready.set()
+                if self._last[index] is None:
+                    self._last[index] = await self._tail(stream)
+                    if self.last_id is not None:
+                        self._ready.set()
                 # A concrete id, never "$": after a reconnect nothing written meanwhile is missed.
+                start: str = self._last[index] or "0-0"
                 reply = await self._redis.xread(
-                    {self._stream: self._last_id}, count=self._batch, block=self._block_ms
+                    {stream: start}, count=self._batch, block=self._block_ms
                 )
             except (RedisError, OSError) as exc:
-                self._lost(exc, unexpected=False)
+                self._lost(index, exc, unexpected=False)
             except Exception as exc:  # a bug must not silence every stream of the process
-                self._lost(exc, unexpected=True)
+                self._lost(index, exc, unexpected=True)
             else:
-                if not self._connected:
-                    log.info("events reader reconnected", last_id=self._last_id)
-                    self._connected = True
+                if not self._connected[index]:
+                    log.info("events reader reconnected", stream=stream, last_id=self._last[index])
+                    self._connected[index] = True
                 backoff = BACKOFF_MIN_S
                 try:
-                    self._dispatch(reply)
+                    self._dispatch(index, reply)
                 except Exception:  # one bad batch must not stop the reader for everyone
-                    log.exception("dispatching a batch failed", last_id=self._last_id)
+                    log.exception("dispatching a batch failed", last_id=self._last[index])
                 continue
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
-    async def _tail(self) -> str:
+    async def _tail(self, stream: str) -> str:
         """The stream's last entry id now ("$" made concrete); 0-0 when it is empty."""
-        last: Any = await self._redis.xrevrange(self._stream, count=1)
+        last: Any = await self._redis.xrevrange(stream, count=1)
         return str(last[0][0].decode("ascii")) if last else "0-0"
 
-    def _lost(self, exc: Exception, *, unexpected: bool) -> None:
-        if not self._connected:
+    def _lost(self, index: int, exc: Exception, *, unexpected: bool) -> None:
+        if not self._connected[index]:
             return  # already reported; one line per state change, not per retry
-        self._connected = False
+        self._connected[index] = False
+        stream = self._streams[index]
         if unexpected:
-            log.exception("events reader failed; retrying", error=repr(exc))
+            log.exception("events reader failed; retrying", stream=stream, error=repr(exc))
         else:
-            log.warning("events reader lost redis; retrying", error=str(exc))
+            log.warning("events reader lost redis; retrying", stream=stream, error=str(exc))
 
-    def _dispatch(self, reply: Any) -> None:
+    def _dispatch(self, index: int, reply: Any) -> None:
         scans, tenants = self._scans, self._tenants
         for _stream, entries in reply or ():
             for entry_id, fields in entries:
-                self._last_id = entry_id.decode("ascii")
+                self._last[index] = entry_id.decode("ascii")
                 raw_scan = fields.get(b"scan_id")
                 raw_tenant = fields.get(b"tenant")
                 by_scan = scans.get(raw_scan.decode("ascii", "replace")) if raw_scan else None
@@ -225,9 +248,11 @@ class Hub:
                 if not by_scan and not by_tenant:
                     continue  # nobody here watches it: not even decoded
                 try:
-                    event = decode_event(entry_id, fields.get(b"event"))
+                    event = decode_event(entry_id, fields.get(b"event"), index)
                 except ValueError as exc:
-                    log.warning("skipping malformed event", entry_id=self._last_id, error=str(exc))
+                    log.warning(
+                        "skipping malformed event", entry_id=self._last[index], error=str(exc)
+                    )
                     continue
                 for subs in (by_scan, by_tenant):
                     if subs:

@@ -7,10 +7,11 @@ from typing import Any
 
 import msgspec
 import structlog
-from redis.asyncio import Redis
 
 from notifier.events import frame
 from notifier.history import Kept
+from notifier.position import encode_position
+from shared.connection import RedisClient
 from shared.events import QUEUED
 from shared.keys import Keys
 from shared.record import latest_event
@@ -71,7 +72,7 @@ class ScanSnapshot:
         return frame(_encode(body), event="reset", id=self.kept.last)
 
 
-async def scan_snapshot(redis: Redis, keys: Keys, scan_id: str) -> ScanSnapshot:
+async def scan_snapshot(redis: RedisClient, keys: Keys, scan_id: str) -> ScanSnapshot:
     """The scan's state and history range at one instant (Lua writes both together)."""
     pipe = redis.pipeline(transaction=True)
     pipe.hmget(keys.scan(scan_id), ["state", "attempts"])
@@ -85,28 +86,33 @@ async def scan_snapshot(redis: Redis, keys: Keys, scan_id: str) -> ScanSnapshot:
     return ScanSnapshot(scan_id, fields, Kept(info), last)
 
 
-async def tenant_reset(redis: Redis, stream: str, tenant: str, until: str) -> bytes:
-    """Every scan of ``tenant`` still on the events stream, as its latest event up to ``until``.
+async def tenant_reset(
+    redis: RedisClient, streams: list[str], tenant: str, until: list[str]
+) -> bytes:
+    """Every scan of ``tenant`` still on the events streams, as its latest event up to
+    ``until`` (one id per partition's stream).
 
-    The fold reads the retained stream once (bounded); entries after ``until``
-    reach the client live, so the snapshot plus what follows has no gap.
+    The fold reads each retained stream once (bounded); entries after ``until``
+    reach the client live, so the snapshot plus what follows has no gap. A scan's
+    events are all in its own partition, so the folds do not overlap.
     """
     wanted = tenant.encode()
     latest: dict[bytes, bytes] = {}
-    start = "-"
-    for _ in range(FOLD_MAX_PAGES):
-        entries: Any = await redis.xrange(stream, min=start, max=until, count=FOLD_PAGE)
-        for _id, fields in entries:
-            if fields.get(b"tenant") == wanted and b"event" in fields:
-                scan = fields.get(b"scan_id", b"")
-                latest.pop(scan, None)  # re-inserted: the list is ordered by latest event
-                latest[scan] = fields[b"event"]
-        if len(entries) < FOLD_PAGE:
-            break
-        start = "(" + entries[-1][0].decode("ascii")
+    for stream, end in zip(streams, until, strict=True):
+        start = "-"
+        for _ in range(FOLD_MAX_PAGES):
+            entries: Any = await redis.xrange(stream, min=start, max=end, count=FOLD_PAGE)
+            for _id, fields in entries:
+                if fields.get(b"tenant") == wanted and b"event" in fields:
+                    scan = fields.get(b"scan_id", b"")
+                    latest.pop(scan, None)  # re-inserted: ordered by latest event
+                    latest[scan] = fields[b"event"]
+            if len(entries) < FOLD_PAGE:
+                break
+            start = "(" + entries[-1][0].decode("ascii")
     head = _encode({"tenant": tenant, "reason": REASON})[:-1]
     body = head + b',"scans":[' + b",".join(_valid(latest.values())) + b"]}"
-    return frame(body, event="reset", id=until)
+    return frame(body, event="reset", id=encode_position(until))
 
 
 def _valid(events: Iterable[bytes]) -> list[bytes]:

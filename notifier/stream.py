@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from notifier.events import PING, id_ping, reconnect_frame
+from notifier.events import PING, StreamEvent, frame, id_ping, reconnect_frame
 from notifier.history import kept, replay
 from notifier.hub import Hub
 from notifier.inbox import DISCONNECTED, SHUTDOWN, Subscription
+from notifier.position import Position, format_position, parse_position
 from notifier.reset import scan_snapshot, tenant_reset
+from shared.connection import RedisClient
 from shared.keys import Keys
 from shared.replies import text
 from shared.schemas import TERMINAL_STATES
@@ -38,12 +39,12 @@ class Source:
     """What every stream reads from."""
 
     hub: Hub
-    redis: Redis
+    redis: RedisClient
     keys: Keys
     retry_ms: int
 
 
-async def scan_state(redis: Redis, keys: Keys, scan_id: str) -> tuple[str | None, bool]:
+async def scan_state(redis: RedisClient, keys: Keys, scan_id: str) -> tuple[str | None, bool]:
     """The scan's state (None when its hash is gone) and whether it has any history."""
     pipe = redis.pipeline(transaction=False)
     pipe.hget(keys.scan(scan_id), "state")
@@ -57,10 +58,18 @@ def is_finished(state: str | None) -> bool:
     return state is None or state in TERMINAL_STATES
 
 
-async def has_events_after(redis: Redis, keys: Keys, scan_id: str, after: str) -> bool:
+async def has_events_after(redis: RedisClient, keys: Keys, scan_id: str, after: str) -> bool:
     """Whether the history holds anything newer than ``after``."""
     entries: Any = await redis.xrange(keys.scan_events(scan_id), min="(" + after, count=1)
     return bool(entries)
+
+
+async def _lost_any(src: Source, streams: list[str], after: Position) -> bool:
+    """Whether any partition's stream was trimmed past the client's component of ``after``."""
+    for stream, last in zip(streams, after, strict=True):
+        if (await kept(src.redis, stream)).lost_after(last):
+            return True
+    return False
 
 
 def end_frame(reason: str | None, retry_ms: int) -> bytes:
@@ -75,9 +84,9 @@ def end_frame(reason: str | None, retry_ms: int) -> bytes:
 
 
 async def live(
-    src: Source, sub: Subscription, last: StreamId | None, *, scan: bool
+    src: Source, sub: Subscription, last: StreamId | None
 ) -> AsyncGenerator[bytes, None]:
-    """Queued events newer than ``last``, heartbeats, then why the stream ended."""
+    """A scan's queued events newer than ``last``, heartbeats, then why the stream ended."""
     while not sub.ended:
         events, ping = await sub.batch()
         out: list[bytes] = []
@@ -86,28 +95,61 @@ async def live(
                 continue
             out.append(event.wire)
             last = event.key
-            if scan and event.terminal:
+            if event.terminal:
                 yield b"".join(out)
                 return
         if ping:
-            beat, last = _ping(src.hub, sub, last)
-            out.append(beat)
+            out.append(PING)
         if out:
             yield b"".join(out)
     if tail := end_frame(sub.reason, src.retry_ms):
         yield tail
 
 
-def _ping(hub: Hub, sub: Subscription, last: StreamId | None) -> tuple[bytes, StreamId | None]:
-    # A tenant stream's client moves past other tenants' events: its resume stays cheap
-    # and never falls off the trimmed global stream while the tenant is quiet. Safe: the
-    # inbox was just emptied, and every entry up to the hub's last id was dispatched.
-    hub_last = hub.last_id
-    if sub.tenant and hub_last is not None:
-        key = parse_stream_id(hub_last)
-        if key is not None and (last is None or key > last):
-            return id_ping(hub_last), key
-    return PING, last
+class TenantCursor:
+    """Where a tenant stream stands: one id per partition, each moved by its own events."""
+
+    __slots__ = ("ids",)
+
+    def __init__(self, ids: Position) -> None:
+        self.ids = list(ids)
+
+    def take(self, event: StreamEvent) -> bytes | None:
+        """``event``'s frame, its id the new position; None if already sent (a duplicate)."""
+        if event.key <= self.ids[event.partition]:
+            return None
+        self.ids[event.partition] = event.key
+        if len(self.ids) == 1:
+            return event.wire  # the entry id is the position: the shared frame fits
+        return frame(event.data, event=event.type, id=format_position(tuple(self.ids)))
+
+    def move_to(self, hub_last: str | None) -> bytes:
+        """A heartbeat that moves the client past other tenants' events (every entry up
+        to the hub's position was dispatched and the inbox was just emptied), so its
+        resume stays cheap and never falls off the trimmed streams while it is quiet."""
+        hub = parse_position(hub_last, len(self.ids)) if hub_last is not None else None
+        if hub is None:
+            return PING
+        moved = [max(mine, theirs) for mine, theirs in zip(self.ids, hub, strict=True)]
+        if moved == self.ids:
+            return PING
+        self.ids = moved
+        return id_ping(format_position(tuple(moved)))
+
+
+async def live_tenant(
+    src: Source, sub: Subscription, cursor: TenantCursor
+) -> AsyncGenerator[bytes, None]:
+    """A tenant's queued events past ``cursor``, heartbeats, then why the stream ended."""
+    while not sub.ended:
+        events, ping = await sub.batch()
+        out = [wire for event in events if (wire := cursor.take(event)) is not None]
+        if ping:
+            out.append(cursor.move_to(src.hub.last_id))
+        if out:
+            yield b"".join(out)
+    if tail := end_frame(sub.reason, src.retry_ms):
+        yield tail
 
 
 class _Cursor:
@@ -172,7 +214,7 @@ async def scan_stream(
             yield chunk
         if cur.done or (is_finished(state) and not sub.ended):
             return
-        async for chunk in live(src, sub, cur.last, scan=True):
+        async for chunk in live(src, sub, cur.last):
             yield chunk
     except RedisError as exc:
         # Ending the stream is the recovery: the browser reconnects with Last-Event-ID.
@@ -181,30 +223,45 @@ async def scan_stream(
 
 
 async def tenant_stream(
-    src: Source, sub: Subscription, tenant: str, after: str | None
+    src: Source, sub: Subscription, tenant: str, after: Position | None
 ) -> AsyncGenerator[bytes, None]:
-    """Events of every scan of ``tenant`` after ``after`` (or from now), until the server ends."""
-    last = parse_stream_id(after) if after is not None else None
+    """Events of every scan of ``tenant`` after ``after`` (or from now), until the server ends.
+
+    Each partition's events stream is replayed from its own component of ``after``
+    up to the hub's position, then live events follow: gapless in every partition.
+    """
+    streams = [part.events for part in src.keys.partitions]
     try:
         await src.hub.wait_ready()
-        until = src.hub.last_id
-        if sub.ended or until is None:
+        hub_last = src.hub.last_id
+        until = parse_position(hub_last, len(streams)) if hub_last is not None else None
+        if sub.ended or hub_last is None or until is None:
             yield end_frame(sub.reason or SHUTDOWN, src.retry_ms)
             return
-        # Everything after `until` reaches the inbox; the history covers the rest.
-        if last is None:
-            yield id_ping(until)  # a resume point from the first byte, before any event
-            last = parse_stream_id(until)
-        elif (await kept(src.redis, src.keys.events)).lost_after(last):
-            yield await tenant_reset(src.redis, src.keys.events, tenant, until)
-            last = parse_stream_id(until)
+        # Everything after `until` reaches the inbox; the histories cover the rest.
+        ends = hub_last.split(",")
+        if after is None:
+            yield id_ping(hub_last)  # a resume point from the first byte, before any event
+            cursor = TenantCursor(until)
+        elif await _lost_any(src, streams, after):
+            yield await tenant_reset(src.redis, streams, tenant, ends)
+            cursor = TenantCursor(until)
         else:
-            async for page in replay(src.redis, src.keys.events, after, tenant=tenant, until=until):
-                if sub.ended:
-                    break
-                yield b"".join(event.wire for event in page)
-                last = page[-1].key
-        async for chunk in live(src, sub, last, scan=False):
+            cursor = TenantCursor(after)
+            for index, stream in enumerate(streams):
+                start = f"{after[index][0]}-{after[index][1]}"
+                async for page in replay(
+                    src.redis, stream, start, tenant=tenant, until=ends[index]
+                ):
+                    if sub.ended:
+                        break
+                    out = []
+                    for event in page:
+                        wire = cursor.take(replace(event, partition=index))
+                        if wire is not None:
+                            out.append(wire)
+                    yield b"".join(out)
+        async for chunk in live_tenant(src, sub, cursor):
             yield chunk
     except RedisError as exc:
         log.warning("tenant stream ended by a redis error", tenant=tenant, error=str(exc))

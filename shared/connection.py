@@ -21,17 +21,10 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import EqualJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from shared.errors import LabelscanError
 from shared.settings import Settings
 
 RedisClient: TypeAlias = Redis | RedisCluster
-"""What :func:`connect_any` returns: a cluster client in ``cluster`` mode, else ``Redis``."""
-
-
-class ClusterClientRequiredError(LabelscanError):
-    """``REDIS_MODE=cluster`` reached a caller typed for a single-node ``Redis``."""
-
-    kind = "configuration"
+"""What :func:`connect` returns: a cluster client in ``cluster`` mode, else ``Redis``."""
 
 
 class SentinelRedis(Redis):
@@ -50,22 +43,6 @@ class SentinelRedis(Redis):
 
 
 def connect(
-    settings: Settings, *, max_connections: int = 64, socket_timeout: float | None = None
-) -> Redis:
-    """A single-node client (``standalone`` or ``sentinel`` mode); connects lazily.
-
-    Raises :class:`ClusterClientRequiredError` in ``cluster`` mode: a caller that can
-    work with a cluster client uses :func:`connect_any`.
-    """
-    if settings.redis_mode == "cluster":
-        raise ClusterClientRequiredError(
-            "REDIS_MODE=cluster: this component takes a single-node client; "
-            "it must use shared.connection.connect_any"
-        )
-    return _single_node(settings, _options(settings, max_connections, socket_timeout))
-
-
-def connect_any(
     settings: Settings, *, max_connections: int = 64, socket_timeout: float | None = None
 ) -> RedisClient:
     """A client for ``settings`` in its ``redis_mode``; connects lazily.

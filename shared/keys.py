@@ -1,25 +1,61 @@
 """The Redis key layout: every key, stream and group name lives here.
 
-Every key carries the same hash tag ``{prefix}`` so that the Lua scripts,
-which touch a scan's hash, its events and the shared streams together,
-stay valid on Redis Cluster (one slot per deployment, as BullMQ does).
+The keyspace is split into ``SCAN_PARTITIONS`` partitions. Each partition's
+keys share one hash tag, so every Lua script (which touches a scan's hash, its
+history and its partition's streams together) stays in one slot of a Redis
+Cluster, while different partitions spread over its primaries. A scan's
+partition follows from its id; fleet-wide state (rate limits, quotas, the
+recorded partition count) lives under the deployment's own tag.
+
+With one partition its tag is the deployment's, ``{prefix}``: the layout of a
+single-node deployment is unchanged.
 """
 
 from __future__ import annotations
 
+import secrets
+import zlib
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
 from shared.schemas import PRIORITIES, Priority
+from shared.settings import MAX_PARTITIONS
 
 GROUP = "analyzers"
 
 
-class Keys:
-    """Key names under one deployment prefix."""
+def _tag(prefix: str, index: int, count: int) -> str:
+    """A hash tag whose slot lies in the ``index``-th of ``count`` equal slot ranges.
 
-    __slots__ = ("_p", "prefix")
+    A cluster assigns slots to primaries in ranges, so partitions whose slots are
+    spread evenly land evenly on primaries (when ``count`` is a multiple of them);
+    tags taken at random would often pile two partitions on one primary.
+    """
+    if count == 1:
+        return "{" + prefix + "}"
+    low = index * REDIS_CLUSTER_HASH_SLOTS // count
+    high = (index + 1) * REDIS_CLUSTER_HASH_SLOTS // count
+    n = 0
+    while True:
+        tag = f"{prefix}:{index}.{n}"
+        if low <= key_slot(tag.encode()) < high:
+            return "{" + tag + "}"
+        n += 1
 
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-        self._p = "{" + prefix + "}"
+
+class Partition:
+    """The keys of one partition: its streams, schedule and the scans it holds."""
+
+    __slots__ = ("_p", "index")
+
+    def __init__(self, tag: str, index: int) -> None:
+        self._p = tag
+        self.index = index
+
+    @property
+    def tag(self) -> str:
+        """The partition's hash tag, ``{...}``."""
+        return self._p
 
     def requests(self, priority: Priority) -> str:
         """Request stream for one priority level."""
@@ -32,7 +68,7 @@ class Keys:
 
     @property
     def events(self) -> str:
-        """Capped stream of every event, read by notifiers."""
+        """Capped stream of every event of this partition, read by notifiers."""
         return f"{self._p}:events"
 
     @property
@@ -51,26 +87,9 @@ class Keys:
         return f"{self._p}:stats"
 
     @property
-    def control(self) -> str:
-        """Pub/sub channel for control messages to analyzers (cancel)."""
-        return f"{self._p}:control"
-
-    def ratelimit(self, part: str) -> str:
-        """Global rate-limit state: ``requests``, ``input``, ``output`` or ``state``."""
-        return f"{self._p}:ratelimit:{part}"
-
-    @property
     def tenant_active(self) -> str:
-        """Hash of tenant -> scans active now (for per-tenant caps)."""
+        """Hash of tenant -> scans of this partition active now (for per-tenant caps)."""
         return f"{self._p}:tenants:active"
-
-    def tenant_rate(self, tenant: str) -> str:
-        """GCRA state of a tenant's requests per second."""
-        return f"{self._p}:ratelimit:tenant:{tenant}"
-
-    def tenant_quota(self, tenant: str, day: str) -> str:
-        """Scans a tenant submitted on ``day`` (YYYYMMDD, UTC)."""
-        return f"{self._p}:quota:{tenant}:{day}"
 
     def scan(self, scan_id: str) -> str:
         """Hash holding one scan's state."""
@@ -87,3 +106,135 @@ class Keys:
     def idempotency(self, key: str) -> str:
         """Idempotency key -> scan id."""
         return f"{self._p}:idem:{key}"
+
+
+class Keys:
+    """Key names under one deployment prefix, split into ``partitions``."""
+
+    __slots__ = ("_p", "partitions", "prefix")
+
+    def __init__(self, prefix: str, partitions: int = 1) -> None:
+        if not 1 <= partitions <= MAX_PARTITIONS:
+            raise ValueError(f"partitions must be 1..{MAX_PARTITIONS}, not {partitions}")
+        self.prefix = prefix
+        self._p = "{" + prefix + "}"
+        self.partitions = tuple(
+            Partition(_tag(prefix, i, partitions), i) for i in range(partitions)
+        )
+
+    # --- which partition -------------------------------------------------------------
+
+    def of_scan(self, scan_id: str) -> Partition:
+        """The partition holding ``scan_id`` (its first 8 hex digits, modulo the count)."""
+        n = len(self.partitions)
+        if n == 1:
+            return self.partitions[0]
+        return self.partitions[int(scan_id[:8], 16) % n]
+
+    def of_key(self, key: str) -> Partition:
+        """The partition a key of it (a request stream, say) belongs to."""
+        for part in self.partitions:
+            if key.startswith(part.tag + ":"):
+                return part
+        raise ValueError(f"{key} is not a partition's key")
+
+    def of_idempotency(self, key: str) -> Partition:
+        """The partition where a scan submitted with idempotency key ``key`` is made."""
+        return self.partitions[zlib.crc32(key.encode()) % len(self.partitions)]
+
+    def new_scan_id(self, partition: Partition | None = None) -> str:
+        """A fresh, unguessable scan id, in ``partition`` or in any (evenly spread)."""
+        scan_id = secrets.token_hex(16)
+        n = len(self.partitions)
+        if partition is None or n == 1:
+            return scan_id
+        head = int(scan_id[:8], 16)
+        head -= head % n - partition.index
+        if head >= 1 << 32:
+            head -= n
+        return f"{head:08x}{scan_id[8:]}"
+
+    # --- one scan's keys, wherever it lives --------------------------------------------
+
+    def scan(self, scan_id: str) -> str:
+        """Hash holding one scan's state."""
+        return self.of_scan(scan_id).scan(scan_id)
+
+    def scan_events(self, scan_id: str) -> str:
+        """One scan's event history, for replay."""
+        return self.of_scan(scan_id).scan_events(scan_id)
+
+    def image(self, scan_id: str) -> str:
+        """Uploaded image bytes."""
+        return self.of_scan(scan_id).image(scan_id)
+
+    # --- fleet-wide -------------------------------------------------------------------
+
+    @property
+    def layout(self) -> str:
+        """The partition count the deployment was first started with."""
+        return f"{self._p}:partitions"
+
+    @property
+    def control(self) -> str:
+        """Pub/sub channel for control messages to analyzers (cancel)."""
+        return f"{self._p}:control"
+
+    def ratelimit(self, part: str) -> str:
+        """Global rate-limit state: ``requests``, ``input``, ``output`` or ``state``."""
+        return f"{self._p}:ratelimit:{part}"
+
+    def tenant_rate(self, tenant: str) -> str:
+        """GCRA state of a tenant's requests per second."""
+        return f"{self._p}:ratelimit:tenant:{tenant}"
+
+    def tenant_quota(self, tenant: str, day: str) -> str:
+        """Scans a tenant submitted on ``day`` (YYYYMMDD, UTC)."""
+        return f"{self._p}:quota:{tenant}:{day}"
+
+    # --- the single partition of a one-partition deployment ----------------------------
+
+    @property
+    def only(self) -> Partition:
+        """The partition of a deployment that has one (tests and tools use it)."""
+        if len(self.partitions) != 1:
+            raise ValueError("this deployment has several partitions: name one")
+        return self.partitions[0]
+
+    def requests(self, priority: Priority) -> str:
+        """Request stream of the only partition."""
+        return self.only.requests(priority)
+
+    @property
+    def request_streams(self) -> tuple[str, ...]:
+        """Request streams of the only partition."""
+        return self.only.request_streams
+
+    @property
+    def events(self) -> str:
+        """Events stream of the only partition."""
+        return self.only.events
+
+    @property
+    def dead(self) -> str:
+        """Dead letters of the only partition."""
+        return self.only.dead
+
+    @property
+    def delayed(self) -> str:
+        """Schedule of the only partition."""
+        return self.only.delayed
+
+    @property
+    def stats(self) -> str:
+        """Counters of the only partition."""
+        return self.only.stats
+
+    @property
+    def tenant_active(self) -> str:
+        """Active scans per tenant in the only partition."""
+        return self.only.tenant_active
+
+    def idempotency(self, key: str) -> str:
+        """Idempotency key -> scan id, in the partition that key maps to."""
+        return self.of_idempotency(key).idempotency(key)

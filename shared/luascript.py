@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ClusterDownError, NoScriptError, RedisError, ResponseError
 
 from shared.record import FIELDS
 
@@ -108,6 +108,17 @@ class _Call:
         self.future = future
 
 
+class NotDurableError(RedisError):
+    """A write is in Redis but not yet on disk where strict durability requires it."""
+
+
+async def _read(conn: Any) -> Any:
+    try:
+        return await conn.read_response()
+    except ResponseError as exc:  # one command's error; the connection stays in sync
+        return exc
+
+
 class ScriptRunner:
     """Runs scripts by EVALSHA, coalescing the calls of one loop turn into one pipeline.
 
@@ -130,6 +141,64 @@ class ScriptRunner:
             loop.call_soon(self._flush)
         self._pending.append(_Call(script, script.command(keys, args), fut))
         return script.reply(await fut)
+
+    async def run_durable(
+        self, script: Script[K, A, R], keys: K, args: A, *, timeout_ms: int = 5000
+    ) -> R:
+        """Run ``script``, then wait until its writes are in the append-only file of the
+        primary and, when that primary has replicas, of one replica too.
+
+        ``WAITAOF`` waits for the writes of its own connection, so the script and the
+        waits share one connection, to the node that owns the script's first key.
+        """
+        command: list[Arg] = ["EVALSHA", *script.command(keys, args)]
+        node_key = str(command[3])
+        for _ in range(2):
+            first = await self._pinned(
+                node_key, [command, ["WAITAOF", 1, 0, timeout_ms], ["ROLE"]], then=timeout_ms
+            )
+            reply = first[0]
+            if isinstance(reply, NoScriptError):
+                await self.redis.script_load(script.source)
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            return script.reply(reply)
+        raise NoScriptError(f"script {script.name} could not be loaded")
+
+    async def _pinned(self, key: str, commands: list[list[Arg]], *, then: int) -> list[Any]:
+        """Send ``commands`` on one connection to ``key``'s primary; then, if it has
+        replicas, ``WAITAOF 0 1`` on the same connection. NotDurableError if a wait fails."""
+        node = pool = None
+        if isinstance(self.redis, RedisCluster):
+            node = self.redis.get_node_from_key(key)
+            if node is None:
+                raise ClusterDownError(f"no primary serves the slot of {key} now")
+            conn: Any = node.acquire_connection()
+        else:
+            pool = self.redis.connection_pool
+            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await conn.send_packed_command(conn.pack_commands(commands))
+            replies = [await _read(conn) for _ in commands]
+            local = replies[1]
+            if isinstance(local, Exception) or int(local[0]) < 1:
+                raise NotDurableError(f"WAITAOF: not fsynced on the primary ({local!r})")
+            role = replies[2]
+            if not isinstance(role, Exception) and role[0] == b"master" and role[2]:
+                await conn.send_packed_command(conn.pack_command("WAITAOF", 0, 1, then))
+                acked = await _read(conn)
+                if isinstance(acked, Exception) or int(acked[1]) < 1:
+                    raise NotDurableError("WAITAOF: no replica fsynced the write in time")
+        except BaseException:
+            await conn.disconnect()
+            raise
+        finally:
+            if node is not None:
+                node.release(conn)
+            elif pool is not None:
+                await pool.release(conn)
+        return replies
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []

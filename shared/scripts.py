@@ -36,7 +36,6 @@ class SubmitKeys(_S, frozen=True, kw_only=True):
     image: str
     idempotency: str
     delayed: str
-    quota: str
 
 
 class SubmitArgs(_S, frozen=True, kw_only=True):
@@ -57,8 +56,6 @@ class SubmitArgs(_S, frozen=True, kw_only=True):
     body_hash: str
     """Empty when the request has no idempotency key."""
     idempotency_ttl: int
-    scans_per_day: int
-    """0: no quota."""
 
 
 class Accepted(msgspec.Struct, frozen=True):
@@ -72,22 +69,37 @@ class Duplicate(msgspec.Struct, frozen=True):
     body_hash: str
 
 
+def _submitted(reply: list[Any]) -> Accepted | Duplicate:
+    if reply[0] == b"duplicate":
+        return Duplicate(_text(reply[1]), _text(reply[2]))
+    return Accepted(_text(reply[1]))
+
+
+SUBMIT = Script("submit", SubmitKeys, SubmitArgs, _submitted)
+
+
 class OverQuota(msgspec.Struct, frozen=True):
     """The tenant has used its scans for today."""
 
     used: int
 
 
-def _submitted(reply: list[Any]) -> Accepted | Duplicate | OverQuota:
-    kind = reply[0]
-    if kind == b"duplicate":
-        return Duplicate(_text(reply[1]), _text(reply[2]))
-    if kind == b"quota":
-        return OverQuota(int(reply[1]))
-    return Accepted(_text(reply[1]))
+class QuotaKeys(_S, frozen=True, kw_only=True):
+    quota: str
+    """The tenant's counter for today (fleet-wide)."""
 
 
-SUBMIT = Script("submit", SubmitKeys, SubmitArgs, _submitted)
+class QuotaArgs(_S, frozen=True, kw_only=True):
+    per_day: int
+    ttl: int
+
+
+class Taken(msgspec.Struct, frozen=True):
+    ok: bool
+    used: int
+
+
+TAKE_QUOTA = Script("take_quota", QuotaKeys, QuotaArgs, lambda r: Taken(bool(r[0]), int(r[1])))
 
 
 # --- claim ---------------------------------------------------------------------------

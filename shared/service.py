@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 import structlog
 
+from shared.layout import ensure_layout
 from shared.logs import configure_logging
 from shared.settings import Settings, SettingsError
 
@@ -27,7 +28,11 @@ def exit_on_config_error(service: str) -> Iterator[None]:
 
 
 def boot(service: str) -> tuple[Settings, structlog.stdlib.BoundLogger]:
-    """Read settings and configure logging; exit 2 with one line if a setting is wrong."""
+    """Read settings, configure logging and check the partition count recorded in Redis;
+    exit 2 with one line if a setting is wrong."""
     with exit_on_config_error(service):
         settings = Settings.from_env()
-    return settings, configure_logging(settings, service)
+    log = configure_logging(settings, service)
+    with exit_on_config_error(service):
+        ensure_layout(settings)
+    return settings, log

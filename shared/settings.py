@@ -16,6 +16,9 @@ Backend = Literal["claude", "local", "simulated"]
 Durability = Literal["fast", "strict"]
 RedisMode = Literal["standalone", "cluster", "sentinel"]
 
+MAX_PARTITIONS = 256
+"""Enough for a cluster of 256 primaries; partition tags are found at start in ~N² slot checks."""
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names it."""
@@ -44,6 +47,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_sentinels: tuple[tuple[str, int], ...] = ()
     redis_sentinel_master: str = ""
     prefix: str = "labelscan"
+    partitions: int = 1
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
     notifier_host: str = "127.0.0.1"
@@ -151,6 +155,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             redis_sentinels=r.get("REDIS_SENTINELS", _host_ports, ()),
             redis_sentinel_master=r.get("REDIS_SENTINEL_MASTER", _sentinel_master, ""),
             prefix=r.get("LABELSCAN_PREFIX", _prefix, d.prefix),
+            partitions=r.get("SCAN_PARTITIONS", _partitions, d.partitions),
             gateway_host=r.get("GATEWAY_HOST", str, d.gateway_host),
             gateway_port=r.get("GATEWAY_PORT", _port, d.gateway_port),
             notifier_host=r.get("NOTIFIER_HOST", str, d.notifier_host),
@@ -249,6 +254,13 @@ def _positive(raw: str) -> int:
     value = int(raw)
     if value <= 0:
         raise ValueError("must be a positive integer")
+    return value
+
+
+def _partitions(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= MAX_PARTITIONS:
+        raise ValueError(f"must be 1..{MAX_PARTITIONS}")
     return value
 
 

@@ -3,48 +3,59 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
-from redis.asyncio import Redis
-
 from shared.clock import iso
+from shared.connection import RedisClient
 from shared.keys import GROUP, Keys
 from shared.schemas import PRIORITIES, LimiterStats, QueueStats
 from shared.settings import Settings
 
 
-async def queue_stats(redis: Redis, keys: Keys, settings: Settings) -> QueueStats:
-    """Waiting, active, delayed and finished counts; the rate limiter's state if one is set."""
+async def queue_stats(redis: RedisClient, keys: Keys, settings: Settings) -> QueueStats:
+    """Waiting, active, delayed and finished counts over every partition, and the rate
+    limiter's state if one is set; one pipeline (one round trip per node on a cluster)."""
     pipe = redis.pipeline(transaction=False)
-    for stream in keys.request_streams:
-        pipe.xlen(stream)
-        pipe.xinfo_groups(stream)
-    pipe.hgetall(keys.stats)
-    pipe.zcard(keys.delayed)
-    pipe.hgetall(keys.tenant_active)
+    for part in keys.partitions:
+        for stream in part.request_streams:
+            pipe.xlen(stream)
+            pipe.xinfo_groups(stream)
+        pipe.hgetall(part.stats)
+        pipe.zcard(part.delayed)
+        pipe.hgetall(part.tenant_active)
     pipe.zcard(keys.ratelimit("requests"))
     pipe.hgetall(keys.ratelimit("input"))
     pipe.hgetall(keys.ratelimit("output"))
     pipe.hmget(keys.ratelimit("state"), "paused_until", "pause_reason")
     replies: list[Any] = await pipe.execute(raise_on_error=False)
-    waiting: dict[str, int] = {}
-    active = consumers = 0
-    for i, priority in enumerate(PRIORITIES):
-        length, groups = replies[2 * i], replies[2 * i + 1]
-        length = int(length) if isinstance(length, int) else 0
-        group = _find_group(groups)
-        if group is None:
-            waiting[priority] = length
-            continue
-        pending = int(group.get("pending", 0))
-        # Acknowledged entries are deleted, so what the stream still holds is
-        # either pending (being worked on) or waiting. The group's `lag` would
-        # count cancelled (deleted) entries that nobody will ever read.
-        waiting[priority] = max(length - pending, 0)
-        active += pending
-        consumers = max(consumers, int(group.get("consumers", 0)))
-    counters, delayed, tenants, requests, inputs, outputs, pause = replies[6:]
-    counters = counters if isinstance(counters, dict) else {}
+    waiting: dict[str, int] = dict.fromkeys(PRIORITIES, 0)
+    active = consumers = delayed = 0
+    counters: Counter[bytes] = Counter()
+    tenants: Counter[str] = Counter()
+    per_partition = 2 * len(PRIORITIES) + 3
+    for p in range(len(keys.partitions)):
+        got = replies[p * per_partition : (p + 1) * per_partition]
+        for i, priority in enumerate(PRIORITIES):
+            length, groups = got[2 * i], got[2 * i + 1]
+            length = int(length) if isinstance(length, int) else 0
+            group = _find_group(groups)
+            if group is None:
+                waiting[priority] += length
+                continue
+            pending = int(group.get("pending", 0))
+            # Acknowledged entries are deleted, so what the stream still holds is
+            # either pending (being worked on) or waiting. The group's `lag` would
+            # count cancelled (deleted) entries that nobody will ever read.
+            waiting[priority] += max(length - pending, 0)
+            active += pending
+            consumers = max(consumers, int(group.get("consumers", 0)))
+        stats, zcard, active_by_tenant = got[-3:]
+        counters.update({k: int(v) for k, v in stats.items()} if isinstance(stats, dict) else {})
+        delayed += int(zcard) if isinstance(zcard, int) else 0
+        if isinstance(active_by_tenant, dict):
+            tenants.update({k.decode(): int(v) for k, v in active_by_tenant.items()})
+    requests, inputs, outputs, pause = replies[-4:]
     limiter = None
     if settings.rate_limited:
         paused_until = int(pause[0]) if pause and pause[0] else 0
@@ -62,12 +73,12 @@ async def queue_stats(redis: Redis, keys: Keys, settings: Settings) -> QueueStat
     return QueueStats(
         waiting=sum(waiting.values()),
         active=active,
-        completed=int(counters.get(b"completed", 0)),
-        failed=int(counters.get(b"failed", 0)),
-        cancelled=int(counters.get(b"cancelled", 0)),
-        delayed=int(delayed or 0),
+        completed=counters[b"completed"],
+        failed=counters[b"failed"],
+        cancelled=counters[b"cancelled"],
+        delayed=delayed,
         waiting_by_priority=waiting,
-        active_by_tenant={k.decode(): int(v) for k, v in (tenants or {}).items()},
+        active_by_tenant={t: n for t, n in tenants.items() if n > 0},
         consumers=consumers,
         limiter=limiter,
     )

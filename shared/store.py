@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
 from typing import Any
 
 import msgspec
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from shared import events, scripts
 from shared.clock import iso
-from shared.keys import GROUP, Keys
+from shared.connection import RedisClient
+from shared.keys import GROUP, Keys, Partition
 from shared.luascript import ScriptRunner
 from shared.record import ScanRecord, decode_record, latest_event
 from shared.schemas import DeadLetter, DeadLetters, ScanDetail, ScanError, ScanEvent, ScanJob
 from shared.scripts import OverQuota
 from shared.settings import Settings
+from shared.streamids import parse_stream_id
 
 __all__ = ["CancelOutcome", "Duplicate", "OverQuota", "ScanStore", "StoreBase", "new_scan_id"]
 
@@ -58,20 +60,20 @@ class CancelOutcome(msgspec.Struct, frozen=True):
 class StoreBase:
     """Keys, the script runner and the per-deployment limits every store shares."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: RedisClient, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
-        self.keys = Keys(settings.prefix)
+        self.keys = Keys(settings.prefix, settings.partitions)
         self.run = ScriptRunner(redis)
         self.maxlen = settings.events_maxlen
         self.scan_maxlen = settings.scan_events_maxlen
         self.history_ttl = settings.result_ttl_s
 
     def event_keys(self, scan_id: str) -> scripts.EventKeys:
-        """The scan's hash, the events stream and the scan's history."""
-        k = self.keys
+        """The scan's hash, its partition's events stream and the scan's history."""
+        part = self.keys.of_scan(scan_id)
         return scripts.EventKeys(
-            scan=k.scan(scan_id), events=k.events, history=k.scan_events(scan_id)
+            scan=part.scan(scan_id), events=part.events, history=part.scan_events(scan_id)
         )
 
     async def record(self, scan_id: str) -> ScanRecord | None:
@@ -86,6 +88,12 @@ class StoreBase:
 class ScanStore(StoreBase):
     """The gateway's reads and writes of scans under one prefix."""
 
+    def new_scan_id(self, idempotency_key: str | None = None) -> str:
+        """A fresh scan id; with an idempotency key, in that key's partition (one slot)."""
+        if idempotency_key is None:
+            return self.keys.new_scan_id()
+        return self.keys.new_scan_id(self.keys.of_idempotency(idempotency_key))
+
     async def submit(
         self,
         job: ScanJob,
@@ -99,15 +107,24 @@ class ScanStore(StoreBase):
         Returns a Duplicate instead when the idempotency key was used before, or
         OverQuota when the tenant has no scans left today; then nothing is written.
         """
-        k = self.keys
         sid = job.scan_id
+        k = self.keys.of_scan(sid)
         idem_key, body_hash = idempotency or ("", "")
+        if idempotency is not None and self.keys.of_idempotency(idem_key) is not k:
+            raise ValueError("a scan with an idempotency key needs an id from new_scan_id(key)")
+        quota = self.settings.tenant_scans_per_day
+        if quota:
+            over = await self._take_quota(job.tenant, quota)
+            if over is not None:
+                seen = await self._seen(k, idempotency)
+                return seen if seen is not None else over
         if due_ms > job.submitted_at_ms:
             ev = events.event(sid, "scheduled", "scheduled", events.scheduled(due_ms), 0)
         else:
             due_ms = 0
             ev = events.event(sid, "queued", "queued", events.QUEUED, 0)
-        reply = await self.run(
+        run = self.run.run_durable if self.settings.durability == "strict" else self.run
+        reply = await run(
             scripts.SUBMIT,
             scripts.SubmitKeys(
                 scan=k.scan(sid),
@@ -117,7 +134,6 @@ class ScanStore(StoreBase):
                 image=k.image(sid),
                 idempotency=k.idempotency(idem_key),
                 delayed=k.delayed,
-                quota=k.tenant_quota(job.tenant, time.strftime("%Y%m%d", time.gmtime())),
             ),
             scripts.SubmitArgs(
                 scan_id=sid,
@@ -134,22 +150,36 @@ class ScanStore(StoreBase):
                 scan_maxlen=self.scan_maxlen,
                 body_hash=body_hash,
                 idempotency_ttl=self.settings.idempotency_ttl_s,
-                scans_per_day=self.settings.tenant_scans_per_day,
             ),
         )
         if isinstance(reply, scripts.Duplicate):
+            if quota:  # a replay does not spend the day's quota
+                await self.redis.decr(self._quota_key(job.tenant))
             return Duplicate(reply.scan_id, reply.body_hash == body_hash)
-        if isinstance(reply, OverQuota):
-            return reply
-        if self.settings.durability == "strict":
-            await self.wait_durable()
         return None
 
-    async def wait_durable(self) -> None:
-        """Block until the last write is in the append-only file (WAITAOF)."""
-        local, _ = await self.redis.execute_command("WAITAOF", 1, 0, 5000)  # type: ignore[no-untyped-call]
-        if int(local) < 1:
-            raise ResponseError("WAITAOF: write not fsynced locally (is appendonly on?)")
+    def _quota_key(self, tenant: str) -> str:
+        return self.keys.tenant_quota(tenant, time.strftime("%Y%m%d", time.gmtime()))
+
+    async def _take_quota(self, tenant: str, per_day: int) -> OverQuota | None:
+        # Fleet-wide, so not inside the submit script (whose keys live in the scan's
+        # partition): taken first, given back if the submit turns out a replay.
+        taken = await self.run(
+            scripts.TAKE_QUOTA,
+            scripts.QuotaKeys(quota=self._quota_key(tenant)),
+            scripts.QuotaArgs(per_day=per_day, ttl=2 * 86400),
+        )
+        return None if taken.ok else OverQuota(taken.used)
+
+    async def _seen(self, part: Partition, idempotency: tuple[str, str] | None) -> Duplicate | None:
+        if idempotency is None:
+            return None
+        key, body_hash = idempotency
+        seen: Any = await self.redis.get(part.idempotency(key))
+        if not seen:
+            return None
+        scan_id, _, stored_hash = seen.decode().partition(" ")
+        return Duplicate(scan_id, stored_hash == body_hash)
 
     async def get(self, scan_id: str) -> ScanDetail | None:
         """The scan's state, progress, result and error; None when unknown or expired."""
@@ -166,7 +196,9 @@ class ScanStore(StoreBase):
 
     async def cancel(self, scan_id: str) -> CancelOutcome:
         """Cancel a scan that has not finished."""
-        k = self.keys
+        if not is_scan_id(scan_id):
+            return CancelOutcome("missing", None)
+        k = self.keys.of_scan(scan_id)
         for _ in range(RECOUNTS):
             record = await self.record(scan_id)
             if record is None:
@@ -191,7 +223,7 @@ class ScanStore(StoreBase):
                     event=ev,
                     group=GROUP,
                     history_ttl=self.history_ttl,
-                    channel=k.control,
+                    channel=self.keys.control,
                     maxlen=self.maxlen,
                     scan_maxlen=self.scan_maxlen,
                 ),
@@ -205,7 +237,7 @@ class ScanStore(StoreBase):
         record = await self.record(scan_id)
         if record is None:
             return CancelOutcome("missing", None)
-        k = self.keys
+        k = self.keys.of_scan(scan_id)
         reply = await self.run(
             scripts.REQUEUE,
             scripts.RequeueKeys(
@@ -234,21 +266,60 @@ class ScanStore(StoreBase):
 
         With ``tenant``, only that tenant's; entries that are not scans (poison
         entries with no readable job) are shown to operators only (tenant None).
+        Every partition's stream is read newest first and merged; the cursor is
+        always the id of an entry returned to this caller, never another tenant's.
+        The streams are capped (``DEAD_LETTERS_MAXLEN``), so a page reads at most
+        all of them.
         """
+        page = max(count, DEAD_PAGE)
+        start = f"({before}" if before else "+"
+        feeds = [_DeadFeed(part.dead, start) for part in self.keys.partitions]
         items: list[DeadLetter] = []
-        end = f"({before}" if before else "+"
-        for _ in range(20):  # bounded scan when most entries belong to other tenants
-            raw: Any = await self.redis.xrevrange(self.keys.dead, max=end, min="-", count=count)
-            for entry_id, fields in raw:
-                letter = _dead_letter(entry_id, fields)
-                if tenant is None or letter.tenant == tenant:
-                    items.append(letter)
-                    if len(items) == count:
-                        return DeadLetters(items=items, next=letter.id)
-            if len(raw) < count:
+        while len(items) < count:
+            await asyncio.gather(*(f.refill(self.redis, page) for f in feeds if f.wants_more))
+            live = [f for f in feeds if f.buffer]
+            if not live:
                 return DeadLetters(items=items, next=None)
-            end = "(" + raw[-1][0].decode()
-        return DeadLetters(items=items, next=end[1:])
+            newest = max(live, key=lambda f: f.head)
+            entry_id, fields = newest.pop()
+            letter = _dead_letter(entry_id, fields)
+            if tenant is None or letter.tenant == tenant:
+                items.append(letter)
+        more = any(f.buffer or f.wants_more for f in feeds)
+        return DeadLetters(items=items, next=items[-1].id if more else None)
+
+
+DEAD_PAGE = 200
+
+
+class _DeadFeed:
+    """One partition's dead letters, newest first, read a page at a time."""
+
+    __slots__ = ("buffer", "end", "exhausted", "key")
+
+    def __init__(self, key: str, end: str) -> None:
+        self.key = key
+        self.end = end
+        self.buffer: list[tuple[bytes, dict[bytes, bytes]]] = []
+        self.exhausted = False
+
+    @property
+    def wants_more(self) -> bool:
+        return not self.buffer and not self.exhausted
+
+    @property
+    def head(self) -> tuple[int, int]:
+        return parse_stream_id(self.buffer[-1][0].decode()) or (0, 0)
+
+    async def refill(self, redis: RedisClient, page: int) -> None:
+        raw: Any = await redis.xrevrange(self.key, max=self.end, min="-", count=page)
+        self.exhausted = len(raw) < page
+        if raw:
+            self.end = "(" + raw[-1][0].decode()
+        self.buffer = list(reversed(raw))  # popped from the end: newest first
+
+    def pop(self) -> tuple[bytes, dict[bytes, bytes]]:
+        return self.buffer.pop()
 
 
 def _detail(scan_id: str, record: ScanRecord, event: ScanEvent | None) -> ScanDetail:

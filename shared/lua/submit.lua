@@ -1,7 +1,6 @@
 -- Accept a scan: store the image, create the scan hash, queue the request (or
 -- schedule it when due_ms > 0), publish its first event. All or nothing.
--- A tenant over its scans-per-day quota gets {'quota', used} and nothing is written.
--- Returns {'new', entry_id} or {'duplicate', scan_id, body_hash} or {'quota', used}
+-- Returns {'new', entry_id} or {'duplicate', scan_id, body_hash}
 if body_hash ~= '' then
   local seen = redis.call('GET', idempotency_key)
   if seen then
@@ -9,17 +8,6 @@ if body_hash ~= '' then
     return {'duplicate', string.sub(seen, 1, sep - 1), string.sub(seen, sep + 1)}
   end
   redis.call('SET', idempotency_key, scan_id .. ' ' .. body_hash, 'EX', idempotency_ttl)
-end
-if scans_per_day > 0 then
-  local used = tonumber(redis.call('GET', quota_key) or '0')
-  if used >= scans_per_day then
-    if body_hash ~= '' then
-      redis.call('DEL', idempotency_key)
-    end
-    return {'quota', used}
-  end
-  redis.call('INCR', quota_key)
-  redis.call('EXPIRE', quota_key, 2 * 86400)
 end
 if redis.call('EXISTS', scan_key) == 1 then
   return redis.error_reply('EXISTS scan ' .. scan_id)

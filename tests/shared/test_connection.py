@@ -15,7 +15,7 @@ from redis.asyncio.connection import SSLConnection
 from redis.asyncio.sentinel import SentinelManagedSSLConnection
 from redis.exceptions import RedisError
 
-from shared.connection import ClusterClientRequiredError, connect, connect_any
+from shared.connection import connect
 from shared.embedded import EmbeddedValkey
 from shared.settings import Settings
 from tests.support.cluster import HOST, Node, SentinelSetup, ValkeyCluster, free_ports
@@ -118,9 +118,9 @@ async def test_rediss_urls_build_tls_clients() -> None:
 
 @pytest.fixture
 async def cluster_client(valkey_cluster: ValkeyCluster) -> AsyncIterator[RedisCluster]:
-    """``connect_any`` on one node's URL, as a service in cluster mode would."""
+    """``connect`` on one node's URL, as a service in cluster mode would."""
     settings = Settings.from_env({"REDIS_MODE": "cluster", "REDIS_URL": valkey_cluster.url})
-    client = connect_any(settings)
+    client = connect(settings)
     assert isinstance(client, RedisCluster)
     try:
         yield client
@@ -137,13 +137,6 @@ def spread_tags(cluster: ValkeyCluster) -> dict[int, str]:
         if len(tags) == len(cluster.primaries()):
             return tags
     raise AssertionError("no hash tags spread over every primary")
-
-
-async def test_single_node_client_refuses_cluster_mode(valkey_cluster: ValkeyCluster) -> None:
-    """``connect`` is typed single-node: in cluster mode it says to use ``connect_any``."""
-    settings = Settings.from_env({"REDIS_MODE": "cluster", "REDIS_URL": valkey_cluster.url})
-    with pytest.raises(ClusterClientRequiredError, match="connect_any"):
-        connect(settings)
 
 
 async def test_cluster_keys_spread_over_primaries(
