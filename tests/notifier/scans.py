@@ -12,7 +12,7 @@ from analyzer.attempts import AttemptStore, Claim
 from shared.keys import GROUP, Keys
 from shared.schemas import LabelAnalysis, Progress, ScanJob, ScanResult, Usage
 from shared.settings import Settings
-from shared.store import ScanStore, new_scan_id
+from shared.store import ScanStore
 from shared.streamids import parse_stream_id
 
 # 1795980000000-0 in Arabic-Indic digits (U+0660-0669): str.isdigit() and \d take them and
@@ -37,17 +37,22 @@ class Publisher:
         self.redis = redis
         self.scans = ScanStore(redis, settings)
         self.store = AttemptStore(redis, settings)
-        self.keys = Keys(settings.prefix)
-        self.stream = self.keys.requests("normal")
+        self.keys = Keys(settings.prefix, settings.partitions)
+
+    def stream(self, scan_id: str) -> str:
+        """The request stream that carries ``scan_id`` (normal priority, its partition)."""
+        return self.keys.of_scan(scan_id).requests("normal")
 
     async def setup(self) -> None:
-        """Create the consumer group the claim and finish scripts acknowledge into."""
-        await self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        """Create the consumer groups the claim and finish scripts acknowledge into."""
+        for part in self.keys.partitions:
+            await self.redis.xgroup_create(part.requests("normal"), GROUP, id="0", mkstream=True)
 
-    async def submit(self, tenant: str = "default") -> str:
-        """A new queued scan of ``tenant``; returns its id."""
+    async def submit(self, tenant: str = "default", partition: int | None = None) -> str:
+        """A new queued scan of ``tenant`` (in ``partition`` if given); returns its id."""
+        part = None if partition is None else self.keys.partitions[partition]
         job = ScanJob(
-            scan_id=new_scan_id(),
+            scan_id=self.keys.new_scan_id(part),
             category="toys",
             marketplaces=["US"],
             product_name="Blocks",
@@ -59,12 +64,13 @@ class Publisher:
 
     async def claim(self, scan_id: str, consumer: str = "c1") -> Claim:
         """Deliver the scan's request to ``consumer`` and mark it active."""
-        reply: Any = await self.redis.xreadgroup(GROUP, consumer, {self.stream: ">"}, count=1)
+        stream = self.stream(scan_id)
+        reply: Any = await self.redis.xreadgroup(GROUP, consumer, {stream: ">"}, count=1)
         entry_id, fields = reply[0][1][0]
         job = msgspec.json.decode(fields[b"job"], type=ScanJob)
         assert job.scan_id == scan_id, "tests claim scans in the order they submit them"
         progress = Progress(stage="fetching", percentage=10, message="Fetching the image")
-        claim = await self.store.claim(job, entry_id.decode(), self.stream, consumer, progress)
+        claim = await self.store.claim(job, entry_id.decode(), stream, consumer, progress)
         assert claim is not None
         return claim
 
@@ -86,12 +92,22 @@ class Publisher:
 
     async def events(self) -> list[tuple[str, str]]:
         """(entry id, event JSON) of the global events stream, as notifiers read it."""
-        raw: Any = await self.redis.xrange(self.keys.events)
-        return [(i.decode(), f[b"event"].decode()) for i, f in raw]
+        out: list[tuple[str, str]] = []
+        for part in self.keys.partitions:
+            raw: Any = await self.redis.xrange(part.events)
+            out += [(i.decode(), f[b"event"].decode()) for i, f in raw]
+        return out
 
     async def tenant_events(self, tenant: str) -> list[tuple[str, str]]:
         """(entry id, event JSON) of every event of ``tenant``'s scans, in order."""
-        raw: Any = await self.redis.xrange(self.keys.events)
+        return [
+            pair
+            for part in self.keys.partitions
+            for pair in await self._tenant_events(part.events, tenant)
+        ]
+
+    async def _tenant_events(self, stream: str, tenant: str) -> list[tuple[str, str]]:
+        raw: Any = await self.redis.xrange(stream)
         return [
             (i.decode(), f[b"event"].decode()) for i, f in raw if f[b"tenant"] == tenant.encode()
         ]

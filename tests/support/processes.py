@@ -20,6 +20,9 @@ from shared.settings import Settings
 _ENV_OF = {
     "redis_url": "REDIS_URL",
     "prefix": "LABELSCAN_PREFIX",
+    "partitions": "SCAN_PARTITIONS",
+    "redis_mode": "REDIS_MODE",
+    "redis_sentinel_master": "REDIS_SENTINEL_MASTER",
     "gateway_port": "GATEWAY_PORT",
     "notifier_port": "NOTIFIER_PORT",
     "worker_concurrency": "SCAN_WORKER_CONCURRENCY",
@@ -53,6 +56,8 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         value = getattr(settings, field)
         if value is not None:
             env[name] = str(value)
+    if settings.redis_sentinels:
+        env["REDIS_SENTINELS"] = ",".join(f"{h}:{p}" for h, p in settings.redis_sentinels)
     if settings.analyzer_health_port is None:
         env["ANALYZER_HEALTH_PORT"] = "off"
     if settings.anthropic_api_key is not None:
