@@ -18,10 +18,20 @@ from importlib import resources
 from typing import Any, Generic, TypeVar
 
 import msgspec
+import structlog
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import ClusterDownError, NoScriptError, RedisError, ResponseError
+from redis.exceptions import (
+    ClusterDownError,
+    ConnectionError,
+    NoScriptError,
+    RedisError,
+    ResponseError,
+    TimeoutError,
+)
 
 from shared.record import FIELDS
+
+log = structlog.get_logger("labelscan")
 
 K = TypeVar("K", bound=msgspec.Struct)
 A = TypeVar("A", bound=msgspec.Struct)
@@ -112,6 +122,19 @@ class NotDurableError(RedisError):
     """A write is in Redis but not yet on disk where strict durability requires it."""
 
 
+async def _after_node_failure(cluster: RedisCluster, name: str, exc: BaseException) -> None:
+    """What redis-py's own cluster commands do when a node fails or a slot moved: learn
+    the topology again, so the next call goes to the slot's new primary."""
+    if isinstance(exc, (ConnectionError, TimeoutError, ClusterDownError)) or (
+        isinstance(exc, ResponseError) and str(exc).startswith(("MOVED", "ASK"))
+    ):
+        cluster.nodes_manager.move_node_to_end_of_cached_nodes(name)
+        try:
+            await cluster.nodes_manager.initialize()
+        except RedisError as again:  # still failing over: the next call tries again
+            log.warning("cluster topology refresh failed", error=str(again))
+
+
 async def _read(conn: Any) -> Any:
     try:
         return await conn.read_response()
@@ -181,6 +204,10 @@ class ScriptRunner:
         try:
             await conn.send_packed_command(conn.pack_commands(commands))
             replies = [await _read(conn) for _ in commands]
+            if isinstance(replies[0], ResponseError) and str(replies[0]).startswith(
+                ("MOVED", "ASK")
+            ):
+                raise replies[0]  # the slot moved: nothing ran; learn where it went
             local = replies[1]
             if isinstance(local, Exception) or int(local[0]) < 1:
                 raise NotDurableError(f"WAITAOF: not fsynced on the primary ({local!r})")
@@ -190,8 +217,10 @@ class ScriptRunner:
                 acked = await _read(conn)
                 if isinstance(acked, Exception) or int(acked[1]) < 1:
                     raise NotDurableError("WAITAOF: no replica fsynced the write in time")
-        except BaseException:
+        except BaseException as exc:
             await conn.disconnect()
+            if node is not None and isinstance(self.redis, RedisCluster):
+                await _after_node_failure(self.redis, node.name, exc)
             raise
         finally:
             if node is not None:
