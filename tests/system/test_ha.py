@@ -181,7 +181,9 @@ async def test_cluster_primary_killed_under_load_loses_nothing(
         accepted, statuses, details, alive = await _load_through_failover(settings, kill, tmp_path)
     finally:
         for failover in failovers:
-            await asyncio.to_thread(valkey_cluster.revive, failover.killed)
+            # In this thread: a server started from a worker thread dies with that thread
+            # (its parent-death signal follows the thread, not the process).
+            valkey_cluster.revive(failover.killed)
     client = connect(settings)
     try:
         counts = await completed_events(client, keys)
@@ -212,7 +214,7 @@ async def test_sentinel_failover_under_load_loses_nothing(
         accepted, statuses, details, alive = await _load_through_failover(settings, kill, tmp_path)
     finally:
         for failover in failovers:
-            await asyncio.to_thread(valkey_sentinel.revive, failover.killed)
+            valkey_sentinel.revive(failover.killed)  # in this thread, as above
     client = connect(settings)
     try:
         counts = await completed_events(client, keys)
