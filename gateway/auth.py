@@ -10,9 +10,9 @@ import msgspec
 import structlog
 from starlette.requests import Request
 
-from shared.http.errors import ApiError
 from shared import scripts
 from shared.clock import now_ms
+from shared.http.errors import ApiError
 from shared.keys import Keys
 from shared.luascript import ScriptRunner
 from shared.settings import Settings, SettingsError

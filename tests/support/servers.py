@@ -10,6 +10,8 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from shared.embedded import free_port
+from shared.http.server import server_config
+from shared.settings import Settings
 
 
 class RunningServer:
@@ -32,17 +34,17 @@ class RunningServer:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: ASGIApp, port: int | None = None) -> AsyncIterator[RunningServer]:
-    """Serve ``app`` with uvicorn (httptools, lifespan on) until the block exits."""
+async def serve(
+    app: ASGIApp, port: int | None = None, settings: Settings | None = None
+) -> AsyncIterator[RunningServer]:
+    """Serve ``app`` as the services do (httptools, head limits) until the block exits."""
     port = port or free_port()
-    config = uvicorn.Config(
+    config = server_config(
         app,
+        settings or Settings(),
         host="127.0.0.1",
         port=port,
-        log_config=None,
-        access_log=False,
         lifespan="on",
-        http="httptools",
         timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)
