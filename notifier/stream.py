@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from notifier.events import PING, id_ping, reconnect_frame
-from notifier.history import kept, replay
+from notifier.history import ReplayTooLongError, kept, replay
 from notifier.hub import Hub
 from notifier.inbox import DISCONNECTED, SHUTDOWN, Subscription
 from notifier.reset import scan_snapshot, tenant_reset
@@ -41,15 +41,16 @@ class Source:
     redis: Redis
     keys: Keys
     retry_ms: int
+    max_replay: int = 0  # global-stream entries a tenant resume may read (0: no bound)
 
 
-async def scan_state(redis: Redis, keys: Keys, scan_id: str) -> tuple[str | None, bool]:
-    """The scan's state (None when its hash is gone) and whether it has any history."""
+async def scan_state(redis: Redis, keys: Keys, scan_id: str) -> tuple[str | None, bool, str | None]:
+    """The scan's state and tenant (None when its hash is gone), and whether it has history."""
     pipe = redis.pipeline(transaction=False)
-    pipe.hget(keys.scan(scan_id), "state")
+    pipe.hmget(keys.scan(scan_id), ["state", "tenant"])
     pipe.exists(keys.scan_events(scan_id))
-    state, exists = await pipe.execute()
-    return text(state), bool(exists)
+    (state, tenant), exists = await pipe.execute()
+    return text(state), bool(exists), text(tenant)
 
 
 def is_finished(state: str | None) -> bool:
@@ -199,11 +200,24 @@ async def tenant_stream(
             yield await tenant_reset(src.redis, src.keys.events, tenant, until)
             last = parse_stream_id(until)
         else:
-            async for page in replay(src.redis, src.keys.events, after, tenant=tenant, until=until):
-                if sub.ended:
-                    break
-                yield b"".join(event.wire for event in page)
-                last = page[-1].key
+            try:
+                async for page in replay(
+                    src.redis,
+                    src.keys.events,
+                    after,
+                    tenant=tenant,
+                    until=until,
+                    limit=src.max_replay,
+                ):
+                    if sub.ended:
+                        break
+                    yield b"".join(event.wire for event in page)
+                    last = page[-1].key
+            except ReplayTooLongError:
+                # Too far behind to replay cheaply: the current state instead, as for a
+                # trimmed resume point; what came after `until` follows live.
+                yield await tenant_reset(src.redis, src.keys.events, tenant, until)
+                last = parse_stream_id(until)
         async for chunk in live(src, sub, last, scan=False):
             yield chunk
     except RedisError as exc:
