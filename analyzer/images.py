@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 
 import msgspec
-from PIL import Image, ImageOps
+from PIL import Image
 
 from shared.errors import InvalidImageError
+from shared.images import ImageTooLargeError, check_canvas, check_raster
 
 MAX_LONG_EDGE = 1568
 """Claude downsizes anything larger server-side, so bigger images only cost bytes and time."""
@@ -59,30 +61,83 @@ def token_estimate(width: int, height: int) -> int:
 
 
 def decode(data: bytes, max_long_edge: int = MAX_LONG_EDGE) -> tuple[Image.Image, str]:
-    """Decode, apply EXIF orientation, flatten the mode, downscale; return image and format."""
+    """Decode, apply EXIF orientation, flatten the mode, downscale; return image and format.
+
+    Bounded in memory whatever the bytes claim: the canvas and the raster to allocate
+    are checked from the header before any pixel is decoded (MAX_DIMENSION, MAX_PIXELS,
+    MAX_DECODED_BYTES in ``shared/images.py``); a JPEG is decoded already scaled down,
+    and any other image is reduced at its own mode before any full-size conversion.
+    """
     if not data:
         raise InvalidImageError("the image is empty")
     try:
-        opened = Image.open(io.BytesIO(data))
-        source_format = opened.format or ""
-        # Image.open reads only the header; refuse huge canvases before decoding.
-        if opened.width * opened.height > (Image.MAX_IMAGE_PIXELS or 89_478_485):
-            raise InvalidImageError(
-                f"the image is {opened.width}x{opened.height} pixels, too large to decode safely"
-            )
-        if source_format == "JPEG":
-            # JPEG can decode at 1/2, 1/4 or 1/8 scale: far less memory for phone photos.
-            opened.draft("RGB", (max_long_edge, max_long_edge))
-        opened.load()
-        image = ImageOps.exif_transpose(opened)
-        image = _normalize_mode(image)
-        if max(image.size) > max_long_edge:
-            image.thumbnail((max_long_edge, max_long_edge), Image.Resampling.LANCZOS)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            opened = Image.open(io.BytesIO(data))
+            source_format = opened.format or ""
+            # Image.open reads only the header; refuse huge canvases before decoding.
+            check_canvas(opened.width, opened.height)
+            if source_format == "JPEG":
+                # JPEG decodes at 1/2, 1/4 or 1/8 scale: far less memory for phone photos.
+                opened.draft("RGB", _fit(opened.size, max_long_edge))
+            check_raster(opened.width, opened.height)
+            orientation = opened.getexif().get(EXIF_ORIENTATION, 1)
+            opened.load()
+            image = _reduce(opened, max_long_edge)
+            image = _orient(image, orientation)
+            image = _normalize_mode(image)
+            if max(image.size) > max_long_edge:
+                image.thumbnail((max_long_edge, max_long_edge), Image.Resampling.LANCZOS)
     except InvalidImageError:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLargeError(f"the image is too large to decode safely: {exc}") from exc
     except _DECODE_ERRORS as exc:
         raise InvalidImageError(f"not a readable image: {type(exc).__name__}: {exc}") from exc
     return image, source_format
+
+
+def _fit(size: tuple[int, int], long_edge: int) -> tuple[int, int]:
+    """``size`` scaled so that its long edge is at most ``long_edge`` (aspect kept)."""
+    scale = min(1.0, long_edge / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+_REDUCIBLE_AS = {"1": "L", "I;16": "I", "I;16L": "I", "I;16B": "I", "I;16N": "I"}
+
+
+def _reduce(image: Image.Image, long_edge: int) -> Image.Image:
+    """Shrink by a whole factor (box average) before anything else copies the full raster.
+
+    The factor keeps the long edge at or above ``long_edge``, so the final LANCZOS
+    thumbnail still does the quality resampling, on a raster 4 to 64 times smaller.
+    """
+    factor = max(image.size) // long_edge
+    if factor < 2:
+        return image
+    if image.mode == "P":
+        # A palette cannot be averaged; one full-size RGB(A) copy is within the raster cap.
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif image.mode in _REDUCIBLE_AS:
+        image = image.convert(_REDUCIBLE_AS[image.mode])
+    return image.reduce(factor)
+
+
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _orient(image: Image.Image, orientation: object) -> Image.Image:
+    """Apply EXIF orientation read from the original (a reduced copy carries no EXIF)."""
+    method = _TRANSPOSE.get(orientation) if isinstance(orientation, int) else None
+    return image if method is None else image.transpose(method)
 
 
 def flatten(image: Image.Image, background: str = "white") -> Image.Image:

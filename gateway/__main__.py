@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from gateway.app import create_app
+from shared.http.server import server_config
 from shared.service import boot, exit_on_config_error
 
 
@@ -14,16 +15,15 @@ def main() -> None:
     log.info("starting", url=settings.gateway_url, redis=settings.redis_url_for_logs)
     with exit_on_config_error("gateway"):
         app = create_app(settings)
-    uvicorn.run(
+    config = server_config(
         app,
+        settings,
         host=settings.gateway_host,
         port=settings.gateway_port,
-        log_config=None,
-        access_log=False,
         loop="uvloop",
-        http="httptools",
         timeout_graceful_shutdown=10,
     )
+    uvicorn.Server(config).run()
 
 
 if __name__ == "__main__":

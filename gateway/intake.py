@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
@@ -15,7 +16,13 @@ from starlette.types import Message
 from shared.clock import now_ms
 from shared.errors import InvalidImageError
 from shared.http.errors import ApiError
-from shared.images import ImageTooLargeError, inspect_image, sniff_image
+from shared.images import (
+    INLINE_DECODE_BYTES,
+    ImageTooLargeError,
+    decode_fully,
+    header,
+    sniff_image,
+)
 from shared.netguard import UnsafeURLError, check_url
 from shared.schemas import ScanCreate
 from shared.settings import Settings
@@ -41,7 +48,7 @@ async def read_scan(request: Request, settings: Settings) -> Intake:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == "application/json":
         scan = _decode_json(await request.body())
-        image = _decode_base64(scan.image_base64, settings) if scan.image_base64 else None
+        image = await _decode_base64(scan.image_base64, settings) if scan.image_base64 else None
     elif media_type == "multipart/form-data":
         scan, image = await _read_multipart(request, settings)
     else:
@@ -134,7 +141,7 @@ def _missing_field(message: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _decode_base64(data: str, settings: Settings) -> bytes:
+async def _decode_base64(data: str, settings: Settings) -> bytes:
     if len(data) > settings.max_image_bytes * 4 // 3 + 4:
         raise ApiError(
             413, "too_large", f"image exceeds {settings.max_image_bytes} bytes", "image_base64"
@@ -143,10 +150,10 @@ def _decode_base64(data: str, settings: Settings) -> bytes:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise ApiError(422, "invalid_field", "not valid base64", "image_base64") from None
-    return _check_image(raw, settings, "image_base64")
+    return await _check_image(raw, settings, "image_base64")
 
 
-def _check_image(raw: bytes, settings: Settings, field: str) -> bytes:
+async def _check_image(raw: bytes, settings: Settings, field: str) -> bytes:
     if len(raw) > settings.max_image_bytes:
         raise ApiError(413, "too_large", f"image exceeds {settings.max_image_bytes} bytes", field)
     if not raw:
@@ -154,7 +161,13 @@ def _check_image(raw: bytes, settings: Settings, field: str) -> bytes:
     if sniff_image(raw) is None:
         raise ApiError(415, "unsupported_image", "image must be PNG, JPEG, GIF or WebP", field)
     try:
-        inspect_image(raw)
+        # What the analyzer could not decode within its memory bound is refused here,
+        # and every pixel is decoded once (bounded) so a truncated image never queues.
+        info, image = header(raw)
+        if info.decoded_bytes <= INLINE_DECODE_BYTES:
+            decode_fully(image)
+        else:
+            await asyncio.to_thread(decode_fully, image)
     except ImageTooLargeError as exc:
         raise ApiError(413, "image_too_large", str(exc), field) from None
     except InvalidImageError as exc:
@@ -179,7 +192,7 @@ async def _read_multipart(request: Request, settings: Settings) -> tuple[ScanCre
             if name == "image":
                 if not isinstance(value, UploadFile):
                     raise ApiError(422, "invalid_field", "image must be a file", "image")
-                image = _check_image(await value.read(), settings, "image")
+                image = await _check_image(await value.read(), settings, "image")
             elif name == "marketplaces":
                 # Accept repeated fields and comma-separated lists alike.
                 items = [m.strip() for m in str(value).split(",") if m.strip()]

@@ -114,14 +114,16 @@ async def create_scan(request: Request) -> Response:
                 "this Idempotency-Key was used with a different request body",
                 "idempotency-key",
             )
+        # The scan may have moved on since the first request: answer where it is now.
+        current = await store.get(outcome.scan_id)
+        state: ScanState = current.state if current is not None else "queued"
         return JSONResponse(
-            accepted(settings, outcome.scan_id),
+            accepted(settings, outcome.scan_id, state),
             status_code=200,
             headers={"location": f"/api/scans/{outcome.scan_id}"},
         )
-    state: ScanState = "scheduled" if intake.due_ms else "queued"
     return JSONResponse(
-        accepted(settings, scan_id, state),
+        accepted(settings, scan_id, "scheduled" if intake.due_ms else "queued"),
         status_code=202,
         headers={"location": f"/api/scans/{scan_id}"},
     )

@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 
 from notifier.app import begin_shutdown, create_app
 from notifier.gcpolicy import manage_gc, watch_gc
+from shared.http.server import server_config
 from shared.service import boot, exit_on_config_error
 
 
@@ -62,14 +63,12 @@ def main() -> None:
     watch_gc()
     with exit_on_config_error("notifier"):
         app = create_app(settings)
-    config = uvicorn.Config(
+    config = server_config(
         app,
+        settings,
         host=settings.notifier_host,
         port=settings.notifier_port,
-        log_config=None,
-        access_log=False,
         loop="uvloop",
-        http="httptools",
         timeout_graceful_shutdown=10,
     )
     _Server(config, app).run()

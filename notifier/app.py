@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from notifier.access import check_scan, check_tenant, require_keys
 from notifier.events import reconnect_frame, retry_frame
-from notifier.hub import Hub
+from notifier.hub import Hub, StreamLimitError
 from notifier.position import Position, parse_position
 from notifier.sse import HEADERS, EventStream
 from notifier.stream import (
@@ -127,6 +127,17 @@ def _come_back(request: Request, detail: str) -> Response:
 Answer: TypeAlias = Response | EventStream
 
 
+def _too_many(exc: StreamLimitError) -> ApiError:
+    """The 429 for a tenant over SSE_MAX_STREAMS_PER_TENANT on this replica."""
+    return ApiError(
+        429,
+        "too_many_streams",
+        f"{exc}; close one first (SSE_MAX_STREAMS_PER_TENANT)",
+        "token",
+        headers={"retry-after": "5"},
+    )
+
+
 async def stream_scan(request: Request) -> Answer:
     """``GET /api/scans/{scan_id}/events``: history after Last-Event-ID, then live events."""
     scan_id: str = request.path_params["scan_id"]
@@ -137,7 +148,7 @@ async def stream_scan(request: Request) -> Answer:
     src: Source = request.state.source
     if src.hub.draining:
         return _come_back(request, "shutting down; reconnect")
-    state, has_history = await scan_state(src.redis, src.keys, scan_id)
+    state, has_history, owner = await scan_state(src.redis, src.keys, scan_id)
     if state is None and not has_history:
         raise not_found()
     if (
@@ -147,7 +158,10 @@ async def stream_scan(request: Request) -> Answer:
     ):
         # 204 tells EventSource to stop reconnecting: the client has seen the end.
         return Response(status_code=204)
-    sub = src.hub.subscribe(scan_id)
+    try:
+        sub = src.hub.subscribe(scan_id, owner or "")
+    except StreamLimitError as exc:
+        raise _too_many(exc) from None
     return EventStream(src.hub, sub, scan_stream(src, sub, scan_id, after), src.retry_ms)
 
 
@@ -173,7 +187,10 @@ async def stream_tenant(request: Request) -> Answer:
     after = _after_position(request, src.hub.partitions)
     if src.hub.draining:
         return _come_back(request, "shutting down; reconnect")
-    sub = src.hub.subscribe_tenant(tenant)
+    try:
+        sub = src.hub.subscribe_tenant(tenant)
+    except StreamLimitError as exc:
+        raise _too_many(exc) from None
     return EventStream(src.hub, sub, tenant_stream(src, sub, tenant, after), src.retry_ms)
 
 
@@ -240,10 +257,17 @@ def create_app(
             [part.events for part in keys.partitions],
             queue_size=queue_size or settings.sse_queue_size,
             heartbeat_s=heartbeat_s or settings.sse_heartbeat_s,
+            max_per_tenant=settings.sse_max_streams_per_tenant,
         )
         lifecycle.hub = hub
         hub.start()
-        source = Source(hub=hub, redis=redis, keys=keys, retry_ms=settings.sse_retry_ms)
+        source = Source(
+            hub=hub,
+            redis=redis,
+            keys=keys,
+            retry_ms=settings.sse_retry_ms,
+            max_replay=settings.sse_max_replay,
+        )
 
         async def tenant_of(scan_id: str) -> str | None:
             raw: Any = await redis.hget(keys.scan(scan_id), "tenant")

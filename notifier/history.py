@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -15,7 +16,14 @@ from shared.streamids import StreamId, parse_stream_id
 log = structlog.get_logger("notifier")
 
 PAGE = 200
-TENANT_PAGE = 1_000  # the global stream holds every tenant's events; most are filtered out
+# The global stream holds every tenant's events, most filtered out. Small slices, and the
+# loop is yielded between them, so a few hundred resuming streams take turns with the
+# rest of the process (readiness, live fan-out) instead of stalling it.
+TENANT_PAGE = 250
+
+
+class ReplayTooLongError(Exception):
+    """A replay would read more entries than its bound; the caller answers ``reset``."""
 
 
 async def replay(
@@ -25,13 +33,22 @@ async def replay(
     *,
     tenant: str | None = None,
     until: str = "+",
+    limit: int = 0,
 ) -> AsyncGenerator[list[StreamEvent], None]:
-    """Pages of ``key``'s entries in ``(after, until]`` (only ``tenant``'s when given)."""
+    """Pages of ``key``'s entries in ``(after, until]`` (only ``tenant``'s when given).
+
+    With ``limit``, ReplayTooLongError as soon as more than ``limit`` entries would
+    have been read (events of other tenants count: reading them is the cost).
+    """
     start = "-" if after is None else "(" + after
     page = PAGE if tenant is None else TENANT_PAGE
     wanted = tenant.encode() if tenant is not None else None
+    read = 0
     while True:
         entries: Any = await redis.xrange(key, min=start, max=until, count=page)
+        read += len(entries)
+        if limit and read > limit:
+            raise ReplayTooLongError(f"more than {limit} entries to replay")
         batch: list[StreamEvent] = []
         for entry_id, fields in entries:
             if wanted is not None and fields.get(b"tenant") != wanted:
@@ -45,6 +62,7 @@ async def replay(
         if len(entries) < page:
             return
         start = "(" + entries[-1][0].decode("ascii")
+        await asyncio.sleep(0)  # one slice at a time: let other connections run
 
 
 class Kept:

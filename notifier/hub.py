@@ -43,6 +43,10 @@ class HubStats:
     overflows: int
 
 
+class StreamLimitError(Exception):
+    """A tenant already has its maximum of open streams on this replica."""
+
+
 class Hub:
     """Reads each partition's events stream once; routes entries by ``scan_id`` and ``tenant``."""
 
@@ -55,9 +59,12 @@ class Hub:
         batch: int = BATCH,
         block_ms: int = BLOCK_MS,
         heartbeat_s: float | None = None,
+        max_per_tenant: int = 0,
     ) -> None:
         self._redis = redis
         self._streams = (streams,) if isinstance(streams, str) else tuple(streams)
+        self._max_per_tenant = max_per_tenant  # 0: no cap
+        self._open: dict[str, int] = {}  # open streams per tenant
         self._queue_size = queue_size
         self._batch = batch
         self._block_ms = block_ms
@@ -126,22 +133,36 @@ class Hub:
         for bucket in self._buckets:
             bucket.clear()
         self._count = 0
+        self._open.clear()
 
-    def subscribe(self, scan_id: str) -> Subscription:
-        """Register for ``scan_id``'s live events; no Redis call."""
-        return self._add(self._scans, scan_id, tenant=False)
+    def subscribe(self, scan_id: str, owner: str = "") -> Subscription:
+        """Register for ``scan_id``'s live events (counted against tenant ``owner``); no Redis call.
+
+        StreamLimitError when ``owner`` already has its maximum of open streams.
+        """
+        return self._add(self._scans, scan_id, tenant=False, owner=owner)
 
     def subscribe_tenant(self, tenant: str) -> Subscription:
-        """Register for the live events of every scan of ``tenant``; no Redis call."""
-        return self._add(self._tenants, tenant, tenant=True)
+        """Register for the live events of every scan of ``tenant``; no Redis call.
 
-    def _add(self, table: dict[str, set[Subscription]], key: str, *, tenant: bool) -> Subscription:
+        StreamLimitError when ``tenant`` already has its maximum of open streams.
+        """
+        return self._add(self._tenants, tenant, tenant=True, owner=tenant)
+
+    def _add(
+        self, table: dict[str, set[Subscription]], key: str, *, tenant: bool, owner: str
+    ) -> Subscription:
         bucket = self._next_bucket
         self._next_bucket = (bucket + 1) % BEAT_BUCKETS
-        sub = Subscription(key, self._queue_size, tenant=tenant, bucket=bucket)
+        sub = Subscription(key, self._queue_size, tenant=tenant, bucket=bucket, owner=owner)
         if self.draining:
             sub.end(SHUTDOWN)
             return sub
+        opened = self._open.get(owner, 0)
+        if owner and self._max_per_tenant and opened >= self._max_per_tenant:
+            raise StreamLimitError(f"{opened} streams are open for this tenant")
+        if owner:
+            self._open[owner] = opened + 1
         table.setdefault(key, set()).add(sub)
         self._buckets[bucket].add(sub)
         self._count += 1
@@ -156,6 +177,12 @@ class Hub:
         subs.discard(sub)
         self._buckets[sub.bucket].discard(sub)
         self._count -= 1
+        if sub.owner:
+            left = self._open.get(sub.owner, 1) - 1
+            if left > 0:
+                self._open[sub.owner] = left
+            else:
+                self._open.pop(sub.owner, None)
         if not subs:
             del table[sub.key]
 

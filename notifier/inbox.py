@@ -22,13 +22,17 @@ class Subscription:
         "bucket",
         "ended",
         "key",
+        "owner",
         "quiet",
         "reason",
         "tenant",
     )
 
-    def __init__(self, key: str, size: int, *, tenant: bool = False, bucket: int = 0) -> None:
+    def __init__(
+        self, key: str, size: int, *, tenant: bool = False, bucket: int = 0, owner: str = ""
+    ) -> None:
         self.key = key
+        self.owner = owner  # the tenant whose open streams it counts against
         self.tenant = tenant
         self.bucket = bucket
         self.ended = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
@@ -110,6 +111,7 @@ async def tenant_reset(
             if len(entries) < FOLD_PAGE:
                 break
             start = "(" + entries[-1][0].decode("ascii")
+            await asyncio.sleep(0)  # a long fold must not stall every other connection
     head = _encode({"tenant": tenant, "reason": REASON})[:-1]
     body = head + b',"scans":[' + b",".join(_valid(latest.values())) + b"]}"
     return frame(body, event="reset", id=encode_position(until))

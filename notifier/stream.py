@@ -17,7 +17,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from notifier.events import PING, StreamEvent, frame, id_ping, reconnect_frame
-from notifier.history import kept, replay
+from notifier.history import ReplayTooLongError, kept, replay
 from notifier.hub import Hub
 from notifier.inbox import DISCONNECTED, SHUTDOWN, Subscription
 from notifier.position import Position, format_position, parse_position
@@ -42,15 +42,18 @@ class Source:
     redis: RedisClient
     keys: Keys
     retry_ms: int
+    max_replay: int = 0  # global-stream entries a tenant resume may read (0: no bound)
 
 
-async def scan_state(redis: RedisClient, keys: Keys, scan_id: str) -> tuple[str | None, bool]:
-    """The scan's state (None when its hash is gone) and whether it has any history."""
+async def scan_state(
+    redis: RedisClient, keys: Keys, scan_id: str
+) -> tuple[str | None, bool, str | None]:
+    """The scan's state and tenant (None when its hash is gone), and whether it has history."""
     pipe = redis.pipeline(transaction=False)
-    pipe.hget(keys.scan(scan_id), "state")
+    pipe.hmget(keys.scan(scan_id), ["state", "tenant"])
     pipe.exists(keys.scan_events(scan_id))
-    state, exists = await pipe.execute()
-    return text(state), bool(exists)
+    (state, tenant), exists = await pipe.execute()
+    return text(state), bool(exists), text(tenant)
 
 
 def is_finished(state: str | None) -> bool:
@@ -248,19 +251,26 @@ async def tenant_stream(
             cursor = TenantCursor(until)
         else:
             cursor = TenantCursor(after)
-            for index, stream in enumerate(streams):
-                start = f"{after[index][0]}-{after[index][1]}"
-                async for page in replay(
-                    src.redis, stream, start, tenant=tenant, until=ends[index]
-                ):
-                    if sub.ended:
-                        break
-                    out = []
-                    for event in page:
-                        wire = cursor.take(replace(event, partition=index))
-                        if wire is not None:
-                            out.append(wire)
-                    yield b"".join(out)
+            budget = max(1, src.max_replay // len(streams)) if src.max_replay else 0
+            try:
+                for index, stream in enumerate(streams):
+                    start = f"{after[index][0]}-{after[index][1]}"
+                    async for page in replay(
+                        src.redis, stream, start, tenant=tenant, until=ends[index], limit=budget
+                    ):
+                        if sub.ended:
+                            break
+                        out = []
+                        for event in page:
+                            wire = cursor.take(replace(event, partition=index))
+                            if wire is not None:
+                                out.append(wire)
+                        yield b"".join(out)
+            except ReplayTooLongError:
+                # Too far behind to replay cheaply: the current state instead, as for a
+                # trimmed resume point; what came after `until` follows live.
+                yield await tenant_reset(src.redis, streams, tenant, ends)
+                cursor = TenantCursor(until)
         async for chunk in live_tenant(src, sub, cursor):
             yield chunk
     except RedisError as exc:

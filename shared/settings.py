@@ -76,6 +76,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sse_heartbeat_s: float = 15.0
     sse_retry_ms: int = 2_000
     sse_queue_size: int = 256
+    sse_max_streams_per_tenant: int = 100
+    sse_max_replay: int = 2_000
+    http_max_header_bytes: int = 16 * 1024
+    http_max_headers: int = 100
+    http_header_timeout_s: float = 10.0
     cors_origins: tuple[str, ...] = ("*",)
     durability: Durability = "fast"
     max_attempts: int = 5
@@ -186,6 +191,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             sse_heartbeat_s=r.get("SSE_HEARTBEAT", _positive_float, d.sse_heartbeat_s),
             sse_retry_ms=r.get("SSE_RETRY_MS", _positive, d.sse_retry_ms),
             sse_queue_size=r.get("SSE_QUEUE_SIZE", _positive, d.sse_queue_size),
+            sse_max_streams_per_tenant=r.get(
+                "SSE_MAX_STREAMS_PER_TENANT", _positive, d.sse_max_streams_per_tenant
+            ),
+            sse_max_replay=r.get("SSE_MAX_REPLAY", _positive, d.sse_max_replay),
+            http_max_header_bytes=r.get(
+                "HTTP_MAX_HEADER_BYTES", _at_least(1024), d.http_max_header_bytes
+            ),
+            http_max_headers=r.get("HTTP_MAX_HEADERS", _at_least(16), d.http_max_headers),
+            http_header_timeout_s=r.get(
+                "HTTP_HEADER_TIMEOUT", _positive_float, d.http_header_timeout_s
+            ),
             cors_origins=r.get("CORS_ORIGINS", _origins, d.cors_origins),
             durability=r.get("SCAN_DURABILITY", _choice("fast", "strict"), d.durability),  # type: ignore[arg-type]
             max_attempts=r.get("SCAN_MAX_ATTEMPTS", _positive, d.max_attempts),
@@ -262,6 +278,17 @@ def _partitions(raw: str) -> int:
     if not 1 <= value <= MAX_PARTITIONS:
         raise ValueError(f"must be 1..{MAX_PARTITIONS}")
     return value
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    # Below these a browser's ordinary request (cookies, a token in the URL) is refused.
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if value < low:
+            raise ValueError(f"must be at least {low}")
+        return value
+
+    return parse
 
 
 def _non_negative(raw: str) -> int:

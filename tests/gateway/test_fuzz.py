@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import io
 import json
 import struct
 import sys
@@ -20,6 +21,7 @@ import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import Unsatisfiable
+from PIL import Image
 from redis.asyncio import Redis
 from schemathesis import GenerationMode
 from schemathesis.checks import (
@@ -388,13 +390,14 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def bomb_png(side: int) -> bytes:
-    """A well-formed ``side`` x ``side`` 1-bit PNG of zeros: tiny on disk, huge decoded."""
+def bomb_png(side: int, height: int | None = None) -> bytes:
+    """A well-formed ``side`` x ``height`` 1-bit PNG of zeros: tiny on disk, huge decoded."""
+    height = side if height is None else height
     row = b"\0" * (1 + -(-side // 8))  # the filter byte, then the packed pixels
     packer = zlib.compressobj(9)
-    rows = [packer.compress(row * 500) for _ in range(side // 500)]
-    rows.append(packer.compress(row * (side % 500)) + packer.flush())
-    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    rows = [packer.compress(row * 500) for _ in range(height // 500)]
+    rows.append(packer.compress(row * (height % 500)) + packer.flush())
+    header = struct.pack(">IIBBBBB", side, height, 1, 0, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"
         + png_chunk(b"IHDR", header)
@@ -422,6 +425,73 @@ async def test_decompression_bomb_is_refused(
     assert_error(response, (413, 422), "image")
     assert time.monotonic() - started < 3, "the bomb was decoded, not just its header read"
     assert await prefix_keys(redis, settings.prefix) == set()
+
+
+@pytest.mark.parametrize(
+    ("width", "height"),
+    [
+        pytest.param(1, 40_000_000, id="1x40M-strip"),
+        pytest.param(40_000_000, 1, id="40Mx1-strip"),
+        pytest.param(6_000, 6_000, id="6000x6000-1-bit"),
+    ],
+)
+async def test_bomb_within_the_pixel_limit_is_refused(
+    client: httpx.AsyncClient, redis: Redis, settings: Settings, width: int, height: int
+) -> None:
+    """Under 40 Mpx but over a side or the decoded-size cap: 413 from the header, at once."""
+    bomb = bomb_png(width, height)
+    assert len(bomb) < 100_000
+    started = time.monotonic()
+    for response in (
+        await client.post(
+            "/api/scans", json={**scan_fields(), "image_base64": base64.b64encode(bomb).decode()}
+        ),
+        await client.post(
+            "/api/scans", data=scan_fields(), files={"image": ("bomb.png", bomb, "image/png")}
+        ),
+    ):
+        body = assert_error(response, (413,))
+        assert body["error"] == "image_too_large", body
+    assert time.monotonic() - started < 1, "the bomb was decoded, not just its header read"
+    assert await prefix_keys(redis, settings.prefix) == set()
+
+
+def lying_jpeg(width: int, height: int) -> bytes:
+    """A real 16x16 JPEG whose frame header claims ``width`` x ``height``."""
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16), "red").save(out, format="JPEG")
+    data = bytearray(out.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+async def test_jpeg_shorter_than_its_header_claims_is_refused(
+    client: httpx.AsyncClient, redis: Redis, settings: Settings
+) -> None:
+    """libjpeg pads a stream that ends early with grey; the gateway must still refuse it."""
+    jpeg = lying_jpeg(6000, 6000)
+    assert Image.open(io.BytesIO(jpeg)).size == (6000, 6000)
+    response = await client.post(
+        "/api/scans", json={**scan_fields(), "image_base64": base64.b64encode(jpeg).decode()}
+    )
+    assert assert_error(response, (422,), "image_base64")["error"] == "invalid_image"
+    response = await client.post(
+        "/api/scans", data=scan_fields(), files={"image": ("a.jpg", jpeg, "image/jpeg")}
+    )
+    assert assert_error(response, (422,), "image")["error"] == "invalid_image"
+    # A whole JPEG, and one cut short without its end marker, are told apart as well.
+    whole = io.BytesIO()
+    Image.frombytes("RGB", (256, 256), bytes(range(256)) * 768).save(whole, format="JPEG")
+    response = await client.post(
+        "/api/scans", data=scan_fields(), files={"image": ("a.jpg", whole.getvalue()[:-600])}
+    )
+    assert assert_error(response, (422,), "image")["error"] == "invalid_image"
+    assert await prefix_keys(redis, settings.prefix) == set()
+    response = await client.post(
+        "/api/scans", data=scan_fields(), files={"image": ("a.jpg", whole.getvalue())}
+    )
+    assert response.status_code == 202, response.text
 
 
 def truncated_images() -> list[bytes]:

@@ -319,3 +319,31 @@ async def test_dead_letter_query_at_its_bounds_is_accepted(client: httpx.AsyncCl
     response = await client.get(f"/api/dead?count=500&before={top}-{top}")
     assert response.status_code == 200, response.text
     assert response.json() == {"items": [], "next": None}
+
+
+async def test_json_answers_are_never_cached_or_sniffed(client: httpx.AsyncClient) -> None:
+    """Results and errors are private: every JSON answer says no-store and nosniff."""
+    accepted = await client.post("/api/scans", json=scan_body())
+    for response in (
+        accepted,
+        await client.get(f"/api/scans/{accepted.json()['scan_id']}"),
+        await client.get("/api/scans/nope"),
+        await client.get("/api/queue/stats"),
+        await client.put("/api/queue/stats"),
+    ):
+        assert response.headers["cache-control"] == "no-store", response.request.url
+        assert response.headers["x-content-type-options"] == "nosniff", response.request.url
+
+
+async def test_idempotent_replay_answers_the_scans_current_state(
+    client: httpx.AsyncClient,
+) -> None:
+    """A replay after the scan moved on says where it is now, not "queued"."""
+    headers = {"Idempotency-Key": "order-42"}
+    first = await client.post("/api/scans", json=scan_body(), headers=headers)
+    assert (first.status_code, first.json()["status"]) == (202, "queued")
+    scan_id = first.json()["scan_id"]
+    assert (await client.delete(f"/api/scans/{scan_id}")).status_code == 200
+    replay = await client.post("/api/scans", json=scan_body(), headers=headers)
+    assert replay.status_code == 200, replay.text
+    assert (replay.json()["scan_id"], replay.json()["status"]) == (scan_id, "cancelled")

@@ -137,3 +137,27 @@ def test_redis_modes_parse() -> None:
     )
     assert sentinel.redis_sentinels == (("s1", 26379), ("::1", 26380), ("10.0.0.3", 26381))
     assert sentinel.redis_sentinel_master == "labelscan"
+
+
+def test_hardening_limits_parse_and_refuse_what_would_break_browsers() -> None:
+    settings = Settings.from_env(
+        {
+            "HTTP_MAX_HEADER_BYTES": "32768",
+            "HTTP_MAX_HEADERS": "50",
+            "HTTP_HEADER_TIMEOUT": "2.5",
+            "SSE_MAX_STREAMS_PER_TENANT": "7",
+            "SSE_MAX_REPLAY": "500",
+        }
+    )
+    assert (settings.http_max_header_bytes, settings.http_max_headers) == (32768, 50)
+    assert settings.http_header_timeout_s == 2.5
+    assert (settings.sse_max_streams_per_tenant, settings.sse_max_replay) == (7, 500)
+    for name, value in [
+        ("HTTP_MAX_HEADER_BYTES", "512"),
+        ("HTTP_MAX_HEADERS", "3"),
+        ("HTTP_HEADER_TIMEOUT", "0"),
+        ("SSE_MAX_STREAMS_PER_TENANT", "0"),
+        ("SSE_MAX_REPLAY", "-1"),
+    ]:
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env({name: value})

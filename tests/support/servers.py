@@ -11,6 +11,8 @@ from starlette.types import ASGIApp
 
 from shared.asgi import InLoopServer
 from shared.embedded import free_port
+from shared.http.server import server_config
+from shared.settings import Settings
 
 
 class RunningServer:
@@ -33,17 +35,17 @@ class RunningServer:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: ASGIApp, port: int | None = None) -> AsyncIterator[RunningServer]:
-    """Serve ``app`` with uvicorn (httptools, lifespan on) until the block exits."""
+async def serve(
+    app: ASGIApp, port: int | None = None, settings: Settings | None = None
+) -> AsyncIterator[RunningServer]:
+    """Serve ``app`` as the services do (httptools, head limits) until the block exits."""
     port = port or free_port()
-    config = uvicorn.Config(
+    config = server_config(
         app,
+        settings or Settings(),
         host="127.0.0.1",
         port=port,
-        log_config=None,
-        access_log=False,
         lifespan="on",
-        http="httptools",
         timeout_graceful_shutdown=2,
     )
     # The test run owns SIGINT/SIGTERM (Ctrl-C must reach pytest), not the servers it starts.

@@ -1,16 +1,29 @@
-"""Redis memory returns to its baseline after a burst, once retention has passed."""
+"""Memory stays bounded: Redis after a burst, the services under hostile input."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import io
+import socket
+import struct
+import time
+import zlib
+from pathlib import Path
 
+import httpx
+import pytest
+from PIL import Image
 from redis.asyncio import Redis
 
-from shared.embedded import EmbeddedValkey
+from shared.embedded import EmbeddedValkey, free_port
+from shared.images import DECODE_SLOTS, MAX_DECODED_BYTES
 from shared.keys import Keys
+from shared.schemas import TERMINAL_STATES, ScanJob
+from shared.store import ScanStore, new_scan_id
 from tests.conftest import SettingsFactory
 from tests.support.images import label_png
+from tests.support.processes import spawn, stop, wait_http
 from tests.support.stack import running_stack
 
 BODY = {
@@ -74,3 +87,158 @@ async def test_memory_returns_to_baseline_after_2000_scans(
     # What stays: the counters, the empty request streams and a trimmed events tail.
     assert sum(leftover.values()) < 100_000, leftover
     assert after - baseline < 0.05 * grown, (baseline, peak, after)
+
+
+# --- hostile input: the peak RSS of real service processes stays within the documented bound
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident set (VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc status")
+
+
+MIB = 1024 * 1024
+
+
+def send_head(port: int, total: int) -> bytes:
+    """Send a header line of ``total`` bytes (64 KiB at a time) until the server stops it."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nX-Flood: ")
+        chunk = b"a" * 65536
+        try:
+            for _ in range(total // len(chunk)):
+                sock.sendall(chunk)
+        except OSError:
+            pass  # refused mid-way: the point of the limit
+        sock.settimeout(5)
+        try:
+            return sock.recv(65536)
+        except OSError:
+            return b""  # reset: the unread flood was discarded with the connection
+
+
+@pytest.mark.parametrize("service", ["gateway", "notifier"])
+async def test_header_flood_leaves_memory_flat(
+    make_settings: SettingsFactory, service: str
+) -> None:
+    """A 100 MB header line, then ten 20 MB ones at once: each is cut off at 16 KiB."""
+    port = free_port()
+    settings = make_settings(gateway_port=port, notifier_port=port)
+    proc = spawn(service, settings, LOG_LEVEL="WARNING")
+    try:
+        await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/healthz", proc)
+        before = peak_rss(proc.pid)
+        answer = await asyncio.to_thread(send_head, port, 100 * 1000 * 1000)
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 431"), answer[:80]
+        await asyncio.gather(
+            *(asyncio.to_thread(send_head, port, 20 * 1000 * 1000) for _ in range(10))
+        )
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
+        grown = peak_rss(proc.pid) - before
+    finally:
+        stop(proc)
+    print(f"{service} peak RSS growth under the header flood: {grown / MIB:.1f} MiB")
+    # Unbounded, the first line alone took the gateway from 58 MB to 253 MB.
+    assert grown < 8 * MIB, f"{service} peak RSS grew {grown / MIB:.1f} MiB"
+
+
+def flat_png(width: int, height: int, mode: str) -> bytes:
+    """A PNG of one colour: small on the wire, ``width`` x ``height`` when decoded."""
+    out = io.BytesIO()
+    Image.new(mode, (width, height)).save(out, format="PNG", compress_level=9)
+    return out.getvalue()
+
+
+SCAN_BOUND = 2 * MAX_DECODED_BYTES
+"""What the README promises per concurrent scan of an analyzer."""
+
+
+async def test_image_bombs_stay_within_the_documented_bound(
+    make_settings: SettingsFactory, redis: Redis
+) -> None:
+    """The gateway refuses bombs from the header; the analyzer's decoding stays bounded.
+
+    Bombs go straight into Redis too, as if an older gateway had accepted them: the
+    analyzer must refuse them without allocating, and prepare the largest images
+    it accepts in at most SCAN_BOUND each, ``worker_concurrency`` at a time.
+    """
+    gport, hport = free_port(), free_port()
+    settings = make_settings(gateway_port=gport, worker_concurrency=2)
+    side = int((MAX_DECODED_BYTES // 4) ** 0.5)
+    at_cap = [flat_png(side, side, mode) for mode in ("RGBA", "P", "1", "I;16")]
+    bombs = [bilevel_png(1, 40_000_000), bilevel_png(6_000, 6_000), bilevel_png(40_000_000, 1)]
+    gateway = spawn("gateway", settings)
+    analyzer = spawn("analyzer", settings, ANALYZER_HEALTH_PORT=str(hport))
+    store = ScanStore(redis, settings)
+    try:
+        await asyncio.to_thread(wait_http, f"http://127.0.0.1:{gport}/healthz", gateway)
+        await asyncio.to_thread(wait_http, f"http://127.0.0.1:{hport}/healthz", analyzer)
+        g0, a0 = peak_rss(gateway.pid), peak_rss(analyzer.pid)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gport}", timeout=30) as client:
+            replies = await asyncio.gather(
+                *(
+                    client.post("/api/scans", json={**BODY, "image_base64": b64(image)})
+                    for image in [*bombs, *bombs, *at_cap]
+                )
+            )
+        assert [r.status_code for r in replies] == [413] * 6 + [202] * 4
+        ids = [r.json()["scan_id"] for r in replies[6:]]
+        for image in bombs:
+            job = ScanJob(
+                scan_id=new_scan_id(),
+                category="food",
+                marketplaces=["DE"],
+                product_name="bomb",
+                submitted_at_ms=int(time.time() * 1000),
+            )
+            await store.submit(job, image)
+            ids.append(job.scan_id)
+        async with asyncio.timeout(60):
+            states = [await wait_finished(store, scan_id) for scan_id in ids]
+        assert states == ["completed"] * 4 + ["failed"] * 3, states
+        gateway_grown = peak_rss(gateway.pid) - g0
+        analyzer_grown = peak_rss(analyzer.pid) - a0
+    finally:
+        stop(gateway)
+        stop(analyzer)
+    print(
+        f"peak RSS growth: gateway {gateway_grown / MIB:.0f} MiB, "
+        f"analyzer {analyzer_grown / MIB:.0f} MiB"
+    )
+    # Before the fix two strip bombs took the analyzer from 544 MB to 3.3 GB.
+    assert analyzer_grown < settings.worker_concurrency * SCAN_BOUND, analyzer_grown / MIB
+    # The gateway verifies at most DECODE_SLOTS images at once, each within the raster cap.
+    assert gateway_grown < DECODE_SLOTS * MAX_DECODED_BYTES + 64 * MIB, gateway_grown / MIB
+
+
+async def wait_finished(store: ScanStore, scan_id: str) -> str:
+    """The scan's terminal state, polled."""
+    while True:
+        detail = await store.get(scan_id)
+        if detail is not None and detail.state in TERMINAL_STATES:
+            return detail.state
+        await asyncio.sleep(0.05)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def bilevel_png(width: int, height: int) -> bytes:
+    """A well-formed 1-bit PNG of zeros: a few KB on disk, width x height decoded."""
+    row = b"\0" * (1 + -(-width // 8))
+    packer = zlib.compressobj(9)
+    body = b"".join(packer.compress(row * 1000) for _ in range(height // 1000))
+    body += packer.compress(row * (height % 1000)) + packer.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
