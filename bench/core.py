@@ -16,7 +16,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
@@ -27,6 +29,7 @@ from bench.valkeycost import Cost, cost, snapshot
 from shared.clock import now_ms
 from shared.connection import connect
 from shared.embedded import EmbeddedValkey, free_port
+from shared.keys import Keys
 from shared.schemas import ScanJob
 from shared.settings import Settings
 from shared.stats import queue_stats
@@ -48,6 +51,8 @@ class PipelineResult(msgspec.Struct, frozen=True, kw_only=True):
     events_published: int
     accept_cost: Cost
     process_cost: Cost
+    kept_bytes_per_scan: int
+    """``MEMORY USAGE`` of a finished scan's hash and history, kept for SCAN_RESULT_TTL."""
 
 
 def service_env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
@@ -154,36 +159,68 @@ async def _span(settings: Settings, scans: int, timeout: float) -> tuple[float, 
         if time.monotonic() > deadline:
             raise RuntimeError("analyzer did not finish in time")
         await asyncio.sleep(0.1)
-    events = store.keys.events
-    first_claim = None
-    cursor = "-"
+    first_claim: int | None = None
     total = 0
     last = 0
-    while True:
-        batch = await redis.xrange(events, min=cursor, count=10_000)
-        if not batch:
-            break
-        for entry_id, fields in batch:
-            total += 1
-            ms = int(entry_id.split(b"-")[0])
-            if first_claim is None and b'"type":"progress"' in fields[b"event"]:
-                first_claim = ms
-            last = ms
-        cursor = "(" + batch[-1][0].decode()
+    for part in store.keys.partitions:
+        cursor = "-"
+        while True:
+            batch: Any = await redis.xrange(part.events, min=cursor, count=10_000)
+            if not batch:
+                break
+            for entry_id, fields in batch:
+                total += 1
+                ms = int(entry_id.split(b"-")[0])
+                if b'"type":"progress"' in fields[b"event"]:
+                    first_claim = ms if first_claim is None else min(first_claim, ms)
+                last = max(last, ms)
+            cursor = "(" + batch[-1][0].decode()
     await redis.aclose()
     assert first_claim is not None
     return max(last - first_claim, 1) / 1000, total
 
 
+async def _kept_bytes(settings: Settings, sample: int = 200) -> int:
+    """What one finished scan keeps in Redis (its hash and its history), averaged."""
+    redis = connect(settings)
+    keys = Keys(settings.prefix, settings.partitions)
+    total = count = 0
+    try:
+        for part in keys.partitions:
+            entries: Any = await redis.xrevrange(part.events, count=sample * 5)
+            ids = {fields[b"scan_id"].decode() for _, fields in entries}
+            for scan_id in list(ids)[: sample // len(keys.partitions) + 1]:
+                usage = [
+                    await redis.memory_usage(part.scan(scan_id)),
+                    await redis.memory_usage(part.scan_events(scan_id)),
+                ]
+                total += sum(u or 0 for u in usage)
+                count += 1
+    finally:
+        await redis.aclose()
+    return total // max(count, 1)
+
+
 def bench_pipeline(
-    redis_url: str, *, scans: int, concurrency: int, tag: str = "p", **env: str
+    redis_url: str,
+    *,
+    scans: int,
+    concurrency: int,
+    tag: str = "p",
+    nodes: Sequence[str] = (),
+    **env: str,
 ) -> PipelineResult:
-    """End-to-end scans/s through one analyzer process, every progress event published."""
+    """End-to-end scans/s through one analyzer process, every progress event published.
+
+    ``nodes``: every primary's URL when ``redis_url`` names one node of a cluster, so
+    the server's cost is summed over all of them.
+    """
     prefix = f"bench{os.getpid()}{tag}"
-    settings = Settings.from_env(service_env(redis_url, prefix))
-    start = snapshot(redis_url)
+    settings = Settings.from_env(service_env(redis_url, prefix, **env))
+    servers = tuple(nodes) or (redis_url,)
+    start = snapshot(*servers)
     asyncio.run(_fill(settings, scans))
-    filled = snapshot(redis_url)
+    filled = snapshot(*servers)
     analyzer = subprocess.Popen(
         [sys.executable, "-m", "analyzer"],
         env=service_env(
@@ -197,7 +234,8 @@ def bench_pipeline(
     )
     try:
         seconds, events = asyncio.run(_span(settings, scans, timeout=300))
-        done = snapshot(redis_url)
+        done = snapshot(*servers)
+        kept = asyncio.run(_kept_bytes(settings))
     finally:
         analyzer.terminate()
         analyzer.wait(30)
@@ -209,6 +247,7 @@ def bench_pipeline(
         events_published=events,
         accept_cost=cost(start, filled, scans),
         process_cost=cost(filled, done, scans),
+        kept_bytes_per_scan=kept,
     )
 
 
@@ -249,6 +288,7 @@ def main() -> None:
         print(f"{'  Valkey CPU per scan, ' + what + ' (us)':<44}{c.cpu_us_per_unit:>12.1f}")
         print(f"{'  Valkey commands per scan, ' + what:<44}{c.commands_per_unit:>12.2f}")
         print(f"{'  script calls per scan, ' + what:<44}{c.script_calls_per_unit:>12.2f}")
+    print(f"{'  bytes kept per finished scan':<44}{pipeline.kept_bytes_per_scan:>12}")
     for peer in peers:
         if peer.error:
             print(f"{'peer ' + peer.name:<44}{'error':>12}  {peer.error}")

@@ -7,15 +7,18 @@ the server do, however the client batches it.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import msgspec
 from redis import Redis
 
 
 class Snapshot(msgspec.Struct, frozen=True):
-    """CPU seconds (user + system) and calls per command at one instant."""
+    """CPU seconds (user + system), calls per command and memory used, summed over nodes."""
 
     cpu_s: float
     calls: dict[str, int]
+    used_memory: int = 0
 
 
 class Cost(msgspec.Struct, frozen=True, kw_only=True):
@@ -26,22 +29,32 @@ class Cost(msgspec.Struct, frozen=True, kw_only=True):
     commands_per_unit: float
     script_calls_per_unit: float
     top_commands_per_unit: dict[str, float]
+    memory_bytes_per_unit: int
+    """Memory the work left behind (finished scans kept until their TTL), per unit."""
 
 
-def snapshot(url: str) -> Snapshot:
-    """The server's CPU time and command counts now."""
-    client = Redis.from_url(url)
-    try:
-        cpu = client.info("cpu")
-        stats = client.info("commandstats")
-    finally:
-        client.close()
-    calls = {
-        name.removeprefix("cmdstat_"): int(value["calls"])
-        for name, value in stats.items()
-        if isinstance(value, dict)
-    }
-    return Snapshot(cpu_s=float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), calls=calls)
+def snapshot(*urls: str) -> Snapshot:
+    """The servers' CPU time, command counts and memory now, summed (a cluster's primaries)."""
+    cpu_s = 0.0
+    memory = 0
+    calls: Counter[str] = Counter()
+    for url in urls:
+        client = Redis.from_url(url)
+        try:
+            cpu = client.info("cpu")
+            stats = client.info("commandstats")
+            memory += int(client.info("memory")["used_memory"])
+        finally:
+            client.close()
+        cpu_s += float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+        calls.update(
+            {
+                name.removeprefix("cmdstat_"): int(value["calls"])
+                for name, value in stats.items()
+                if isinstance(value, dict)
+            }
+        )
+    return Snapshot(cpu_s=cpu_s, calls=dict(calls), used_memory=memory)
 
 
 def cost(before: Snapshot, after: Snapshot, units: int) -> Cost:
@@ -60,4 +73,5 @@ def cost(before: Snapshot, after: Snapshot, units: int) -> Cost:
         commands_per_unit=round(sum(delta.values()) / units, 2),
         script_calls_per_unit=round(scripts / units, 2),
         top_commands_per_unit={name: round(n / units, 2) for name, n in top},
+        memory_bytes_per_unit=(after.used_memory - before.used_memory) // units,
     )

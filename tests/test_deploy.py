@@ -135,8 +135,11 @@ def test_k8s_cluster_mode_config_and_keda_triggers() -> None:
     assert scaled["spec"]["scaleTargetRef"]["name"] == "labelscan-analyzer"
     triggers = scaled["spec"]["triggers"]
     assert {t["type"] for t in triggers} == {"redis-cluster-streams"}
+    assert settings.partitions > 1
     assert {t["metadata"]["stream"] for t in triggers} == {
-        Keys(settings.prefix).requests(p) for p in PRIORITIES
+        part.requests(p)
+        for part in Keys(settings.prefix, settings.partitions).partitions
+        for p in PRIORITIES
     }
     node = settings.redis_url.removeprefix("redis://")
     for trigger in triggers:
