@@ -48,15 +48,18 @@ class AttemptStore(StoreBase):
         entry_id: str,
         stream: str,
         consumer: str,
-        progress: Progress,
+        progress: Progress | tuple[Progress, Progress],
         *,
         attempts: int = -1,
     ) -> Claim | None:
         """Own the scan for a new attempt; None when it must not run (finished, superseded).
 
-        ``attempts`` is the count the entry was queued with (-1: unknown); the
-        attempt's first event is built for the next one.
+        ``progress``: the attempt's first progress, or a pair whose second is
+        published too when the image is already stored (its fetch is instant), which
+        saves the attempt a round trip. ``attempts`` is the count the entry was
+        queued with (-1: unknown); the events are built for the next attempt.
         """
+        first, then = progress if isinstance(progress, tuple) else (progress, None)
         sid = job.scan_id
         k = self.keys.of_scan(sid)
         token = uuid.uuid4().hex
@@ -90,7 +93,12 @@ class AttemptStore(StoreBase):
                     now_ms=now,
                     attempts=attempts,
                     max_attempts=self.settings.max_attempts,
-                    event=events.event(sid, "progress", "active", progress, attempts + 1),
+                    event=events.event(sid, "progress", "active", first, attempts + 1),
+                    then_event=(
+                        events.event(sid, "progress", "active", then, attempts + 1)
+                        if then is not None
+                        else b""
+                    ),
                     tenant_cap=cap,
                     defer_until_ms=now + DEFER_MS,
                     deferred_event=deferred,

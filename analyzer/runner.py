@@ -53,7 +53,9 @@ class ScanRunner:
         ``attempts`` is the count the entry was queued with (-1: unknown). Redis
         errors propagate: the entry then stays pending and is delivered again.
         """
-        claim = await self.store.claim(job, entry_id, stream, consumer, FETCHING, attempts=attempts)
+        claim = await self.store.claim(
+            job, entry_id, stream, consumer, (FETCHING, ANALYZING), attempts=attempts
+        )
         if claim is None:
             log.debug("skipped", scan_id=job.scan_id, reason="finished, cancelled or superseded")
             return
@@ -90,13 +92,15 @@ class ScanRunner:
         job = claim.job
         started = time.monotonic()
         log.info("scan started", backend=self.backend.name)
-        pct = FETCHING.percentage
+        # With a stored image the claim already published ANALYZING.
+        pct = FETCHING.percentage if claim.image is None else ANALYZING.percentage
         try:
             image = claim.image if claim.image is not None else await self._fetch(job)
             if sniff_image(image) is None:
                 raise InvalidImageError("stored image is not a PNG, JPEG, GIF or WebP")
             pct = ANALYZING.percentage
-            await self._report(claim, ANALYZING)
+            if claim.image is None:  # else the claim published it: an upload needs no fetch
+                await self._report(claim, ANALYZING)
 
             async def report(stage: Stage, percentage: int, message: str) -> None:
                 nonlocal pct

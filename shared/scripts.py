@@ -128,6 +128,8 @@ class ClaimArgs(_S, frozen=True, kw_only=True):
     max_attempts: int
     event: bytes
     """The first progress event of attempt ``attempts + 1``."""
+    then_event: bytes
+    """Published right after it when the image is already stored (empty: never)."""
     tenant_cap: int
     """0: no cap."""
     defer_until_ms: int

@@ -45,4 +45,8 @@ end
 redis.call('HSET', scan_key, F.state, 'active', F.token, token, F.owner, consumer,
   F.attempts, made + 1)
 emit(scan_key, events_key, history_key, scan_id, tenant, event, maxlen, scan_maxlen)
-return {'ok', made + 1, redis.call('GET', image_key)}
+local image = redis.call('GET', image_key)
+if image and then_event ~= '' then
+  emit(scan_key, events_key, history_key, scan_id, tenant, then_event, maxlen, scan_maxlen)
+end
+return {'ok', made + 1, image}
