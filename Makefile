@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint bench browser clean
+.PHONY: install run test lint bench browser prometheus clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ install: $(STAMP) ## create .venv and install labelscan with its dev tools
 run: $(STAMP) ## embedded Valkey + gateway + analyzer + notifier, logs prefixed; Ctrl-C stops all
 	$(PY) -m shared.run
 
-test: $(STAMP) browser ## the whole suite against real servers
+test: $(STAMP) browser prometheus ## the whole suite against real servers
 	$(PY) -m pytest
 
 # Debian's chromium for the browser test (root and apt needed); without it the
@@ -27,6 +27,13 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 \
 	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium could not be installed: the browser test will be skipped"
+
+# Debian's prometheus (and its promtool) for the metrics test and the alert-rules check;
+# without it those tests are skipped and say why.
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
+	  || echo "prometheus could not be installed: the metrics scrape test will be skipped"
 
 lint: $(STAMP) ## ruff + mypy
 	$(PY) -m ruff check .

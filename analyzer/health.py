@@ -108,11 +108,17 @@ class HealthServer:
     anything; :meth:`start` once the worker can take work.
     """
 
-    def __init__(self, host: str, port: int, snapshot: Callable[[], Health]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        snapshot: Callable[[], Health],
+        extra: Sequence[BaseRoute] = (),
+    ) -> None:
         self.host = host
         self.port = port
         """The configured port until :meth:`bind`, then the port actually bound."""
-        self._app = health_app(snapshot)
+        self._app = health_app(snapshot, extra)
         self._sock: socket.socket | None = None
         self._server: InLoopServer | None = None
         self._task: asyncio.Task[None] | None = None

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from redis.exceptions import RedisError
 
+from analyzer import metrics
 from analyzer.attempts import AttemptStore
 from analyzer.outage import Outage
 from shared.clock import now_ms
@@ -125,6 +126,7 @@ class Maintenance:
             ]
             if entries:
                 self.reclaimed += len(entries)
+                metrics.ATTEMPTS.labels("reclaimed").inc(len(entries))
                 log.warning("reclaimed stalled entries", stream=stream, count=len(entries))
                 self._deliver(entries)
         # The shared events stream only feeds live fan-out (histories live per scan):

@@ -8,12 +8,14 @@ import time
 import structlog
 from redis.exceptions import RedisError
 
+from analyzer import metrics
 from analyzer.attempts import AttemptStore, Claim
-from analyzer.backends import AnalysisRequest, Backend
+from analyzer.backends import Analysis, AnalysisRequest, Backend, Report
 from analyzer.fetch import ImageFetcher
-from analyzer.images import as_is, prepare_image
+from analyzer.images import PreparedImage, as_is, prepare_image
 from analyzer.ratelimit import RateLimiter, Reservation
 from analyzer.retry import backoff_delay, should_retry
+from shared.clock import now_ms
 from shared.errors import InvalidImageError, LabelscanError, RateLimitedError, RetryableError
 from shared.images import sniff_image
 from shared.schemas import ImageSent, Progress, ScanError, ScanJob, ScanResult, Stage
@@ -60,6 +62,8 @@ class ScanRunner:
             log.debug("skipped", scan_id=job.scan_id, reason="finished, cancelled or superseded")
             return
         structlog.contextvars.bind_contextvars(scan_id=job.scan_id, attempt=claim.attempt)
+        if claim.attempt == 1 and job.submitted_at_ms:
+            metrics.QUEUE_WAIT.observe(max(now_ms() - job.submitted_at_ms, 0) / 1000)
         try:
             if claim.exhausted:
                 await self._give_up(claim)
@@ -73,7 +77,8 @@ class ScanRunner:
         except asyncio.CancelledError:
             # Cancelled by the user (the token is gone: this is a no-op) or by a
             # stopping worker (the entry is handed back for immediate redelivery).
-            await self.store.release(job, entry_id, stream, claim)
+            if await self.store.release(job, entry_id, stream, claim):
+                metrics.ATTEMPTS.labels("handed_back").inc()
             log.info("scan attempt interrupted")
             raise
         finally:
@@ -86,6 +91,7 @@ class ScanRunner:
         )
         if not await self.store.fail(claim, ScanError(kind="poison", message=message), 0):
             raise StaleAttemptError
+        metrics.finished(self.settings, "dead_lettered", self.backend.name, claim.job.tenant)
         log.error("scan dead-lettered", kind="poison", attempts=claim.attempt)
 
     async def _attempt(self, claim: Claim) -> None:
@@ -94,8 +100,10 @@ class ScanRunner:
         log.info("scan started", backend=self.backend.name)
         # With a stored image the claim already published ANALYZING.
         pct = FETCHING.percentage if claim.image is None else ANALYZING.percentage
+        lap = metrics.StageClock()
         try:
             image = claim.image if claim.image is not None else await self._fetch(job)
+            lap("fetch")
             if sniff_image(image) is None:
                 raise InvalidImageError("stored image is not a PNG, JPEG, GIF or WebP")
             pct = ANALYZING.percentage
@@ -114,6 +122,7 @@ class ScanRunner:
             prepared = as_is(image)
             if prepared is None:
                 prepared = await asyncio.to_thread(prepare_image, image)
+            lap("prepare")
             sent = ImageSent(
                 media_type=prepared.media_type,
                 width=prepared.width,
@@ -122,25 +131,9 @@ class ScanRunner:
                 token_estimate=prepared.token_estimate,
             )
             reservation = await self._acquire(claim, prepared.token_estimate)
-            try:
-                outcome = await self.backend.analyze(
-                    AnalysisRequest(
-                        image=prepared.data,
-                        media_type=prepared.media_type,
-                        image_tokens=prepared.token_estimate,
-                        category=job.category,
-                        marketplaces=job.marketplaces,
-                        product_name=job.product_name,
-                    ),
-                    report,
-                )
-            except RateLimitedError as exc:
-                if self.limiter is not None:
-                    await self.limiter.pause(exc.retry_after or 1.0, "429 from the API")
-                raise
-            if self.limiter is not None and reservation is not None:
-                await self.limiter.settle(reservation, outcome.usage)
-                await self.limiter.observe(outcome.limits, reservation.input_tokens)
+            lap("ratelimit")
+            outcome = await self._call(job, prepared, reservation, report)
+            lap("analyze")
             result = ScanResult(
                 analysis=outcome.analysis,
                 backend=self.backend.name,
@@ -151,11 +144,13 @@ class ScanRunner:
             )
             if not await self.store.complete(claim, result):
                 raise StaleAttemptError
+            lap("finish")
+            self._finished(claim, "completed", started)
             log.info(
                 "scan completed", verdict=result.analysis.verdict, duration_ms=result.duration_ms
             )
         except LabelscanError as exc:
-            await self._failed(claim, exc, pct)
+            await self._failed(claim, exc, pct, started)
         except (RedisError, asyncio.CancelledError, StaleAttemptError):
             raise
         except Exception as exc:
@@ -164,8 +159,43 @@ class ScanRunner:
             error = ScanError(kind="internal", message=f"{type(exc).__name__}: {exc}")
             if not await self.store.fail(claim, error, pct):
                 raise StaleAttemptError from exc
+            self._finished(claim, "failed", started)
 
-    async def _failed(self, claim: Claim, exc: LabelscanError, pct: int) -> None:
+    async def _call(
+        self,
+        job: ScanJob,
+        prepared: PreparedImage,
+        reservation: Reservation | None,
+        report: Report,
+    ) -> Analysis:
+        """The backend's analysis, with the limiter told what it cost (or that it got a 429)."""
+        try:
+            outcome = await self.backend.analyze(
+                AnalysisRequest(
+                    image=prepared.data,
+                    media_type=prepared.media_type,
+                    image_tokens=prepared.token_estimate,
+                    category=job.category,
+                    marketplaces=job.marketplaces,
+                    product_name=job.product_name,
+                ),
+                report,
+            )
+        except RateLimitedError as exc:
+            if self.limiter is not None:
+                await self.limiter.pause(exc.retry_after or 1.0, "429 from the API")
+            raise
+        metrics.spent(self.settings, outcome.model, outcome.usage)
+        if self.limiter is not None and reservation is not None:
+            await self.limiter.settle(reservation, outcome.usage)
+            await self.limiter.observe(outcome.limits, reservation.input_tokens)
+        return outcome
+
+    def _finished(self, claim: Claim, outcome: str, started: float) -> None:
+        metrics.SCAN_DURATION.labels(self.backend.name).observe(time.monotonic() - started)
+        metrics.finished(self.settings, outcome, self.backend.name, claim.job.tenant)
+
+    async def _failed(self, claim: Claim, exc: LabelscanError, pct: int, started: float) -> None:
         s = self.settings
         retryable = should_retry(exc, claim.attempt, s.max_attempts)
         error = ScanError(
@@ -180,12 +210,16 @@ class ScanRunner:
             )
             if not await self.store.retry(claim, error, delay):
                 raise StaleAttemptError from exc
+            metrics.ATTEMPTS.labels("retried").inc()
             log.warning(
                 "scan will be retried", kind=exc.kind, error=str(exc), delay_s=round(delay, 2)
             )
         else:
             if not await self.store.fail(claim, error, pct):
                 raise StaleAttemptError from exc
+            # A retryable error that ran out of attempts is dead-lettered; any other, failed.
+            outcome = "dead_lettered" if isinstance(exc, RetryableError) else "failed"
+            self._finished(claim, outcome, started)
             log.warning("scan failed", kind=exc.kind, error=str(exc))
 
     async def _acquire(self, claim: Claim, image_tokens: int) -> Reservation | None:
@@ -209,6 +243,9 @@ class ScanRunner:
                     ),
                 )
             await asyncio.sleep(decision.wait_ms / 1000)
+            metrics.RATELIMIT_WAIT.labels(metrics.wait_reason(decision.reason)).inc(
+                decision.wait_ms / 1000
+            )
 
     async def _fetch(self, job: ScanJob) -> bytes:
         if job.image_url is None:

@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from analyzer import metrics
 from analyzer.attempts import AttemptStore
 from analyzer.backends import Backend, make_backend
 from analyzer.control import listen_for_cancels
@@ -29,6 +30,7 @@ from analyzer.outage import Outage
 from analyzer.runner import ScanRunner
 from shared.connection import connect
 from shared.keys import GROUP
+from shared.metrics import metrics_route
 from shared.schemas import PRIORITIES, ScanJob
 from shared.settings import Settings
 
@@ -95,7 +97,10 @@ class Worker:
         self.health_server: HealthServer | None = None
         if settings.analyzer_health_port is not None:
             self.health_server = HealthServer(
-                settings.analyzer_health_host, settings.analyzer_health_port, self.health
+                settings.analyzer_health_host,
+                settings.analyzer_health_port,
+                self.health,
+                extra=[metrics_route(settings)] if settings.metrics else [],
             )
         self.processed = 0
         self.last_turn = time.monotonic()
@@ -279,10 +284,12 @@ class Worker:
         self._inflight[entry_id] = InFlight(
             stream=stream, entry_id=entry_id, scan_id=scan_id, task=task
         )
+        metrics.INFLIGHT.inc()
         task.add_done_callback(lambda t: self._done(entry_id, t))
 
     def _done(self, entry_id: str, task: asyncio.Task[None]) -> None:
-        self._inflight.pop(entry_id, None)
+        if self._inflight.pop(entry_id, None) is not None:
+            metrics.INFLIGHT.dec()
         self.processed += 1
         self._wake.set()
         if not task.cancelled() and task.exception() is not None:
@@ -331,6 +338,7 @@ class Worker:
         pipe.xack(stream, GROUP, entry_id)
         pipe.xdel(stream, entry_id)
         await pipe.execute()
+        metrics.finished(self.settings, "dead_lettered", self.runner.backend.name, "")
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

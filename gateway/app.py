@@ -9,17 +9,21 @@ from typing import TypedDict
 import msgspec
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import dashboard, scans
 from gateway.auth import Guard
+from gateway.metrics import count_rejection
 from gateway.openapi import openapi_endpoint
 from shared.cors import cors
 from shared.http.clients import request_client
 from shared.http.errors import exception_handlers, redis_down
 from shared.http.responses import JSONResponse
+from shared.metrics import RequestTimer, metrics_route
+from shared.queuemetrics import QueueGauges
 from shared.settings import Settings
 from shared.stats import queue_stats
 from shared.store import ScanStore
@@ -88,11 +92,17 @@ def create_app(settings: Settings) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
     ]
+    middleware = [dashboard.middleware(settings), cors(settings)]
+    if settings.metrics:
+        queue = QueueGauges(redis, store.keys, settings.metrics_queue_cache_s)
+        routes.append(metrics_route(settings, queue.refresh))
+        # Outermost, so that the time includes every other layer.
+        middleware.insert(0, Middleware(RequestTimer, on_answer=count_rejection))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
         # The dashboard's page and files answer ahead of the router, which holds the API only.
-        middleware=[dashboard.middleware(settings), cors(settings)],
+        middleware=middleware,
         exception_handlers=exception_handlers(
             redis_down("the queue is unreachable; retry shortly")
         ),

@@ -334,6 +334,30 @@ def _paths(auth: bool) -> dict[str, Schema]:
     }
 
 
+def _metrics_path(settings: Settings) -> dict[str, Any]:
+    """``/metrics`` when METRICS is on; behind a bearer token when METRICS_TOKEN is set."""
+    if not settings.metrics:
+        return {}
+    responses: dict[str, Any] = {
+        "200": {
+            "description": "Prometheus text exposition",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    }
+    if settings.metrics_token is not None:
+        responses["401"] = _json({"type": "object"}, "METRICS_TOKEN missing or wrong")
+    return {
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (not behind the API keys)",
+                "operationId": "metrics",
+                "security": [],
+                "responses": responses,
+            }
+        }
+    }
+
+
 def openapi_document(settings: Settings) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the gateway configured by ``settings``."""
     auth = (
@@ -354,7 +378,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             ),
         },
         "servers": [{"url": settings.gateway_url}],
-        "paths": _paths(settings.auth),
+        "paths": _paths(settings.auth) | _metrics_path(settings),
         "components": {
             "schemas": _components(),
             "securitySchemes": {

@@ -11,10 +11,12 @@ from starlette.responses import Response
 
 from gateway.auth import Caller, Guard
 from gateway.intake import read_scan
+from gateway.metrics import SUBMITTED
 from shared import tokens
 from shared.clock import now_ms
 from shared.http.errors import ApiError, not_found
 from shared.http.responses import JSONResponse
+from shared.metrics import finished, tenant_label
 from shared.schemas import (
     CancelResult,
     ScanAccepted,
@@ -122,6 +124,7 @@ async def create_scan(request: Request) -> Response:
             status_code=200,
             headers={"location": f"/api/scans/{outcome.scan_id}"},
         )
+    SUBMITTED.labels(job.priority, tenant_label(settings, tenant)).inc()
     return JSONResponse(
         accepted(settings, scan_id, "scheduled" if intake.due_ms else "queued"),
         status_code=202,
@@ -206,6 +209,7 @@ async def cancel_scan(request: Request) -> Response:
             f"the scan is already {outcome.state}; nothing to cancel",
             "scan_id",
         )
+    finished(request.state.settings, "cancelled", "none", detail.tenant)
     return JSONResponse(
         CancelResult(
             scan_id=detail.scan_id,

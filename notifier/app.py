@@ -41,6 +41,7 @@ from shared.http.errors import (
 )
 from shared.http.responses import JSONResponse
 from shared.keys import Keys
+from shared.metrics import metrics_route
 from shared.schemas import Tenant
 from shared.settings import Settings
 from shared.store import is_scan_id
@@ -293,6 +294,8 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
+    if settings.metrics:
+        routes.append(metrics_route(settings))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

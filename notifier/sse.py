@@ -14,6 +14,7 @@ from contextlib import aclosing
 
 from starlette.types import Receive, Scope, Send
 
+from notifier import metrics
 from notifier.events import retry_frame
 from notifier.hub import Hub
 from notifier.inbox import DISCONNECTED, Subscription
@@ -51,6 +52,11 @@ class EventStream:
         """Write ``retry:``, then every chunk; unsubscribe however the stream ends."""
         sub = self._sub
         watcher: asyncio.Task[None] | None = None
+        kind = metrics.stream_kind(sub.tenant)
+        metrics.CONNECTIONS.labels(kind).inc()
+        reason: str | None = (
+            DISCONNECTED  # unless it runs to its end: a failed write is a gone client
+        )
         try:
             # A fresh list: middleware (CORS) appends to the one it is sent.
             headers = list(_RAW_HEADERS)
@@ -68,10 +74,13 @@ class EventStream:
                 async for chunk in chunks:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            reason = sub.reason
         finally:
             if watcher is not None:
                 watcher.cancel()
             self._hub.unsubscribe(sub)
+            metrics.CONNECTIONS.labels(kind).dec()
+            metrics.ended(reason)
 
 
 async def _watch(receive: Receive, sub: Subscription) -> None:

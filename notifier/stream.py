@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 
+from notifier import metrics
 from notifier.events import PING, StreamEvent, frame, id_ping, reconnect_frame
 from notifier.history import ReplayTooLongError, kept, replay
 from notifier.hub import Hub
@@ -93,17 +94,21 @@ async def live(
     while not sub.ended:
         events, ping = await sub.batch()
         out: list[bytes] = []
+        sent: list[StreamEvent] = []
         for event in events:
             if last is not None and event.key <= last:
                 continue
             out.append(event.wire)
+            sent.append(event)
             last = event.key
             if event.terminal:
+                metrics.delivered(sent)
                 yield b"".join(out)
                 return
         if ping:
             out.append(PING)
         if out:
+            metrics.delivered(sent)
             yield b"".join(out)
     if tail := end_frame(sub.reason, src.retry_ms):
         yield tail
@@ -117,10 +122,12 @@ class TenantCursor:
     def __init__(self, ids: Position) -> None:
         self.ids = list(ids)
 
-    def take(self, event: StreamEvent) -> bytes | None:
-        """``event``'s frame, its id the new position; None if already sent (a duplicate)."""
-        if event.key <= self.ids[event.partition]:
-            return None
+    def fresh(self, event: StreamEvent) -> bool:
+        """Whether ``event`` is past the position (not already sent)."""
+        return event.key > self.ids[event.partition]
+
+    def take(self, event: StreamEvent) -> bytes:
+        """``event``'s frame, its id the new position (check :meth:`fresh` first)."""
         self.ids[event.partition] = event.key
         if len(self.ids) == 1:
             return event.wire  # the entry id is the position: the shared frame fits
@@ -146,7 +153,9 @@ async def live_tenant(
     """A tenant's queued events past ``cursor``, heartbeats, then why the stream ended."""
     while not sub.ended:
         events, ping = await sub.batch()
-        out = [wire for event in events if (wire := cursor.take(event)) is not None]
+        sent = [event for event in events if cursor.fresh(event)]
+        out = [cursor.take(event) for event in sent]
+        metrics.delivered(sent)
         if ping:
             out.append(cursor.move_to(src.hub.last_id))
         if out:
@@ -172,7 +181,9 @@ async def _scan_start(
     if cur.last is None:
         return text(await src.redis.hget(src.keys.scan(scan_id), "state")), after, None
     snap = await scan_snapshot(src.redis, src.keys, scan_id)
-    if not snap.kept.lost_after(cur.last):
+    lost = snap.kept.lost_after(cur.last)
+    metrics.resumed(exact=not lost)
+    if not lost:
         return snap.state, after, None
     if snap.kept.last is not None:
         after, cur.last = snap.kept.last, parse_stream_id(snap.kept.last)
@@ -192,6 +203,7 @@ async def _replay_scan(
             if event.terminal:
                 cur.done = True
                 break
+        metrics.replayed(len(out))
         yield b"".join(out)
         if cur.done:
             return
@@ -247,9 +259,11 @@ async def tenant_stream(
             yield id_ping(hub_last)  # a resume point from the first byte, before any event
             cursor = TenantCursor(until)
         elif await _lost_any(src, streams, after):
+            metrics.resumed(exact=False)
             yield await tenant_reset(src.redis, streams, tenant, ends)
             cursor = TenantCursor(until)
         else:
+            metrics.resumed(exact=True)
             cursor = TenantCursor(after)
             budget = max(1, src.max_replay // len(streams)) if src.max_replay else 0
             try:
@@ -260,11 +274,9 @@ async def tenant_stream(
                     ):
                         if sub.ended:
                             break
-                        out = []
-                        for event in page:
-                            wire = cursor.take(replace(event, partition=index))
-                            if wire is not None:
-                                out.append(wire)
+                        moved = [replace(event, partition=index) for event in page]
+                        out = [cursor.take(event) for event in moved if cursor.fresh(event)]
+                        metrics.replayed(len(out))
                         yield b"".join(out)
             except ReplayTooLongError:
                 # Too far behind to replay cheaply: the current state instead, as for a

@@ -39,6 +39,24 @@ class Secret(str):
         return str.__str__(self)
 
 
+class Price(msgspec.Struct, frozen=True, kw_only=True):
+    """USD per million tokens of each kind, for ``labelscan_anthropic_cost_usd_total``."""
+
+    input: float
+    output: float
+    cache_read: float
+    cache_creation: float
+
+
+# Anthropic's list prices (USD per million tokens); ANTHROPIC_PRICES replaces the table.
+DEFAULT_PRICES: tuple[tuple[str, Price], ...] = (
+    ("claude-opus-4-5", Price(input=5, output=25, cache_read=0.5, cache_creation=6.25)),
+    ("claude-opus-4", Price(input=15, output=75, cache_read=1.5, cache_creation=18.75)),
+    ("claude-sonnet-4", Price(input=3, output=15, cache_read=0.3, cache_creation=3.75)),
+    ("claude-haiku-4", Price(input=1, output=5, cache_read=0.1, cache_creation=1.25)),
+)
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Every knob of every service. Built by :meth:`from_env`; see README for each."""
 
@@ -111,6 +129,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     tenant_scans_per_day: int = 0
     log_level: str = "INFO"
     log_json: bool | None = None
+    metrics: bool = True
+    metrics_token: Secret | None = None
+    metrics_tenant_labels: bool = False
+    metrics_queue_cache_s: float = 5.0
+    anthropic_prices: tuple[tuple[str, Price], ...] = DEFAULT_PRICES
+    """USD per million tokens by model name prefix; the longest matching prefix wins."""
+
+    def price_of(self, model: str) -> Price | None:
+        """The price of ``model`` (longest matching prefix), or None if unknown."""
+        best: tuple[str, Price] | None = None
+        for prefix, price in self.anthropic_prices:
+            if model.startswith(prefix) and (best is None or len(prefix) > len(best[0])):
+                best = (prefix, price)
+        return best[1] if best is not None else None
 
     @property
     def rate_limited(self) -> bool:
@@ -245,6 +277,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ),
             log_level=r.get("LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
             log_json=r.get("LOG_JSON", _bool, None),
+            metrics=r.get("METRICS", _bool, d.metrics),
+            metrics_token=r.get("METRICS_TOKEN", _token, None),
+            metrics_tenant_labels=r.get("METRICS_TENANT_LABELS", _bool, d.metrics_tenant_labels),
+            metrics_queue_cache_s=r.get(
+                "METRICS_QUEUE_CACHE", _non_negative_float, d.metrics_queue_cache_s
+            ),
+            anthropic_prices=r.get("ANTHROPIC_PRICES", _prices, d.anthropic_prices),
         )
         if settings.max_body_bytes < settings.max_image_bytes:
             raise SettingsError("SCAN_MAX_BODY_BYTES must be at least SCAN_MAX_IMAGE_BYTES")
@@ -463,3 +502,25 @@ def _prefix(raw: str) -> str:
     if not raw or any(c in raw for c in "{}: \t\n"):
         raise ValueError("must be non-empty without braces, colons or spaces")
     return raw
+
+
+def _token(raw: str) -> Secret:
+    if len(raw) < 16 or any(c.isspace() for c in raw):
+        raise ValueError("must be at least 16 characters without spaces")
+    return Secret(raw)
+
+
+def _prices(raw: str) -> tuple[tuple[str, Price], ...]:
+    table = []
+    for item in (i.strip() for i in raw.split(";") if i.strip()):
+        model, sep, numbers = item.partition("=")
+        values = [float(v) for v in numbers.split(",")] if sep else []
+        if not model.strip() or len(values) != 4 or any(v < 0 for v in values):
+            raise ValueError(
+                "expected model=input,output,cache_read,cache_creation;... (USD per million)"
+            )
+        price = Price(
+            input=values[0], output=values[1], cache_read=values[2], cache_creation=values[3]
+        )
+        table.append((model.strip(), price))
+    return tuple(table)
