@@ -14,7 +14,6 @@ from typing import Any
 
 import msgspec
 import structlog
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -65,9 +64,20 @@ class Worker:
         self.settings = settings
         self.consumer = consumer_name()
         self.redis = connect(settings, max_connections=settings.worker_concurrency + 8)
-        # Blocking reads get a connection of their own, so stop() can CLIENT UNBLOCK it.
-        self._reader = connect(
-            settings, max_connections=1, socket_timeout=BLOCK_MS / 1000 + settings.redis_timeout_s
+        # On one server, blocking reads get a connection of their own, so stop() can
+        # CLIENT UNBLOCK it. A cluster or sentinel client reads from its own pool: a
+        # one-connection client of its own did not always find the new primary after a
+        # failover (its one connection held on to the dead one), and on a cluster the
+        # unblock would have to reach the right node anyway; the short blocks there
+        # (see _read) bound a stop's wait.
+        self._reader = (
+            connect(
+                settings,
+                max_connections=1,
+                socket_timeout=BLOCK_MS / 1000 + settings.redis_timeout_s,
+            )
+            if settings.redis_mode == "standalone"
+            else self.redis
         )
         self._reader_id: int | None = None
         self.store = AttemptStore(self.redis, settings)
@@ -252,7 +262,7 @@ class Worker:
                 out += await self._xreadgroup({stream: ">"}, count - len(out), block=None)
         if out:
             return out
-        if isinstance(self._reader, Redis) and self._reader_id is None:
+        if self._reader is not self.redis and self._reader_id is None:
             self._reader_id = int(await self._reader.client_id())
         # One blocking read covers one partition's streams (a command stays in one
         # slot); with several, each is watched in turn for a short while.
@@ -401,7 +411,8 @@ class Worker:
             item.task.cancel()
         await self.backend.aclose()
         await self.fetcher.aclose()
-        await self._reader.aclose()
+        if self._reader is not self.redis:
+            await self._reader.aclose()
         await self.redis.aclose()
 
 

@@ -86,7 +86,10 @@ async def test_memory_returns_to_baseline_after_2000_scans(
     assert grown > 1_000_000, f"the burst should be visible in memory (grew {grown} bytes)"
     # What stays: the counters, the empty request streams and a trimmed events tail.
     assert sum(leftover.values()) < 100_000, leftover
-    assert after - baseline < 0.05 * grown, (baseline, peak, after)
+    # Besides what stays (bounded just above), at most 5 % of the burst: scans now keep
+    # less (no progress copy in the hash), so the burst is smaller and the fixed rest
+    # (the events tail, allocator pages) would otherwise weigh more than its 5 %.
+    assert after - baseline < 0.05 * grown + 100_000, (baseline, peak, after)
 
 
 # --- hostile input: the peak RSS of real service processes stays within the documented bound
