@@ -8,9 +8,10 @@ import time
 
 import httpx
 import msgspec
+import pytest
 from redis.asyncio import Redis
 
-from analyzer.attempts import AttemptStore
+from analyzer.attempts import AttemptStore, Claim
 from shared.connection import connect
 from shared.errors import BackendError, BackendUnavailableError, InvalidAnswerError
 from shared.keys import GROUP, Keys
@@ -369,3 +370,68 @@ async def test_health_endpoint_reports_liveness(make_settings: SettingsFactory) 
         stalled = await http.get(f"http://127.0.0.1:{port}/healthz")
     assert ok.status_code == 200 and ok.json()["status"] == "ok"
     assert stalled.status_code == 503 and stalled.json()["status"] == "stalled"
+
+
+async def test_stale_attempt_outcome_is_discarded_and_logged_as_such(
+    settings: Settings, redis: Redis, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """An attempt that lost its scan mid-call (reclaimed by another analyzer) and then
+    fails retryably changes nothing and says so; it does not claim "will be retried"."""
+    from analyzer.backends import Analysis, AnalysisRequest, Report
+    from analyzer.fetch import ImageFetcher
+    from analyzer.runner import ScanRunner
+
+    scans = ScanStore(redis, settings)
+    attempts = AttemptStore(redis, settings)
+    keys = Keys(settings.prefix)
+    stream = keys.requests("normal")
+    await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    job = ScanJob(
+        scan_id=scans.new_scan_id(),
+        category="toys",
+        marketplaces=["US"],
+        product_name="Blocks",
+        submitted_at_ms=1,
+    )
+    assert await scans.submit(job, label_png()) is None
+    [[_, [(raw_id, _fields)]]] = await redis.xreadgroup(GROUP, "old", {stream: ">"}, count=1)
+    entry_id = raw_id.decode()
+    taken: list[object] = []
+
+    class Overtaken:
+        """While it runs, another analyzer takes the scan over; then the API fails."""
+
+        name = "overtaken"
+
+        async def analyze(self, request: AnalysisRequest, report: Report) -> Analysis:
+            await redis.xclaim(stream, GROUP, "new", 0, [entry_id])
+            progress = Progress(stage="fetching", percentage=10, message="x")
+            taken.append(await attempts.claim(job, entry_id, stream, "new", progress))
+            raise BackendUnavailableError("overloaded")
+
+        async def warm_up(self) -> None:
+            """Nothing to load."""
+
+        async def aclose(self) -> None:
+            """Nothing to close."""
+
+    fetcher = ImageFetcher(
+        max_bytes=settings.max_image_bytes,
+        timeout_s=settings.fetch_timeout_s,
+        allow_http=True,
+        allow_hosts=(),
+        max_redirects=0,
+    )
+    runner = ScanRunner(attempts, Overtaken(), fetcher, settings)  # type: ignore[arg-type]
+    capfd.readouterr()
+    await runner.run(job, entry_id, stream, "old", 0)
+    await fetcher.aclose()
+    logged = capfd.readouterr().out
+    record = await scans.record(job.scan_id)
+    history = [f[b"event"] for _, f in await redis.xrange(keys.scan_events(job.scan_id))]
+    new = taken[0]
+    assert isinstance(new, Claim)
+    assert record is not None and record.state == "active" and record.token == new.token
+    assert not any(b'"retrying"' in event for event in history)
+    assert "no longer owns the scan" in logged
+    assert "will be retried" not in logged
