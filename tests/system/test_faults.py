@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import collections
 import signal
 import time
 from collections.abc import Callable
@@ -12,18 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 from redis.asyncio import Redis
 
 from gateway.app import create_app as create_gateway
 from shared.embedded import EmbeddedValkey, free_port
 from shared.keys import GROUP, Keys
-from shared.schemas import ScanEvent
-from shared.settings import Secret, Settings
+from shared.settings import Secret
 from tests.conftest import SettingsFactory
 from tests.support.anthropic_emulator import run_emulator
 from tests.support.images import label_png
 from tests.support.processes import log_events, spawn, stop, wait_http, wait_log
+from tests.support.redis import completed_events
 from tests.support.servers import serve
 from tests.support.stack import running_stack
 
@@ -34,16 +32,6 @@ BODY = {
     "marketplaces": ["US", "UK"],
     "product_name": "Blocks",
 }
-
-
-async def completed_counts(redis: Redis, settings: Settings) -> collections.Counter[str]:
-    """How many `completed` events each scan has on the shared events stream."""
-    counts: collections.Counter[str] = collections.Counter()
-    for _, fields in await redis.xrange(Keys(settings.prefix).events):
-        event = msgspec.json.decode(fields[b"event"], type=ScanEvent)
-        if event.type == "completed":
-            counts[event.scan_id] += 1
-    return counts
 
 
 async def wait_all(client: httpx.AsyncClient, ids: list[str], timeout: float) -> list[dict]:  # type: ignore[type-arg]
@@ -94,7 +82,7 @@ async def test_kill_9_analyzer_mid_scan(make_settings: SettingsFactory, redis: R
             stop(proc)
     assert all(d["state"] == "completed" for d in details)
     assert any(d["attempts"] == 2 for d in details), "the victim's scans were reclaimed"
-    assert await completed_counts(redis, settings) == dict.fromkeys(ids, 1)
+    assert await completed_events(redis, Keys(settings.prefix)) == dict.fromkeys(ids, 1)
     pending = await redis.xpending(Keys(settings.prefix).requests("normal"), GROUP)
     assert pending["pending"] == 0
 
@@ -136,7 +124,7 @@ async def test_api_faults_on_30_percent_of_calls(
     assert ok_before == 200, "each scan got exactly one successful answer"
     assert emulator.faults > 30 and emulator.dropped > 0
     assert sum(d["attempts"] for d in details) > 200, "attempts are recorded"
-    counts = await completed_counts(redis, settings)
+    counts = await completed_events(redis, Keys(settings.prefix))
     assert all(counts[i] == 1 for i in ids)
     assert failed["state"] == "failed" and failed["attempts"] == 12
     assert [d["scan_id"] for d in dead] == [doomed]
@@ -171,7 +159,7 @@ async def test_valkey_restart_with_scans_in_flight(
             details = await wait_all(client, ids, timeout=40)
             assert analyzer.poll() is None, "the analyzer survived the restart"
         redis = Redis.from_url(own_valkey.url)
-        counts = await completed_counts(redis, settings)
+        counts = await completed_events(redis, Keys(settings.prefix))
         await redis.aclose()
     finally:
         assert stop(analyzer) == 0

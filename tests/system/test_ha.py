@@ -15,15 +15,15 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from shared.connection import RedisClient, connect
+from shared.connection import connect
 from shared.embedded import free_port
 from shared.keys import Keys
-from shared.schemas import ScanEvent
 from shared.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.support.cluster import SentinelSetup, ValkeyCluster
 from tests.support.images import label_png
 from tests.support.processes import spawn, stop, wait_http
+from tests.support.redis import completed_events
 from tests.support.stack import running_stack
 
 PARTS = 3
@@ -50,17 +50,6 @@ def sentinel_settings(make_settings: SettingsFactory, setup: SentinelSetup, **kw
         redis_sentinel_master=setup.master_name,
         **kw,
     )
-
-
-async def completed_events(redis: RedisClient, keys: Keys) -> collections.Counter[str]:
-    """How many ``completed`` events each scan has, over every partition's events stream."""
-    counts: collections.Counter[str] = collections.Counter()
-    for part in keys.partitions:
-        for _, fields in await redis.xrange(part.events):
-            event = msgspec.json.decode(fields[b"event"], type=ScanEvent)
-            if event.type == "completed":
-                counts[event.scan_id] += 1
-    return counts
 
 
 async def test_cluster_end_to_end_spreads_keys_over_every_primary(

@@ -9,14 +9,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 from redis.asyncio import Redis
 
 from analyzer.attempts import AttemptStore
 from shared.keys import GROUP, Keys
 from shared.layout import LayoutMismatchError, check_layout
-from shared.schemas import Progress, ScanError, ScanEvent, ScanJob
+from shared.schemas import Progress, ScanError, ScanJob
 from shared.settings import Settings
 from shared.store import ScanStore
 from shared.streamids import parse_stream_id
@@ -26,6 +25,7 @@ from tests.notifier.scans import Publisher
 from tests.notifier.test_tenant import EVENT_KEY, last_id, open_tenant, tenant_token
 from tests.support.images import label_png
 from tests.support.processes import spawn, stop
+from tests.support.redis import completed_events
 from tests.support.stack import running_stack
 
 PARTS = 3
@@ -41,17 +41,6 @@ BODY = {
 def settings(make_settings: SettingsFactory) -> Settings:
     """Three partitions on the suite's Valkey."""
     return make_settings(partitions=PARTS)
-
-
-async def completed_events(redis: Redis, keys: Keys) -> collections.Counter[str]:
-    """How many ``completed`` events each scan has, over every partition's events stream."""
-    counts: collections.Counter[str] = collections.Counter()
-    for part in keys.partitions:
-        for _, fields in await redis.xrange(part.events):
-            event = msgspec.json.decode(fields[b"event"], type=ScanEvent)
-            if event.type == "completed":
-                counts[event.scan_id] += 1
-    return counts
 
 
 async def test_scans_spread_over_partitions_and_all_complete(
