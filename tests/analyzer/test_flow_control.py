@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import msgspec
+import pytest
 from redis.asyncio import Redis
 
 from analyzer.backends import AnalysisRequest
@@ -45,19 +46,22 @@ async def events_of(redis: Redis, settings: Settings, scan_id: str) -> list[Scan
     return [msgspec.json.decode(f[b"event"], type=ScanEvent) for _, f in raw]
 
 
-async def test_high_priority_starts_next(make_settings: SettingsFactory) -> None:
-    """With one slot busy and a backlog of low scans, a later high scan runs next."""
-    settings = make_settings(worker_concurrency=1)
+@pytest.mark.parametrize("partitions", [1, 3])
+async def test_high_priority_starts_next(make_settings: SettingsFactory, partitions: int) -> None:
+    """With one slot busy and a backlog of low scans, a later high scan runs next,
+    whichever partitions the scans landed in."""
+    settings = make_settings(worker_concurrency=1, partitions=partitions)
     # The first scan holds the only slot long enough for the rest to queue behind it.
     backend = ScriptedBackend(settings, delay_s=0.05, delays={"low0": 1.5})
     async with running_stack(settings, backend=backend) as stack:
         for i in range(4):
             await stack.client.post("/api/scans", json=body(f"low{i}", priority="low"))
         await backend.started.wait()
-        await stack.client.post("/api/scans", json=body("normal", priority="normal"))
+        normal = await stack.client.post("/api/scans", json=body("normal", priority="normal"))
         high = (await stack.client.post("/api/scans", json=body("high", priority="high"))).json()
         stats = (await stack.client.get("/api/queue/stats")).json()
         await stack.wait_terminal(high["scan_id"])
+        await stack.wait_terminal(normal.json()["scan_id"])  # so its start is recorded
     assert backend.order[:3] == ["low0", "high", "normal"]
     assert stats["waiting_by_priority"] == {"high": 1, "normal": 1, "low": 3}
 
