@@ -4,8 +4,9 @@ A script's ``KEYS`` and ``ARGV`` are described by two msgspec structs. The
 loader generates the Lua lines that bind every key and argument to a local
 named after its field (``local scan_key = KEYS[1]``, ``local token = ARGV[2]``)
 and prepends them, with the shared helpers, to the script's body; ``F.<field>``
-in a body names a field of the scan hash (:class:`shared.record.ScanRecord`). Positions therefore exist only in generated code: a script
-body and its caller agree by name, and adding an argument is one field.
+in a body names a field of the scan hash (:class:`shared.record.ScanRecord`).
+Positions therefore exist only in generated code: a script body and its caller
+agree by name, and adding an argument is one field.
 """
 
 from __future__ import annotations
