@@ -7,12 +7,19 @@ import uvicorn
 from gateway.app import create_app
 from shared.http.server import server_config
 from shared.service import boot, exit_on_config_error
+from shared.tracing import setup_tracing, shutdown_tracing
 
 
 def main() -> None:
     """Run the gateway until SIGINT/SIGTERM."""
     settings, log = boot("gateway")
-    log.info("starting", url=settings.gateway_url, redis=settings.redis_url_for_logs)
+    log.info(
+        "starting",
+        url=settings.gateway_url,
+        redis=settings.redis_url_for_logs,
+        tracing=settings.tracing,
+    )
+    setup_tracing(settings, "gateway")
     with exit_on_config_error("gateway"):
         app = create_app(settings)
     config = server_config(
@@ -23,7 +30,11 @@ def main() -> None:
         loop="uvloop",
         timeout_graceful_shutdown=10,
     )
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        # The last accepted scans' spans are still batched: send them before exiting.
+        shutdown_tracing()
 
 
 if __name__ == "__main__":
