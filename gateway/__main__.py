@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
 import uvicorn
 
 from gateway.app import create_app
 from shared.http.server import server_config
 from shared.service import boot, exit_on_config_error
 from shared.tracing import setup_tracing, shutdown_tracing
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, sending the last batched spans once requests have drained."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        # Here, not after run(): uvicorn re-raises SIGTERM once it has stopped, which
+        # ends the process before any finally or atexit hook could flush.
+        await asyncio.to_thread(shutdown_tracing)
 
 
 def main() -> None:
@@ -30,11 +43,7 @@ def main() -> None:
         loop="uvloop",
         timeout_graceful_shutdown=10,
     )
-    try:
-        uvicorn.Server(config).run()
-    finally:
-        # The last accepted scans' spans are still batched: send them before exiting.
-        shutdown_tracing()
+    _Server(config).run()
 
 
 if __name__ == "__main__":
