@@ -11,6 +11,7 @@ import uvloop
 from analyzer.worker import Worker
 from shared.service import boot, exit_on_config_error
 from shared.settings import Settings
+from shared.tracing import setup_tracing, shutdown_tracing
 
 log = structlog.get_logger("analyzer")
 
@@ -61,14 +62,24 @@ async def serve(settings: Settings) -> None:
 def main() -> None:
     """Entry point."""
     settings, log = boot("analyzer")
-    log.info("starting", redis=settings.redis_url_for_logs, backend=settings.analyzer_backend)
+    log.info(
+        "starting",
+        redis=settings.redis_url_for_logs,
+        backend=settings.analyzer_backend,
+        tracing=settings.tracing,
+    )
+    setup_tracing(settings, "analyzer")
     if settings.analyzer_backend == "local" and settings.anthropic_api_key is None:
         log.info(
             "no ANTHROPIC_API_KEY: analysing labels offline (OCR + rulebook); "
             "set the key to use Claude"
         )
-    with exit_on_config_error("analyzer"):
-        uvloop.run(serve(settings))
+    try:
+        with exit_on_config_error("analyzer"):
+            uvloop.run(serve(settings))
+    finally:
+        # The drained scans' last spans are still batched: send them before exiting.
+        shutdown_tracing()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import asyncio
 import time
 
 import structlog
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, StatusCode
 from redis.exceptions import RedisError
 
 from analyzer import metrics
@@ -20,8 +22,11 @@ from shared.errors import InvalidImageError, LabelscanError, RateLimitedError, R
 from shared.images import sniff_image
 from shared.schemas import ImageSent, Progress, ScanError, ScanJob, ScanResult, Stage
 from shared.settings import Settings
+from shared.tracing import extract, trace_id_of
 
 log = structlog.get_logger("analyzer")
+# A no-op tracer until (unless) shared.tracing installs the SDK's provider.
+tracer = trace.get_tracer("labelscan.analyzer")
 
 FETCHING = Progress(stage="fetching", percentage=10, message="Fetching the label image")
 ANALYZING = Progress(stage="analyzing", percentage=30, message="Analysing the label")
@@ -61,9 +66,45 @@ class ScanRunner:
         if claim is None:
             log.debug("skipped", scan_id=job.scan_id, reason="finished, cancelled or superseded")
             return
-        structlog.contextvars.bind_contextvars(scan_id=job.scan_id, attempt=claim.attempt)
+        # The trace id comes from the entry, not from a span: the scan's log lines
+        # carry it even where this analyzer does not trace.
+        trace_id = trace_id_of(job.trace)
+        structlog.contextvars.bind_contextvars(
+            scan_id=job.scan_id,
+            attempt=claim.attempt,
+            **({"trace_id": trace_id} if trace_id is not None else {}),
+        )
+        parent = extract(job.trace)
         if claim.attempt == 1 and job.submitted_at_ms:
             metrics.QUEUE_WAIT.observe(max(now_ms() - job.submitted_at_ms, 0) / 1000)
+            if job.trace is not None:
+                # Accept to first claim, drawn after the fact: nothing runs while a scan waits.
+                tracer.start_span(
+                    "scan queue wait", context=parent, start_time=job.submitted_at_ms * 1_000_000
+                ).end()
+        # Each attempt is a child of the gateway's accept span, so retries (and
+        # redeliveries after a crash) are siblings in the scan's one trace.
+        span = tracer.start_span(
+            "scan attempt",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "labelscan.scan_id": job.scan_id,
+                "labelscan.attempt": claim.attempt,
+                "labelscan.backend": self.backend.name,
+                "messaging.destination.name": stream,
+                "messaging.message.id": entry_id,
+            },
+        )
+        try:
+            with trace.use_span(span, record_exception=False, set_status_on_exception=False):
+                await self._run(claim, entry_id, stream, span)
+        finally:
+            span.end()
+            structlog.contextvars.unbind_contextvars("scan_id", "attempt", "trace_id")
+
+    async def _run(self, claim: Claim, entry_id: str, stream: str, span: Span) -> None:
+        job = claim.job
         try:
             if claim.exhausted:
                 await self._give_up(claim)
@@ -74,23 +115,29 @@ class ScanRunner:
             # reclaimed by another analyzer, handed back); whoever owns it now
             # decides its outcome, so this attempt's is dropped, not retried.
             log.warning("attempt no longer owns the scan; its outcome is discarded")
+            span.set_attribute("labelscan.outcome", "stale")
         except asyncio.CancelledError:
             # Cancelled by the user (the token is gone: this is a no-op) or by a
             # stopping worker (the entry is handed back for immediate redelivery).
+            span.set_attribute("labelscan.outcome", "interrupted")
             if await self.store.release(job, entry_id, stream, claim):
                 metrics.ATTEMPTS.labels("handed_back").inc()
             log.info("scan attempt interrupted")
             raise
-        finally:
-            structlog.contextvars.unbind_contextvars("scan_id", "attempt")
+        except BaseException as exc:  # Redis down: the entry stays pending, delivered again
+            span.record_exception(exc)
+            span.set_status(StatusCode.ERROR, type(exc).__name__)
+            raise
 
     async def _give_up(self, claim: Claim) -> None:
         message = (
             f"delivered {claim.attempt} times without an outcome "
             "(an analyzer crashed or stalled on it each time)"
         )
-        if not await self.store.fail(claim, ScanError(kind="poison", message=message), 0):
-            raise StaleAttemptError
+        _outcome("dead_lettered", "poison", message)
+        with tracer.start_as_current_span("scan finish"):
+            if not await self.store.fail(claim, ScanError(kind="poison", message=message), 0):
+                raise StaleAttemptError
         metrics.finished(self.settings, "dead_lettered", self.backend.name, claim.job.tenant)
         log.error("scan dead-lettered", kind="poison", attempts=claim.attempt)
 
@@ -102,7 +149,11 @@ class ScanRunner:
         pct = FETCHING.percentage if claim.image is None else ANALYZING.percentage
         lap = metrics.StageClock()
         try:
-            image = claim.image if claim.image is not None else await self._fetch(job)
+            if claim.image is not None:
+                image = claim.image
+            else:
+                with tracer.start_as_current_span("fetch image"):
+                    image = await self._fetch(job)
             lap("fetch")
             if sniff_image(image) is None:
                 raise InvalidImageError("stored image is not a PNG, JPEG, GIF or WebP")
@@ -117,11 +168,7 @@ class ScanRunner:
                     claim, Progress(stage=stage, percentage=percentage, message=message)
                 )
 
-            # Decoding and re-encoding are CPU-bound: off the event loop, so other scans
-            # keep moving; an image that already fits is sent as it is.
-            prepared = as_is(image)
-            if prepared is None:
-                prepared = await asyncio.to_thread(prepare_image, image)
+            prepared = await _prepare(image)
             lap("prepare")
             sent = ImageSent(
                 media_type=prepared.media_type,
@@ -142,9 +189,11 @@ class ScanRunner:
                 duration_ms=int((time.monotonic() - started) * 1000),
                 image=sent,
             )
-            if not await self.store.complete(claim, result):
-                raise StaleAttemptError
+            with tracer.start_as_current_span("scan finish"):
+                if not await self.store.complete(claim, result):
+                    raise StaleAttemptError
             lap("finish")
+            trace.get_current_span().set_attribute("labelscan.outcome", "completed")
             self._finished(claim, "completed", started)
             log.info(
                 "scan completed", verdict=result.analysis.verdict, duration_ms=result.duration_ms
@@ -157,8 +206,11 @@ class ScanRunner:
             # A bug or an unexpected library error: record it rather than crash the worker.
             log.exception("scan crashed")
             error = ScanError(kind="internal", message=f"{type(exc).__name__}: {exc}")
-            if not await self.store.fail(claim, error, pct):
-                raise StaleAttemptError from exc
+            trace.get_current_span().record_exception(exc)
+            _outcome("failed", error.kind, error.message)
+            with tracer.start_as_current_span("scan finish"):
+                if not await self.store.fail(claim, error, pct):
+                    raise StaleAttemptError from exc
             self._finished(claim, "failed", started)
 
     async def _call(
@@ -208,28 +260,46 @@ class ScanRunner:
                 cap_s=s.retry_cap_s,
                 retry_after=exc.retry_after if isinstance(exc, RetryableError) else None,
             )
-            if not await self.store.retry(claim, error, delay):
-                raise StaleAttemptError from exc
+            _outcome("retried", exc.kind, str(exc))
+            trace.get_current_span().set_attribute("labelscan.retry_delay_s", delay)
+            with tracer.start_as_current_span("scan finish"):
+                if not await self.store.retry(claim, error, delay):
+                    raise StaleAttemptError from exc
             metrics.ATTEMPTS.labels("retried").inc()
             log.warning(
                 "scan will be retried", kind=exc.kind, error=str(exc), delay_s=round(delay, 2)
             )
         else:
-            if not await self.store.fail(claim, error, pct):
-                raise StaleAttemptError from exc
             # A retryable error that ran out of attempts is dead-lettered; any other, failed.
             outcome = "dead_lettered" if isinstance(exc, RetryableError) else "failed"
+            _outcome(outcome, exc.kind, str(exc))
+            with tracer.start_as_current_span("scan finish"):
+                if not await self.store.fail(claim, error, pct):
+                    raise StaleAttemptError from exc
             self._finished(claim, outcome, started)
             log.warning("scan failed", kind=exc.kind, error=str(exc))
 
     async def _acquire(self, claim: Claim, image_tokens: int) -> Reservation | None:
         if self.limiter is None:
             return None
+        with tracer.start_as_current_span("rate-limit wait") as span:
+            return await self._acquire_in(claim, image_tokens, span)
+
+    async def _acquire_in(self, claim: Claim, image_tokens: int, span: Span) -> Reservation:
+        assert self.limiter is not None
         input_tokens, output_tokens = self.limiter.estimate(image_tokens)
+        span.set_attributes(
+            {
+                "labelscan.ratelimit.input_tokens": input_tokens,
+                "labelscan.ratelimit.output_tokens": output_tokens,
+            }
+        )
         told = False
+        waited_s = 0.0
         while True:
             decision = await self.limiter.try_acquire(input_tokens, output_tokens)
             if decision.reservation is not None:
+                span.set_attribute("labelscan.ratelimit.waited_s", waited_s)
                 return decision.reservation
             if not told:  # one event per wait, not one per check
                 told = True
@@ -242,7 +312,10 @@ class ScanRunner:
                         f"about {decision.wait_ms / 1000:.1f}s",
                     ),
                 )
+            # One event per wait, with its reason: the span's length is the total wait.
+            span.add_event("waiting", {"reason": decision.reason, "wait_ms": decision.wait_ms})
             await asyncio.sleep(decision.wait_ms / 1000)
+            waited_s += decision.wait_ms / 1000
             metrics.RATELIMIT_WAIT.labels(metrics.wait_reason(decision.reason)).inc(
                 decision.wait_ms / 1000
             )
@@ -255,3 +328,30 @@ class ScanRunner:
     async def _report(self, claim: Claim, progress: Progress) -> None:
         if not await self.store.progress(claim, progress):
             raise StaleAttemptError
+
+
+def _outcome(outcome: str, kind: str, message: str) -> None:
+    """Mark the current attempt span as ended in a failure (retried, failed, dead-lettered)."""
+    span = trace.get_current_span()
+    span.set_attributes({"labelscan.outcome": outcome, "error.type": kind})
+    span.set_status(StatusCode.ERROR, message)
+
+
+async def _prepare(image: bytes) -> PreparedImage:
+    """The image as sent: oriented, downscaled and re-encoded if it does not fit as it is."""
+    with tracer.start_as_current_span("prepare image") as span:
+        # Decoding and re-encoding are CPU-bound: off the event loop, so other scans
+        # keep moving; an image that already fits is sent as it is.
+        prepared = as_is(image)
+        if prepared is None:
+            prepared = await asyncio.to_thread(prepare_image, image)
+        span.set_attributes(
+            {
+                "labelscan.image.bytes_in": len(image),
+                "labelscan.image.bytes_out": len(prepared.data),
+                "labelscan.image.width": prepared.width,
+                "labelscan.image.height": prepared.height,
+                "labelscan.image.token_estimate": prepared.token_estimate,
+            }
+        )
+        return prepared

@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
 import uvicorn
 
 from gateway.app import create_app
 from shared.http.server import server_config
 from shared.service import boot, exit_on_config_error
+from shared.tracing import setup_tracing, shutdown_tracing
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, sending the last batched spans once requests have drained."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        # Here, not after run(): uvicorn re-raises SIGTERM once it has stopped, which
+        # ends the process before any finally or atexit hook could flush.
+        await asyncio.to_thread(shutdown_tracing)
 
 
 def main() -> None:
     """Run the gateway until SIGINT/SIGTERM."""
     settings, log = boot("gateway")
-    log.info("starting", url=settings.gateway_url, redis=settings.redis_url_for_logs)
+    log.info(
+        "starting",
+        url=settings.gateway_url,
+        redis=settings.redis_url_for_logs,
+        tracing=settings.tracing,
+    )
+    setup_tracing(settings, "gateway")
     with exit_on_config_error("gateway"):
         app = create_app(settings)
     config = server_config(
@@ -23,7 +43,7 @@ def main() -> None:
         loop="uvloop",
         timeout_graceful_shutdown=10,
     )
-    uvicorn.Server(config).run()
+    _Server(config).run()
 
 
 if __name__ == "__main__":

@@ -6,13 +6,15 @@ import hashlib
 import re
 
 import msgspec
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, StatusCode
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.auth import Caller, Guard
 from gateway.intake import read_scan
 from gateway.metrics import SUBMITTED
-from shared import tokens
+from shared import tokens, tracing
 from shared.clock import now_ms
 from shared.http.errors import ApiError, not_found
 from shared.http.responses import JSONResponse
@@ -31,6 +33,7 @@ from shared.store import Duplicate, OverQuota, ScanStore
 from shared.streamids import parse_stream_id
 
 _encode = msgspec.json.Encoder().encode
+_tracer = trace.get_tracer("labelscan.gateway")
 
 
 def _store(request: Request) -> ScanStore:
@@ -74,9 +77,41 @@ def _idempotency(request: Request, body: bytes) -> tuple[str, str] | None:
 
 
 async def create_scan(request: Request) -> Response:
-    """``POST /api/scans``: validate, store, queue, answer 202."""
-    caller = await _caller(request)
+    """``POST /api/scans``: validate, store, queue, answer 202.
+
+    Traced (when on) as the scan's root span, or a child of the client's
+    ``traceparent``; the analyzer's attempts continue it through the stream entry.
+    """
     settings: Settings = request.state.settings
+    if not settings.tracing:
+        return await _create_scan(request, settings, None)
+    with _tracer.start_as_current_span(
+        "scan accept",
+        context=tracing.extract(request.headers.get("traceparent")),
+        kind=SpanKind.SERVER,
+        attributes={"http.request.method": "POST", "http.route": "/api/scans"},
+        # A refusal is the client's mistake, not this span's failure: its status
+        # code is recorded below, without an exception event per bad request.
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            response = await _create_scan(request, settings, span)
+        except ApiError as exc:
+            span.set_attribute("http.response.status_code", exc.status)
+            if exc.status >= 500:
+                span.set_status(StatusCode.ERROR, exc.error)
+            raise
+        except Exception as exc:  # Redis down or a bug: the client sees a 5xx
+            span.record_exception(exc)
+            span.set_status(StatusCode.ERROR, type(exc).__name__)
+            raise
+        span.set_attribute("http.response.status_code", response.status_code)
+        return response
+
+
+async def _create_scan(request: Request, settings: Settings, span: Span | None) -> Response:
+    caller = await _caller(request)
     intake = await read_scan(request, settings)
     scan = intake.scan
     tenant = scan.tenant
@@ -99,7 +134,16 @@ async def create_scan(request: Request) -> Response:
         tenant=tenant,
         image_url=scan.image_url,
         submitted_at_ms=now_ms(),
+        trace=tracing.traceparent(span) if span is not None else None,
     )
+    if span is not None:
+        span.set_attributes(
+            {
+                "labelscan.scan_id": scan_id,
+                "labelscan.tenant": tenant,
+                "labelscan.priority": job.priority,
+            }
+        )
     outcome = await store.submit(job, intake.image, idempotency=idempotency, due_ms=intake.due_ms)
     if isinstance(outcome, OverQuota):
         raise ApiError(
@@ -153,6 +197,7 @@ async def scan_status(request: Request) -> Response:
             created_at=d.created_at,
             updated_at=d.updated_at,
             next_attempt_at=d.next_attempt_at,
+            trace_id=d.trace_id,
         )
     )
 

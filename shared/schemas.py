@@ -215,6 +215,8 @@ class ScanStatus(Base, frozen=True, kw_only=True):
     created_at: str
     updated_at: str
     next_attempt_at: str | None = None
+    trace_id: Annotated[str, Meta(pattern="^[0-9a-f]{32}$")] | None = None
+    """The scan's OpenTelemetry trace (gateway accept to the last attempt); None untraced."""
 
 
 class ScanDetail(ScanStatus, frozen=True, kw_only=True):
@@ -273,6 +275,8 @@ class ScanJob(Base, frozen=True, kw_only=True):
     tenant: str = "default"
     image_url: str | None = None
     submitted_at_ms: int = 0
+    trace: str | None = None
+    """W3C ``traceparent`` of the gateway's accept span: the analyzer's attempts continue it."""
 
 
 class ScanEvent(Base, frozen=True, kw_only=True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -15,6 +15,7 @@ T = TypeVar("T")
 Backend = Literal["claude", "local", "simulated"]
 Durability = Literal["fast", "strict"]
 RedisMode = Literal["standalone", "cluster", "sentinel"]
+TraceExporter = Literal["otlp", "console"]
 
 MAX_PARTITIONS = 256
 """Enough for a cluster of 256 primaries; partition tags are found at start in ~N² slot checks."""
@@ -135,6 +136,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     metrics_queue_cache_s: float = 5.0
     anthropic_prices: tuple[tuple[str, Price], ...] = DEFAULT_PRICES
     """USD per million tokens by model name prefix; the longest matching prefix wins."""
+    tracing: bool = False
+    """OpenTelemetry traces on: an exporter or an OTLP endpoint is configured (see README)."""
+    trace_exporters: tuple[TraceExporter, ...] = ()
+    """Where spans go when ``tracing``: the SDK reads each exporter's own OTEL_* settings."""
 
     def price_of(self, model: str) -> Price | None:
         """The price of ``model`` (longest matching prefix), or None if unknown."""
@@ -284,11 +289,39 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 "METRICS_QUEUE_CACHE", _non_negative_float, d.metrics_queue_cache_s
             ),
             anthropic_prices=r.get("ANTHROPIC_PRICES", _prices, d.anthropic_prices),
+            **_tracing(r),
         )
         if settings.max_body_bytes < settings.max_image_bytes:
             raise SettingsError("SCAN_MAX_BODY_BYTES must be at least SCAN_MAX_IMAGE_BYTES")
         _check_redis_mode(settings, url_given=bool(e.get("REDIS_URL", "").strip()))
         return settings
+
+
+def _tracing(r: _Reader) -> dict[str, Any]:
+    """Whether traces are on, from the standard variables the OpenTelemetry SDK reads.
+
+    The OTel spec's default exporter is ``otlp``, but a service nobody pointed at a
+    collector would then retry exports to localhost forever: here tracing is on only
+    when ``OTEL_TRACES_EXPORTER`` names an exporter or an OTLP endpoint is set.
+    """
+    if r.get("OTEL_SDK_DISABLED", _bool, False):
+        return {"tracing": False, "trace_exporters": ()}
+    endpoint = r.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", _url, "") or r.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT", _url, ""
+    )
+    exporters = r.get("OTEL_TRACES_EXPORTER", _trace_exporters, None)
+    if exporters is None:
+        exporters = ("otlp",) if endpoint else ()
+    return {"tracing": bool(exporters), "trace_exporters": exporters}
+
+
+def _trace_exporters(raw: str) -> tuple[TraceExporter, ...]:
+    names = [n.strip().lower() for n in raw.split(",") if n.strip()]
+    if names == ["none"]:
+        return ()
+    if not names or any(n not in ("otlp", "console") for n in names):
+        raise ValueError("must be otlp, console, both comma-separated, or none")
+    return tuple(dict.fromkeys(cast(TraceExporter, n) for n in names))
 
 
 class _Reader:

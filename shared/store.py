@@ -21,6 +21,7 @@ from shared.schemas import DeadLetter, DeadLetters, ScanDetail, ScanError, ScanE
 from shared.scripts import OverQuota
 from shared.settings import Settings
 from shared.streamids import parse_stream_id
+from shared.tracing import trace_id_of
 
 __all__ = ["CancelOutcome", "Duplicate", "OverQuota", "ScanStore", "StoreBase", "new_scan_id"]
 
@@ -332,6 +333,7 @@ def _detail(scan_id: str, record: ScanRecord, event: ScanEvent | None) -> ScanDe
         created_at=iso(record.created_ms),
         updated_at=iso(event.at_ms if event is not None else record.created_ms),
         next_attempt_at=iso(record.due_ms) if record.due_ms else None,
+        trace_id=trace_id_of(job.trace),
         category=job.category,
         marketplaces=job.marketplaces,
         product_name=job.product_name,

@@ -17,6 +17,8 @@ import msgspec
 import structlog
 from anthropic.types import MessageParam, TextBlockParam
 from anthropic.types.output_config_param import OutputConfigParam
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind
 
 from analyzer.backends import Analysis, AnalysisRequest, ApiLimits, Report
 from analyzer.prompt import SYSTEM_PROMPT, user_text
@@ -26,12 +28,14 @@ from shared.errors import (
     BackendUnavailableError,
     InvalidAnswerError,
     InvalidImageError,
+    LabelscanError,
     RateLimitedError,
 )
 from shared.schemas import LabelAnalysis, MarketplaceReport, Usage
 from shared.settings import Settings, SettingsError
 
 log = structlog.get_logger("analyzer")
+tracer = trace.get_tracer("labelscan.analyzer")
 
 ImageMediaType = Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
 IMAGE_MEDIA_TYPES: frozenset[str] = frozenset(
@@ -95,7 +99,30 @@ class ClaudeBackend:
         )
 
     async def analyze(self, request: AnalysisRequest, report: Report) -> Analysis:
-        """Send the image and the scan's context; validate Claude's structured answer."""
+        """Send the image and the scan's context; validate Claude's structured answer.
+
+        Traced as one GenAI client span (OpenTelemetry's ``gen_ai.*`` conventions):
+        the call, and the validation that decides whether its answer is usable.
+        """
+        with tracer.start_as_current_span(
+            f"chat {self._model}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.system": "anthropic",
+                "gen_ai.provider.name": "anthropic",
+                "gen_ai.request.model": self._model,
+                "gen_ai.request.max_tokens": self._max_tokens,
+                "server.address": self._client.base_url.host,
+            },
+        ) as span:
+            try:
+                return await self._analyze(request, report, span)
+            except LabelscanError as exc:
+                span.set_attribute("error.type", exc.kind)
+                raise
+
+    async def _analyze(self, request: AnalysisRequest, report: Report, span: Span) -> Analysis:
         log.info(
             "sending image to claude",
             media_type=request.media_type,
@@ -114,6 +141,7 @@ class ClaudeBackend:
             )
             message = await raw.parse()
         except anthropic.APIStatusError as exc:
+            span.set_attribute("http.response.status_code", exc.status_code)
             raise _status_error(exc) from exc
         except anthropic.APITimeoutError as exc:
             raise BackendUnavailableError(
@@ -128,6 +156,23 @@ class ClaudeBackend:
             # Raised by the SDK itself (bad parameters, unparsable answer): retrying won't help.
             raise BackendError(f"Claude SDK error: {type(exc).__name__}: {exc}") from exc
 
+        usage = message.usage
+        input_tokens = usage.input_tokens or 0
+        cache_read = usage.cache_read_input_tokens or 0
+        cache_creation = usage.cache_creation_input_tokens or 0
+        span.set_attributes(
+            {
+                "gen_ai.response.id": message.id,
+                "gen_ai.response.model": message.model,
+                "gen_ai.response.finish_reasons": [message.stop_reason or "unknown"],
+                # The conventions count every input token here, cached ones included;
+                # Anthropic's input_tokens leaves out what the prompt cache served.
+                "gen_ai.usage.input_tokens": input_tokens + cache_read + cache_creation,
+                "gen_ai.usage.output_tokens": usage.output_tokens or 0,
+                "gen_ai.usage.cache_read.input_tokens": cache_read,
+                "gen_ai.usage.cache_creation.input_tokens": cache_creation,
+            }
+        )
         await report("parsing", 90, "Validating the analysis")
         rid = f"{message.id}, request-id {message._request_id or 'none'}"
         if message.stop_reason == "max_tokens":
@@ -145,14 +190,13 @@ class ClaudeBackend:
         if text is None:
             raise InvalidAnswerError(f"Claude's answer has no text block (message {rid})")
         analysis = _decode(text, rid)
-        usage = message.usage
         return Analysis(
             analysis=_in_requested_order(analysis, request, rid),
             usage=Usage(
-                input_tokens=usage.input_tokens or 0,
+                input_tokens=input_tokens,
                 output_tokens=usage.output_tokens or 0,
-                cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
-                cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+                cache_creation_input_tokens=cache_creation,
+                cache_read_input_tokens=cache_read,
             ),
             model=message.model,
             limits=api_limits(raw.headers),

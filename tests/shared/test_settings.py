@@ -161,3 +161,38 @@ def test_hardening_limits_parse_and_refuse_what_would_break_browsers() -> None:
     ]:
         with pytest.raises(SettingsError, match=name):
             Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize(
+    ("env", "tracing", "exporters"),
+    [
+        ({}, False, ()),
+        ({"OTEL_SERVICE_NAME": "x", "OTEL_TRACES_SAMPLER": "always_on"}, False, ()),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, True, ("otlp",)),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"}, True, ("otlp",)),
+        ({"OTEL_TRACES_EXPORTER": "console"}, True, ("console",)),
+        ({"OTEL_TRACES_EXPORTER": "otlp, console"}, True, ("otlp", "console")),
+        (
+            {"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"},
+            False,
+            (),
+        ),
+        (
+            {"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"},
+            False,
+            (),
+        ),
+    ],
+)
+def test_tracing_is_on_only_when_an_exporter_or_endpoint_is_set(
+    env: dict[str, str], tracing: bool, exporters: tuple[str, ...]
+) -> None:
+    """The standard OTEL_* variables decide; unset, tracing is off (not the spec's otlp)."""
+    s = Settings.from_env(env)
+    assert (s.tracing, s.trace_exporters) == (tracing, exporters)
+
+
+def test_unknown_trace_exporter_is_refused() -> None:
+    """An exporter this build does not ship fails at start, naming the variable."""
+    with pytest.raises(SettingsError, match="OTEL_TRACES_EXPORTER='zipkin' is invalid"):
+        Settings.from_env({"OTEL_TRACES_EXPORTER": "zipkin"})
