@@ -103,10 +103,12 @@ def _loadgen(mode: str, port: int, body: Path, rate: float, seconds: float) -> L
     return msgspec.json.decode(out.stdout, type=LoadResult)
 
 
-def bench_gateway(redis_url: str, *, rate: float, seconds: float) -> list[LoadResult]:
+def bench_gateway(
+    redis_url: str, *, rate: float, seconds: float, tag: str = "g", **extra: str
+) -> list[LoadResult]:
     """POST latency at a fixed rate, then the maximum sustained accept rate."""
     port = free_port()
-    env = service_env(redis_url, f"bench{os.getpid()}g", GATEWAY_PORT=str(port))
+    env = service_env(redis_url, f"bench{os.getpid()}{tag}", GATEWAY_PORT=str(port), **extra)
     gateway = subprocess.Popen([sys.executable, "-m", "gateway"], env=env)
     try:
         _wait_http(f"http://127.0.0.1:{port}/healthz")
