@@ -149,3 +149,22 @@ def test_k8s_cluster_mode_config_and_keda_triggers() -> None:
     # It replaces the base manifest's objects of the same names.
     base = {(d["kind"], d["metadata"]["name"]) for d in _k8s()}
     assert {(d["kind"], d["metadata"]["name"]) for d in docs} <= base
+
+
+def test_k8s_and_compose_run_the_image_as_its_user_read_only() -> None:
+    """The manifests' non-root user is the Dockerfile's; the root filesystem is read-only."""
+    user = re.findall(r"^USER (\d+):(\d+)$", (DEPLOY / "Dockerfile").read_text(), re.M)
+    assert len(user) == 1
+    uid, gid = (int(v) for v in user[0])
+    for deployment in (d for d in _k8s() if d["kind"] == "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        security = pod["securityContext"]
+        assert security["runAsNonRoot"] is True
+        assert (security["runAsUser"], security["runAsGroup"]) == (uid, gid)
+        (container,) = pod["containers"]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    services = _compose()["services"]
+    for name in SERVICES:
+        assert services[name]["read_only"] is True
+        assert services[name]["tmpfs"] == ["/tmp"]

@@ -185,7 +185,9 @@ class Containers:
         """Start a detached container (read-only root, /tmp a tmpfs); its full name."""
         full = f"labelscan-{self.session}-{name}"
         args = ["run", "--detach", "--name", full, "--network", network, *ulimit_args()]
+        # As the Kubernetes manifests run it: read-only root, no capabilities, no new privileges.
         args += ["--read-only", "--tmpfs", "/tmp:rw,size=64m", "--stop-timeout", str(stop_timeout)]
+        args += ["--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
         args += ["--label", f"labelscan-test={self.session}"]
         for key, value in env.items():
             args += ["--env", f"{key}={value}"]
