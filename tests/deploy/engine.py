@@ -142,8 +142,19 @@ def build_image(base: str, timeout: float = 1200) -> str:
     if CA_BUNDLE.is_file():
         args += ["--volume", f"{HOST_CERTS}:{HOST_CERTS}:ro"]
         args += ["--build-arg", f"PIP_CERT={CA_BUNDLE}"]
+    before = image_id(tag)
     podman(*args, "-f", str(ROOT / "deploy/Dockerfile"), "-t", tag, str(ROOT), timeout=timeout)
+    if before and before != image_id(tag):
+        # The previous build of this tree and its cache layers, unused now: the store
+        # keeps one build per tree rather than growing by one per dependency change.
+        podman("rmi", before, check=False, timeout=120)
     return tag
+
+
+def image_id(ref: str) -> str | None:
+    """The image's id, or None if the store does not hold ``ref``."""
+    done = podman("image", "inspect", "--format", "{{.Id}}", ref, check=False)
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def image_size(ref: str) -> int:

@@ -48,7 +48,8 @@ def _in_image(image: Image, *command: str, user: str | None = None) -> str:
 
 
 def test_image_runs_as_a_non_root_user_and_is_lean(image: Image) -> None:
-    """A numeric non-root USER; no pip, compiler or build sources in the final image."""
+    """A numeric non-root USER; no pip, compiler or build sources in the final image, and
+    the project byte-compiled (the user cannot write ``__pycache__`` at run time)."""
     (info,) = json.loads(engine.podman("image", "inspect", image.ref).stdout)
     assert info["Config"]["User"] == "10001:10001"
     assert _in_image(image, "id", "-u").strip() == "10001"
@@ -56,6 +57,9 @@ def test_image_runs_as_a_non_root_user_and_is_lean(image: Image) -> None:
         image, "sh", "-c",
         "for t in pip pip3 gcc cc make; do command -v $t; done; "
         "for d in /src /root/.cache /tmp/pip-*; do test -e $d && echo $d; done; "
+        "for p in shared gateway analyzer notifier; do "
+        "ls /opt/venv/lib/python3*/site-packages/$p/__pycache__/*.pyc >/dev/null 2>&1 "
+        "|| echo $p not byte-compiled; done; "
         "find /opt/venv -maxdepth 4 \\( -name '*.whl' -o -name pip \\)",
         user="0",
     )  # fmt: skip
