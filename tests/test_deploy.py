@@ -52,7 +52,7 @@ def test_dockerfile_installs_every_package_and_sets_real_settings() -> None:
     # The last ENV is the final (run) stage's; the build stage's only configure pip.
     *_, env = re.findall(r"^ENV (.*?)(?:\n\n|\Z)", text, re.S | re.M)
     names = set(re.findall(r"([A-Z_]+)=", env))
-    names -= {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}
+    names -= {"PATH", "PYTHONPATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}
     assert names and names <= SETTINGS_NAMES
 
 

@@ -56,9 +56,9 @@ def test_image_runs_as_a_non_root_user_and_is_lean(image: Image) -> None:
     found = _in_image(
         image, "sh", "-c",
         "for t in pip pip3 gcc cc make; do command -v $t; done; "
-        "for d in /src /root/.cache /tmp/pip-*; do test -e $d && echo $d; done; "
+        "for d in /src /opt/tools /root/.cache /tmp/pip-*; do test -e $d && echo $d; done; "
         "for p in shared gateway analyzer notifier; do "
-        "ls /opt/venv/lib/python3*/site-packages/$p/__pycache__/*.pyc >/dev/null 2>&1 "
+        "ls /opt/app/$p/__pycache__/*.pyc >/dev/null 2>&1 "
         "|| echo $p not byte-compiled; done; "
         "find /opt/venv -maxdepth 4 \\( -name '*.whl' -o -name pip \\)",
         user="0",
