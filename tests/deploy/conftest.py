@@ -42,6 +42,7 @@ def image() -> Image:
         engine.check_tools()
     except engine.EngineMissing as exc:
         pytest.skip(f"container test skipped: {exc}")
+    engine.remove_orphans()
     started = time.monotonic()
     base = engine.base_image()
     MEASURED["base image ready"] = f"{time.monotonic() - started:.1f} s"

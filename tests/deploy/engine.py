@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -38,6 +39,11 @@ BASE_DPKG_OPTS = (
     "path-exclude=/usr/share/doc/*",
     "path-include=/usr/share/doc/*/copyright",
 )
+
+
+# Each container names the test process that started it, so a later run removes the
+# containers of a run that was killed before its teardown (and only those).
+OWNER_LABEL = "labelscan-test-pid"
 
 
 class EngineMissing(Exception):
@@ -99,6 +105,21 @@ def podman(*args: str, timeout: float = 60, check: bool = True) -> subprocess.Co
             f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
         )
     return done
+
+
+def remove_orphans() -> list[str]:
+    """Remove containers whose test process is gone; their names."""
+    listed = podman(
+        "ps", "--all", "--filter", f"label={OWNER_LABEL}",
+        "--format", f'{{{{.Names}}}} {{{{index .Labels "{OWNER_LABEL}"}}}}',
+    )  # fmt: skip
+    orphans = []
+    for line in listed.stdout.splitlines():
+        name, _, pid = line.partition(" ")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            podman("rm", "--force", "--time", "0", name, check=False)
+            orphans.append(name)
+    return orphans
 
 
 def image_exists(ref: str) -> bool:
@@ -199,7 +220,7 @@ class Containers:
         # As the Kubernetes manifests run it: read-only root, no capabilities, no new privileges.
         args += ["--read-only", "--tmpfs", "/tmp:rw,size=64m", "--stop-timeout", str(stop_timeout)]
         args += ["--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
-        args += ["--label", f"labelscan-test={self.session}"]
+        args += ["--label", f"{OWNER_LABEL}={os.getpid()}"]
         for key, value in env.items():
             args += ["--env", f"{key}={value}"]
         podman(*args, self.image, *command, timeout=60)
