@@ -34,7 +34,8 @@ browser:
 containers:
 	@{ command -v podman && command -v runc && command -v mmdebstrap; } >/dev/null 2>&1 \
 	  || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 \
-	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
+	  || (apt-get update -qq -o DPkg::Lock::Timeout=600 \
+	      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
 	        podman runc mmdebstrap uidmap >/dev/null) \
 	  || echo "podman could not be installed: the container test will be skipped"
 
