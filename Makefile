@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint bench browser prometheus clean
+.PHONY: install run test lint bench browser prometheus containers clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ install: $(STAMP) ## create .venv and install labelscan with its dev tools
 run: $(STAMP) ## embedded Valkey + gateway + analyzer + notifier, logs prefixed; Ctrl-C stops all
 	$(PY) -m shared.run
 
-test: $(STAMP) browser prometheus ## the whole suite against real servers
+test: $(STAMP) browser prometheus containers ## the whole suite against real servers
 	$(PY) -m pytest
 
 # Debian's chromium for the browser test (root and apt needed); without it the
@@ -34,6 +34,17 @@ prometheus:
 	@command -v prometheus >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 \
 	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
 	  || echo "prometheus could not be installed: the metrics scrape test will be skipped"
+
+# Debian's podman with runc (crun cannot set up cgroups on every kernel) and mmdebstrap,
+# which builds the container test's base image from Debian's packages (no registry pull).
+# Root and apt needed; without them the container test is skipped and says why.
+containers:
+	@{ command -v podman && command -v runc && command -v mmdebstrap; } >/dev/null 2>&1 \
+	  || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 \
+	  || (apt-get update -qq -o DPkg::Lock::Timeout=600 \
+	      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
+	        podman runc mmdebstrap uidmap >/dev/null) \
+	  || echo "podman could not be installed: the container test will be skipped"
 
 lint: $(STAMP) ## ruff + mypy
 	$(PY) -m ruff check .

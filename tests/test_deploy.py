@@ -1,7 +1,7 @@
 """deploy/ stays in step with the code: real settings, real commands, the real key layout.
 
-No container engine runs here, so the manifests are checked against what the
-services read and expose rather than started.
+These read the files; tests/deploy/ builds the image and runs its containers, and
+validates the Kubernetes manifests against the API and CRD schemas.
 """
 
 from __future__ import annotations
@@ -49,9 +49,10 @@ def test_dockerfile_installs_every_package_and_sets_real_settings() -> None:
     for package in ("shared", *sorted(SERVICES)):
         assert f"COPY {package} {package}" in text
         assert (ROOT / package / "__init__.py").is_file()
-    env = re.search(r"^ENV (.*?)(?:\n\n|\Z)", text, re.S | re.M)
-    assert env is not None
-    names = set(re.findall(r"([A-Z_]+)=", env.group(1))) - {"PYTHONUNBUFFERED"}
+    # The last ENV is the final (run) stage's; the build stage's only configure pip.
+    *_, env = re.findall(r"^ENV (.*?)(?:\n\n|\Z)", text, re.S | re.M)
+    names = set(re.findall(r"([A-Z_]+)=", env))
+    names -= {"PATH", "PYTHONPATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}
     assert names and names <= SETTINGS_NAMES
 
 
@@ -151,3 +152,22 @@ def test_k8s_cluster_mode_config_and_keda_triggers() -> None:
     # It replaces the base manifest's objects of the same names.
     base = {(d["kind"], d["metadata"]["name"]) for d in _k8s()}
     assert {(d["kind"], d["metadata"]["name"]) for d in docs} <= base
+
+
+def test_k8s_and_compose_run_the_image_as_its_user_read_only() -> None:
+    """The manifests' non-root user is the Dockerfile's; the root filesystem is read-only."""
+    user = re.findall(r"^USER (\d+):(\d+)$", (DEPLOY / "Dockerfile").read_text(), re.M)
+    assert len(user) == 1
+    uid, gid = (int(v) for v in user[0])
+    for deployment in (d for d in _k8s() if d["kind"] == "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        security = pod["securityContext"]
+        assert security["runAsNonRoot"] is True
+        assert (security["runAsUser"], security["runAsGroup"]) == (uid, gid)
+        (container,) = pod["containers"]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    services = _compose()["services"]
+    for name in SERVICES:
+        assert services[name]["read_only"] is True
+        assert services[name]["tmpfs"] == ["/tmp"]
