@@ -20,8 +20,10 @@ from prometheus_client import Counter, Gauge
 from redis.exceptions import RedisError
 
 from shared.connection import RedisClient
-from shared.keys import GROUP, Keys
+from shared.keys import Keys
+from shared.replies import text
 from shared.schemas import PRIORITIES, Priority
+from shared.stats import find_group
 
 log = structlog.get_logger("metrics")
 
@@ -57,19 +59,6 @@ class QueueState(msgspec.Struct, frozen=True, kw_only=True):
     paused: bool
 
 
-def _group(groups: object) -> dict[str, Any] | None:
-    if not isinstance(groups, list):
-        return None  # the stream does not exist yet
-    for group in groups:
-        if group.get("name") in (GROUP, GROUP.encode()):
-            return {k.decode() if isinstance(k, bytes) else k: v for k, v in group.items()}
-    return None
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 async def read_queue_state(redis: RedisClient, keys: Keys) -> QueueState:
     """The queue's state now, in two pipelined reads (the second only if scans wait)."""
     pipe = redis.pipeline(transaction=False)
@@ -92,7 +81,7 @@ async def read_queue_state(redis: RedisClient, keys: Keys) -> QueueState:
     for part in keys.partitions:
         for priority, stream in zip(PRIORITIES, part.request_streams, strict=True):
             length = replies[at] if isinstance(replies[at], int) else 0
-            group = _group(replies[at + 1])
+            group = find_group(replies[at + 1])
             at += 2
             pending = int(group.get("pending", 0)) if group else 0
             waiting = max(length - pending, 0)
@@ -101,7 +90,7 @@ async def read_queue_state(redis: RedisClient, keys: Keys) -> QueueState:
             if group:
                 consumers = max(consumers, int(group.get("consumers", 0)))
             if waiting:
-                last = _text(group.get("last-delivered-id", "0-0")) if group else "0-0"
+                last = text(group.get("last-delivered-id", "0-0")) if group else "0-0"
                 waiting_in.append((priority, stream, f"({last}"))
         scheduled += int(replies[at]) if isinstance(replies[at], int) else 0
         dead += int(replies[at + 1]) if isinstance(replies[at + 1], int) else 0
@@ -118,7 +107,7 @@ async def read_queue_state(redis: RedisClient, keys: Keys) -> QueueState:
         for (priority, _, _), first in zip(waiting_in, firsts, strict=True):
             if isinstance(first, list) and first:
                 # Entry ids are XADD '*': their first part is when the scan was queued.
-                queued_ms = int(_text(first[0][0]).split("-", 1)[0])
+                queued_ms = int(text(first[0][0]).split("-", 1)[0])
                 age = max(now_ms - queued_ms, 0.0) / 1000
                 oldest[priority] = max(oldest[priority], age)
     return QueueState(

@@ -39,7 +39,7 @@ async def queue_stats(redis: RedisClient, keys: Keys, settings: Settings) -> Que
         for i, priority in enumerate(PRIORITIES):
             length, groups = got[2 * i], got[2 * i + 1]
             length = int(length) if isinstance(length, int) else 0
-            group = _find_group(groups)
+            group = find_group(groups)
             if group is None:
                 waiting[priority] += length
                 continue
@@ -91,7 +91,8 @@ def _window_sum(buckets: object) -> int:
     return sum(int(v) for k, v in buckets.items() if int(k) > now_s - 60)
 
 
-def _find_group(groups: object) -> dict[str, Any] | None:
+def find_group(groups: object) -> dict[str, Any] | None:
+    """The ``analyzers`` group in an ``XINFO GROUPS`` reply, keys as text; None if absent."""
     if not isinstance(groups, list):
         return None  # the stream does not exist yet
     for group in groups:
