@@ -12,12 +12,19 @@ from typing import Literal
 
 import msgspec
 
+from analyzer.addresses import Address, PostalFormat, find_addresses
+from analyzer.detectors import Decision, address_rule, code_rule, operator_rule
+from analyzer.vocabulary import vocabulary_pattern
 from shared.schemas import Category, Finding, Marketplace, MarketplaceReport, Severity, Verdict
 
-DetectKind = Literal["text", "language", "visual", "listing"]
+DetectKind = Literal["text", "language", "visual", "listing", "address", "operator", "code"]
 Status = Literal["pass", "fail", "unclear"]
 _MACRO = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
-_EVIDENCE_CHARS = 240
+_EVIDENCE_CHARS = 320
+FAIL_CONFIDENCE = 0.8
+"""A ``fail`` below this confidence is reported as ``unclear``: a false alarm costs trust."""
+OCR_DOUBT = 0.8
+"""Below this mean OCR confidence, "not found" may be "not read": absence is less certain."""
 
 
 class Detect(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -35,6 +42,17 @@ class Detect(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     on_missing: Status = "fail"
     languages: list[str] = []
     hint: list[str] = []
+    near: list[str] = []
+    """Text that suggests the element is there but did not parse: unclear, not fail."""
+    regions: list[str] = []
+    """address: where the address must be (EU, UK, US, CA, JP, OTHER); empty = anywhere."""
+    regions_for: dict[Marketplace, list[str]] = {}
+    electronic: bool = False
+    """address: an e-mail or web address must belong to it (GPSR)."""
+    exclude_roles: list[str] = []
+    """address: blocks introduced by these role vocabularies do not count."""
+    vocab: list[str] = []
+    """code: vocabularies of the words that introduce the code (batch, model...)."""
 
 
 class Rule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -70,8 +88,18 @@ class Rulebook(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     version: str
     macros: dict[str, str] = {}
+    vocabulary: dict[str, dict[str, list[str]]] = {}
+    """Phrases per language; each vocabulary is also a macro (``{ROLE_MAKER}``)."""
+    postal: dict[str, PostalFormat] = {}
+    """Postal-line formats per country, for the address detector."""
     languages: dict[str, Language] = {}
     rules: list[Rule] = []
+
+    def all_macros(self) -> tuple[tuple[str, str], ...]:
+        """The macros, with every vocabulary compiled to its tolerant pattern."""
+        table = dict(self.macros)
+        table.update((name, vocabulary_pattern(v)) for name, v in self.vocabulary.items())
+        return tuple(sorted(table.items()))
 
     def for_scan(self, marketplace: Marketplace, category: Category) -> list[Rule]:
         """The rules checked for one marketplace and category, in file order."""
@@ -112,15 +140,20 @@ def _validate(book: Rulebook) -> None:
             raise RulebookError(f"rule {rule.id} is a language check without languages")
         if detect.kind == "text" and not (detect.all or detect.any or detect.local or detect.none):
             raise RulebookError(f"rule {rule.id} is a text check without patterns")
+        for name in (*detect.vocab, *detect.exclude_roles):
+            if name not in book.vocabulary:
+                raise RulebookError(f"rule {rule.id} names unknown vocabulary {name!r}")
+        if detect.kind == "code" and not detect.vocab:
+            raise RulebookError(f"rule {rule.id} is a code check without a vocabulary")
         for pattern in _patterns_of(detect):
             try:
-                _compile(pattern, tuple(sorted(book.macros.items())))
+                _compile(pattern, book.all_macros())
             except (re.error, KeyError) as exc:
                 raise RulebookError(f"rule {rule.id}: bad pattern {pattern!r}: {exc}") from exc
 
 
 def _patterns_of(detect: Detect) -> Iterable[str]:
-    yield from (*detect.all, *detect.any, *detect.none, *detect.when, *detect.hint)
+    yield from (*detect.all, *detect.any, *detect.none, *detect.when, *detect.hint, *detect.near)
     for patterns in detect.local.values():
         yield from patterns
 
@@ -128,16 +161,20 @@ def _patterns_of(detect: Detect) -> Iterable[str]:
 @functools.cache
 def _compile(pattern: str, macros: tuple[tuple[str, str], ...]) -> re.Pattern[str]:
     table = dict(macros)
-    expanded = _MACRO.sub(lambda m: f"(?:{table[m.group(1)]})", pattern)
+    expanded = pattern
+    # Macros may name other macros ({MAKER} = {ROLE_MAKER}|...): expand a few levels deep.
+    for _ in range(4):
+        expanded = _MACRO.sub(lambda m: f"(?:{table[m.group(1)]})", expanded)
     return re.compile(unicodedata.normalize("NFKC", expanded), re.IGNORECASE)
 
 
 class LabelText:
     """OCR lines, normalised, with a map from character offsets back to lines."""
 
-    def __init__(self, lines: Sequence[str]) -> None:
+    def __init__(self, lines: Sequence[str], confidences: Sequence[float] = ()) -> None:
         # NFKC folds full-width colons, ligatures and the like into what patterns expect.
         self.lines = [unicodedata.normalize("NFKC", line).strip() for line in lines]
+        self.confidences = list(confidences) or [1.0] * len(self.lines)
         self.text = "\n".join(self.lines)
         self._starts: list[int] = []
         offset = 0
@@ -145,9 +182,18 @@ class LabelText:
             self._starts.append(offset)
             offset += len(line) + 1
 
+    def index_at(self, offset: int) -> int:
+        """The index of the line containing character ``offset``."""
+        return bisect.bisect_right(self._starts, offset) - 1
+
     def line_at(self, offset: int) -> str:
         """The line containing character ``offset``."""
-        return self.lines[bisect.bisect_right(self._starts, offset) - 1]
+        return self.lines[self.index_at(offset)]
+
+    @property
+    def quality(self) -> float:
+        """The mean OCR confidence of the lines (1.0 for text that was not OCR'd)."""
+        return sum(self.confidences) / len(self.confidences) if self.confidences else 1.0
 
 
 class Evaluator:
@@ -155,19 +201,49 @@ class Evaluator:
 
     def __init__(self, book: Rulebook, text: LabelText) -> None:
         self._book = book
-        self._macros = tuple(sorted(book.macros.items()))
+        self._macros = book.all_macros()
         self._text = text
+        self._addresses: list[Address] | None = None
+
+    def _pattern(self, pattern: str) -> re.Pattern[str]:
+        return _compile(pattern, self._macros)
 
     def _search(self, pattern: str) -> str | None:
-        match = _compile(pattern, self._macros).search(self._text.text)
+        match = self._pattern(pattern).search(self._text.text)
         return None if match is None else self._text.line_at(match.start())
 
     def _found(self, patterns: Iterable[str]) -> list[str]:
         return [line for p in patterns if (line := self._search(p)) is not None]
 
+    def addresses(self) -> list[Address]:
+        """The label's address blocks, parsed once per label."""
+        if self._addresses is None:
+            roles = {
+                name: self._pattern(f"{{{name}}}")
+                for name in self._book.vocabulary
+                if name.startswith("ROLE_")
+            }
+            legal = self._pattern("{LEGAL_FORM}") if "LEGAL_FORM" in self._book.macros else None
+            self._addresses = find_addresses(
+                self._text.lines, self._book.postal, roles, legal or re.compile(r"(?!)")
+            )
+        return self._addresses
+
     def finding(self, rule: Rule, marketplace: Marketplace) -> Finding:
         """Decide one rule for one marketplace."""
-        status, evidence = self._decide(rule, marketplace)
+        decision = self._decide(rule, marketplace)
+        status, evidence = decision.status, decision.evidence
+        confidence = decision.confidence
+        if status == "fail" and self._text.quality < OCR_DOUBT:
+            # A poorly read label: what is missing may only be unread.
+            confidence = min(confidence, self._text.quality)
+        if status == "fail" and rule.detect.on_missing == "unclear":
+            status = "unclear"
+        if status == "fail" and confidence < FAIL_CONFIDENCE:
+            status = "unclear"
+            evidence = f"Not certain: {evidence}"
+        if rule.detect.kind in {"text", "address", "operator", "code", "language"}:
+            evidence = f"{evidence} [confidence {confidence:.2f}; OCR {self._text.quality:.2f}]"
         fix = ""
         if rule.detect.kind == "visual" and status == "unclear":
             fix = f"Needs visual check: {rule.fix}"
@@ -185,23 +261,43 @@ class Evaluator:
             regulation=rule.regulation,
         )
 
-    def _decide(self, rule: Rule, marketplace: Marketplace) -> tuple[Status, str]:
+    def _decide(self, rule: Rule, marketplace: Marketplace) -> Decision:
         detect = rule.detect
+        trigger: list[str] = []
         if detect.when:
             trigger = self._found(detect.when)
             if not trigger:
-                return detect.otherwise, f"Not required: {detect.when_absent}."
+                return Decision(detect.otherwise, f"Not required: {detect.when_absent}.", 0.9)
         if detect.kind == "listing":
-            return "unclear", "Not on the label: a listing or document requirement."
+            return Decision("unclear", "Not on the label: a listing or document requirement.", 1.0)
         if detect.kind == "visual":
             hints = self._found(detect.hint)
             seen = f" Text that may belong to it: {_quote(hints)}." if hints else ""
-            return "unclear", f"A symbol or layout OCR cannot judge.{seen}"
+            return Decision("unclear", f"A symbol or layout OCR cannot judge.{seen}", 1.0)
         if detect.kind == "language":
             return self._languages(detect.languages)
+        if detect.kind == "address":
+            return address_rule(
+                self.addresses(),
+                self._text.lines,
+                regions=detect.regions_for.get(marketplace, detect.regions),
+                electronic=detect.electronic,
+                excluded_roles=detect.exclude_roles,
+            )
+        if detect.kind == "operator":
+            non_eu = self._found(detect.any)
+            return operator_rule(
+                self.addresses(), self._text.lines, non_eu[0] if non_eu else "", detect.vocab[0]
+            )
+        if detect.kind == "code":
+            keywords = "|".join(f"{{{name}}}" for name in detect.vocab)
+            return code_rule(self._text.text, self._pattern(keywords), None)
+        return self._text_rule(detect, marketplace)
+
+    def _text_rule(self, detect: Detect, marketplace: Marketplace) -> Decision:
         bad = self._found(detect.none)
         if bad:
-            return "fail", f"Prohibited wording: {_quote(bad)}"
+            return Decision("fail", f"Prohibited wording: {_quote(bad)}", 0.9)
         wanted_any = detect.local.get(marketplace, detect.any)
         found_all = [self._search(p) for p in detect.all]
         found_any = self._found(wanted_any)
@@ -210,11 +306,16 @@ class Evaluator:
             not wanted_any or len(found_any) >= min(detect.min_any, len(wanted_any))
         )
         if complete:
-            return "pass", _quote(hits) if hits else "No prohibited wording found."
+            return Decision("pass", _quote(hits) if hits else "No prohibited wording found.", 0.9)
         partial = f" Found only: {_quote(hits)}." if hits else ""
-        return detect.on_missing, f"Not found in the label text.{partial}"
+        near = self._found(detect.near)
+        if near and detect.on_missing == "fail":
+            return Decision(
+                "unclear", f"Could not confirm it; related text: {_quote(near)}.{partial}", 0.5
+            )
+        return Decision(detect.on_missing, f"Not found in the label text.{partial}", 0.9)
 
-    def _languages(self, codes: Sequence[str]) -> tuple[Status, str]:
+    def _languages(self, codes: Sequence[str]) -> Decision:
         words = set(re.findall(r"\w+", self._text.text.lower()))
         found: list[str] = []
         missing: list[str] = []
@@ -227,8 +328,8 @@ class Evaluator:
             target = found if len(hits) >= language.min_hits else missing
             target.append(f"{language.name} ({', '.join(hits[:6]) or 'no markers'})")
         if missing:
-            return "fail", f"Too little text in {'; '.join(missing)}."
-        return "pass", f"Text found in {'; '.join(found)}."
+            return Decision("fail", f"Too little text in {'; '.join(missing)}.", 0.85)
+        return Decision("pass", f"Text found in {'; '.join(found)}.", 0.9)
 
 
 def _quote(lines: Iterable[str]) -> str:
@@ -258,10 +359,14 @@ def evaluate(
     category: Category,
     marketplaces: Sequence[Marketplace],
     book: Rulebook | None = None,
+    confidences: Sequence[float] = (),
 ) -> list[MarketplaceReport]:
-    """Check the label text against every applicable rule, one report per marketplace."""
+    """Check the label text against every applicable rule, one report per marketplace.
+
+    ``confidences`` are the OCR confidences of the lines (none: text known to be right).
+    """
     book = book or load_rulebook()
-    evaluator = Evaluator(book, LabelText(lines))
+    evaluator = Evaluator(book, LabelText(lines, confidences))
     reports: list[MarketplaceReport] = []
     for marketplace in dict.fromkeys(marketplaces):
         findings = [evaluator.finding(r, marketplace) for r in book.for_scan(marketplace, category)]
