@@ -19,13 +19,16 @@ import msgspec
 CityPlace = Literal["after", "before"]
 _LETTERS = r"[^\W\d_]"
 _CITY_AFTER = rf"(?P<city>{_LETTERS}[^\W\d_'’.-]*(?:[-' ]{_LETTERS}+)?)"
-_CITY_BEFORE = rf"(?P<city>{_LETTERS}[\w'’. -]*?)"
+_CITY_BEFORE = rf"(?P<city>{_LETTERS}[^\W\d_'’. -]*(?:[ '’.-]+{_LETTERS}+)*)"
 _ONLINE = re.compile(
     r"[\w.+-]+@[\w-]+(\.[\w-]+)+|\b(https?://|www\.)\S+|\b[\w-]+\.(com|de|fr|it|es|eu|nl|be|at"
     r"|pl|pt|ie|se|dk|fi|cz|sk|hu|ro|bg|gr|hr|si|lt|lv|ee|lu|mt|cy|co\.uk|uk|net|org|ca|jp|cn"
     r"|info|shop)\b(/\S*)?",
     re.IGNORECASE,
 )
+# Words that follow a number on a label without being a city ("12345, E-mail: ...").
+_NOT_CITY = frozenset({"e-mail", "email", "mail", "tel", "tel.", "fax", "phone", "www", "web", "kcal",
+                       "kj", "contact", "kontakt", "info", "service", "hotline"})
 _BACK = 3  # lines above a postal line that may hold its street, name and role
 _AHEAD = 2  # lines below it that may hold its e-mail or web address
 
@@ -86,9 +89,9 @@ def _postal(
             if _is_city(match.group("city"), match.group("code")):
                 # The country counts when printed on the postal line or alone on the next
                 # one; a "Made in China" line below an address says nothing of the address.
+                alone = next_line.strip(" .,")
                 named = any(n.search(line) for n in names) or any(
-                    (m := n.search(next_line)) and len(next_line.strip(" .,")) <= m.end() + 1
-                    for n in names
+                    n.fullmatch(alone) for n in names
                 )
                 candidates.append((code, fmt, bool(named)))
                 break
@@ -97,10 +100,17 @@ def _postal(
     named = [c for c in candidates if c[2]]
     if named:
         return named[0][0], named[0][1].region, True
-    regions = {fmt.region for _, fmt, _ in candidates}
-    if len(candidates) == 1 or len(regions) == 1:
-        country = candidates[0][0] if len(candidates) == 1 else "?"
-        return country, regions.pop(), False
+    # A code with letters (UK, CA, NL, IE, US state + ZIP) says more than a run of digits.
+    lettered = [c for c in candidates if not re.fullmatch(r"[\d\s-]+", c[1].code)]
+    if lettered:
+        candidates = lettered
+    regions = [fmt.region for _, fmt, _ in candidates]
+    country = candidates[0][0] if len(candidates) == 1 else "?"
+    # A format several countries share (5 digits: DE, FR, IT, ES... and TR) without a
+    # country name: the region most of them belong to, marked as inferred ("?" country).
+    top = max(set(regions), key=regions.count)
+    if regions.count(top) * 2 > len(regions):
+        return country, top, False
     return "?", "?", False
 
 
@@ -109,7 +119,7 @@ def _is_city(city: str | None, code: str) -> bool:
     if city is None:
         return any(ch.isalpha() for ch in code)
     city = city.strip()
-    if len(city) < 3:
+    if len(city) < 3 or city.lower() in _NOT_CITY:
         return False
     first = city[0]
     return first.isupper() or unicodedata.category(first) == "Lo"

@@ -43,6 +43,7 @@ def address_rule(
     regions: Sequence[str],
     electronic: bool,
     excluded_roles: Sequence[str],
+    role_lines: Sequence[int] = (),
 ) -> Decision:
     """An address of the wanted region (any when empty), and its e-mail/web when asked."""
     usable = [a for a in addresses if a.role not in excluded_roles]
@@ -83,6 +84,14 @@ def address_rule(
             + "; ".join(_describe(a, lines) for a in usable[:2]),
             0.85,
         )
+    if role_lines:
+        # A role word with text after it but no postal line we know: an address in a format
+        # missing from the postal table, or one without its code. A doubt, not a failure.
+        first = role_lines[0]
+        text = " / ".join(lines[first : first + 3])
+        return Decision(
+            "unclear", f'A company is named but no postal line could be parsed: "{text}".', 0.55
+        )
     return Decision("fail", "No postal address (name, street, postal code and city) found.", 0.9)
 
 
@@ -92,6 +101,15 @@ def operator_rule(
     """GPSR: a maker outside the EU needs an economic operator with an EU address."""
     makers = [a for a in addresses if a.role != operator_role]
     maker = makers[0] if makers else None
+    if maker is not None and maker.region == "EU" and not maker.named and non_eu:
+        # An EU-looking postal code without a country, and a non-EU origin on the label:
+        # probably an EU maker producing abroad, but a shared format could be Türkiye's.
+        return Decision(
+            "unclear",
+            f"The manufacturer's address looks European ({_describe(maker, lines)}) but its "
+            f'country is not printed and the label names a non-EU origin ("{non_eu}").',
+            0.5,
+        )
     if maker is not None and maker.region == "EU":
         return Decision(
             "pass", f"The manufacturer is in the EU: {_describe(maker, lines)}.", maker.confidence

@@ -229,6 +229,17 @@ class Evaluator:
             )
         return self._addresses
 
+    def _role_lines(self, excluded: Sequence[str]) -> list[int]:
+        """Lines with a role word (other than ``excluded``) outside every parsed address."""
+        taken = {i for a in self.addresses() for i in a.lines}
+        names = [n for n in self._book.vocabulary if n.startswith("ROLE_") and n not in excluded]
+        pattern = self._pattern("|".join(f"{{{n}}}" for n in names)) if names else None
+        return [
+            i
+            for i, line in enumerate(self._text.lines)
+            if i not in taken and pattern is not None and pattern.search(line)
+        ]
+
     def finding(self, rule: Rule, marketplace: Marketplace) -> Finding:
         """Decide one rule for one marketplace."""
         decision = self._decide(rule, marketplace)
@@ -283,6 +294,7 @@ class Evaluator:
                 regions=detect.regions_for.get(marketplace, detect.regions),
                 electronic=detect.electronic,
                 excluded_roles=detect.exclude_roles,
+                role_lines=self._role_lines(detect.exclude_roles),
             )
         if detect.kind == "operator":
             non_eu = self._found(detect.any)

@@ -15,6 +15,7 @@ An entry starting with ``re:`` is a regex, for the rare phrase the rules above c
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 
 # Inflection endings per language, tried after a word's stem; why each: plurals (all),
@@ -30,14 +31,23 @@ _SUFFIXES: dict[str, str] = {
 _MIN_INFLECTED = 4  # short words ("by", "von", "par", "CE") stay exact
 
 
+def _letters(text: str) -> str:
+    """Letters with their accent optional: capitals and OCR often drop it ("A consommer")."""
+    out = []
+    for ch in text:
+        base = unicodedata.normalize("NFD", ch)[0]
+        out.append(f"[{base}{ch}]" if base != ch and base.isascii() else re.escape(ch))
+    return "".join(out)
+
+
 def _word(word: str, language: str) -> str:
     if not word.isalpha() or len(word) < _MIN_INFLECTED:
-        return re.escape(word)
+        return _letters(word)
     if language == "it" and word[-1].lower() in "aeio":
-        return re.escape(word[:-1]) + "[aeio]"
+        return _letters(word[:-1]) + "[aeio]"
     if language == "es" and word[-1].lower() in "ao":
-        return re.escape(word[:-1]) + "[ao]s?"
-    return re.escape(word) + _SUFFIXES.get(language, "")
+        return _letters(word[:-1]) + "[ao]s?"
+    return _letters(word) + _SUFFIXES.get(language, "")
 
 
 def _token(token: str, language: str) -> str:

@@ -2,7 +2,7 @@
 
 ``corpus()`` draws labels from real-world conventions (``world``, ``wording``) for every
 marketplace and category (``markets``, ``markets_more``); each label gets a layout and a split.
-The split is fixed by ``SEED``: a label is held out when a hash of its name with the seed
+The split is fixed by ``SEED``: a label is held out when a hash of its index with the seed
 falls in the held-out share. No rule change may be tuned on the held-out part; the dev part
 is for looking at mistakes.
 """
@@ -66,13 +66,32 @@ class CorpusLabel:
         return self.expected.get(rule, "pass")
 
 
-def split_of(name: str, seed: int = SEED) -> Split:
-    """Held out or dev, from the name and the seed alone (stable across runs and machines)."""
-    bucket = zlib.crc32(f"{seed}:{name}".encode()) % 1000
+def split_of(index: int, seed: int = SEED) -> Split:
+    """Held out or dev, from the label's index and the seed alone.
+
+    Not from its content: a label stays on its side when the generator's wording changes.
+    """
+    bucket = zlib.crc32(f"{seed}:{index}".encode()) % 1000
     return "held-out" if bucket < HELD_OUT_SHARE * 1000 else "dev"
 
 
+IT_PACKAGING = (
+    "PAP 20 - Raccolta carta",
+    "Imballaggio: PP 5 Raccolta plastica",
+    "Scatola: C/PAP 81 - Raccolta carta. Verifica le disposizioni del tuo Comune.",
+)
+
+
 def _draft(rng: random.Random, markets: tuple[str, ...], category: str) -> Draft:
+    draft = _content(rng, markets, category)
+    if "IT" in markets:
+        # Italian packaging carries its material code and sorting note in every category.
+        draft.add("packaging", [rng.choice(IT_PACKAGING)])
+        draft.variant("no-packaging", {"packaging": None}, {"IT-ALL-PACKAGING": "unclear"})
+    return draft
+
+
+def _content(rng: random.Random, markets: tuple[str, ...], category: str) -> Draft:
     first = markets[0]
     if first == "US":
         return us_label(rng, category)
@@ -128,7 +147,7 @@ def corpus(size: int = SIZE, seed: int = SEED) -> list[CorpusLabel]:
                 expected=expected,
                 script="ja" if markets == ("JP",) else "latin",
                 layout=sub.choice(LAYOUTS),
-                split=split_of(name, seed),
+                split=split_of(index, seed),
                 planted=planted,
             )
         )

@@ -74,20 +74,6 @@ def eu_nonfood(rng: random.Random, markets: tuple[str, ...], category: str) -> D
     ):
         draft.add("battery", _per_lang(rng, w.BATTERY, langs))
     _filler(rng, draft, langs)
-    if "IT" in markets:
-        draft.add(
-            "packaging",
-            [
-                rng.choice(
-                    (
-                        "PAP 20 - Raccolta carta",
-                        "Imballaggio: PP 5 Raccolta plastica",
-                        "Scatola: C/PAP 81 - Raccolta carta. Verifica le disposizioni del tuo Comune.",
-                    )
-                )
-            ],
-        )
-        draft.variant("no-packaging", {"packaging": None}, {"IT-ALL-PACKAGING": "unclear"})
     draft.variant("no-id", {"id": None}, {"EU-ALL-GPSR-ID": "fail"})
     draft.variant(
         "no-contact",
@@ -102,14 +88,30 @@ def eu_nonfood(rng: random.Random, markets: tuple[str, ...], category: str) -> D
     if category == "toys":
         draft.variant("no-warning", {"warning": None}, {"EU-TOY-AGE-WARNING": "fail"})
     if len(markets) == 1 and lead != "en":
-        _english_only(rng, draft, markets[0], category)
+        english: dict[str, list[str] | None] = {
+            "id": [pick(rng, w.MODEL["en"], code=code(rng))],
+            "maker": party_lines(rng, rng.choice(w.ROLE_MAKER["en"]), maker),
+        }
+        if "coo" in draft.blocks:
+            english["coo"] = [coo_line(rng, COUNTRIES["CN"] if non_eu else maker.country, "en")]
+        if non_eu:
+            english["operator"] = party_lines(rng, role(rng, w.ROLE_EU_OPERATOR, "en"), operator)
+        _english_only(rng, draft, markets[0], category, english)
     return draft
 
 
-def _english_only(rng: random.Random, draft: Draft, market: str, category: str) -> None:
+def _english_only(
+    rng: random.Random,
+    draft: Draft,
+    market: str,
+    category: str,
+    english: dict[str, list[str] | None] | None = None,
+) -> None:
+    """The same label written in English only: the marketplace's language rule fails."""
     changes: dict[str, list[str] | None] = {
         "title": [rng.choice(w.TITLES[category]["en"])],
         "filler": list(w.FILLER["en"][:2]),
+        **(english or {}),
     }
     expected = {LANG_RULE[market]: "fail"}
     if "warning" in draft.blocks:
@@ -118,7 +120,7 @@ def _english_only(rng: random.Random, draft: Draft, market: str, category: str) 
     if "use" in draft.blocks:
         changes["use"] = ["Apply twice a day. Avoid contact with eyes."]
     for name in ("storage", "battery"):
-        changes[name] = None if name in draft.blocks else None
+        changes[name] = None
     draft.variant("english-only", changes, expected)
 
 
@@ -274,7 +276,7 @@ def us_label(rng: random.Random, category: str) -> Draft:
             {"US-SUPP-CLAIMS": "fail"},
         )
     if category == "electronics":
-        radio = rng.random() < 0.6
+        radio = rng.random() < 0.6 or "Bluetooth" in draft.blocks["title"][0]
         draft.add("model", [pick(rng, w.MODEL["en"][:4], code=code(rng))])
         draft.add(
             "part15",

@@ -44,7 +44,13 @@ def eu_cosmetics(rng: random.Random, markets: tuple[str, ...]) -> Draft:
     draft.variant("no-coo", {"coo": None}, {"EU-COS-COO": "unclear"})
     _filler(rng, draft, langs)
     if len(markets) == 1 and lead != "en":
-        _english_only(rng, draft, markets[0], "cosmetics")
+        english: dict[str, list[str] | None] = {
+            "rp": party_lines(rng, role(rng, w.ROLE_COS_RP, "en"), rp),
+            "batch": [pick(rng, w.BATCH["en"], code=code(rng))],
+            "coo": [coo_line(rng, made, "en")],
+            "ingredients": [pick(rng, w.COS_INGREDIENTS["en"], inci=rng.choice(w.INCI))],
+        }
+        _english_only(rng, draft, markets[0], "cosmetics", english)
         # English-only keeps the Latin INCI heading "Ingredients", which the regulation accepts.
     return draft
 
@@ -298,7 +304,7 @@ def ca_label(rng: random.Random, category: str) -> Draft:
             ],
         )
         draft.variant("no-ices", {"ices": None}, {"CA-ELEC-ICES": "fail"})
-        if rng.random() < 0.6:
+        if rng.random() < 0.6 or "Bluetooth" in title_en:
             draft.add("radio", ["Bluetooth / sans fil"])
             draft.add("ic", [f"IC: {rng.randint(10000, 29999)}-{code(rng).replace('/', '')}"])
             draft.variant("no-ic", {"ic": None}, {"CA-ELEC-IC": "fail"})

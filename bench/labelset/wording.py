@@ -191,7 +191,7 @@ INGREDIENTS: dict[str, tuple[str, ...]] = {
 COS_INGREDIENTS: dict[str, tuple[str, ...]] = {
     "en": ("Ingredients: {inci}", "INGREDIENTS: {inci}"),
     "de": ("Inhaltsstoffe: {inci}", "Ingredients: {inci}", "INCI: {inci}"),
-    "fr": ("Ingrédients : {inci}", "Ingredients: {inci}", "Composition : {inci}"),
+    "fr": ("Ingrédients : {inci}", "Ingredients: {inci}", "INGRÉDIENTS : {inci}"),
     "it": ("Ingredienti: {inci}", "Ingredients: {inci}"),
     "es": ("Ingredientes: {inci}", "Ingredients: {inci}"),
 }
