@@ -92,6 +92,8 @@ class Rulebook(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Phrases per language; each vocabulary is also a macro (``{ROLE_MAKER}``)."""
     postal: dict[str, PostalFormat] = {}
     """Postal-line formats per country, for the address detector."""
+    fold: dict[str, str] = {}
+    """Characters OCR reads as a lookalike (simplified for Japanese kanji), folded back."""
     languages: dict[str, Language] = {}
     rules: list[Rule] = []
 
@@ -171,9 +173,15 @@ def _compile(pattern: str, macros: tuple[tuple[str, str], ...]) -> re.Pattern[st
 class LabelText:
     """OCR lines, normalised, with a map from character offsets back to lines."""
 
-    def __init__(self, lines: Sequence[str], confidences: Sequence[float] = ()) -> None:
-        # NFKC folds full-width colons, ligatures and the like into what patterns expect.
-        self.lines = [unicodedata.normalize("NFKC", line).strip() for line in lines]
+    def __init__(
+        self, lines: Sequence[str], confidences: Sequence[float] = (), fold: str = ""
+    ) -> None:
+        # NFKC folds full-width colons, ligatures and the like into what patterns expect;
+        # ``fold`` ("ab" pairs) maps OCR lookalikes back (a simplified 赏 to the Japanese 賞).
+        table = str.maketrans(fold[0::2], fold[1::2])
+        self.lines = [
+            unicodedata.normalize("NFKC", line).translate(table).strip() for line in lines
+        ]
         self.confidences = list(confidences) or [1.0] * len(self.lines)
         self.text = "\n".join(self.lines)
         self._starts: list[int] = []
@@ -378,7 +386,8 @@ def evaluate(
     ``confidences`` are the OCR confidences of the lines (none: text known to be right).
     """
     book = book or load_rulebook()
-    evaluator = Evaluator(book, LabelText(lines, confidences))
+    fold = "".join(a + b for a, b in book.fold.items() if len(a) == len(b) == 1)
+    evaluator = Evaluator(book, LabelText(lines, confidences, fold))
     reports: list[MarketplaceReport] = []
     for marketplace in dict.fromkeys(marketplaces):
         findings = [evaluator.finding(r, marketplace) for r in book.for_scan(marketplace, category)]

@@ -38,7 +38,11 @@ class LocalBackend:
         markets = ", ".join(dict.fromkeys(request.marketplaces))
         await report(RULES_STAGE, 80, f"Checking {request.category} label rules for {markets}")
         lines = [line.text for line in result.lines]
-        reports = evaluate(lines, request.category, request.marketplaces, self._book)
+        # The recogniser's confidence per line: a poorly read label makes absence uncertain.
+        confidences = [line.confidence for line in result.lines]
+        reports = evaluate(
+            lines, request.category, request.marketplaces, self._book, confidences
+        )
         if not lines:
             reports = [_unreadable(r) for r in reports]
         analysis = LabelAnalysis(
