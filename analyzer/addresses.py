@@ -166,7 +166,9 @@ def find_addresses(
                 region=region,
                 named=named,
                 role=role,
-                has_name=bool(legal_form.search(text)) or bool(role and len(block) > 1),
+                # A name line, a street line, a postal line: the shape of an address names
+                # its company even when OCR garbles the legal form ("d.o.0.").
+                has_name=bool(legal_form.search(text)) or len(block) >= 3 or bool(role and len(block) > 1),
                 has_street=bool(re.search(rf"\d+\s*{_LETTERS}{{2,}}|{_LETTERS}{{3,}}\.?\s+\d", text)),
                 electronic=electronic,
             )

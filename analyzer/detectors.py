@@ -28,6 +28,8 @@ class Decision(msgspec.Struct, frozen=True):
     status: Status
     evidence: str
     confidence: float
+    absent: bool = False
+    """The element was not seen at all (rather than seen and found wanting)."""
 
 
 def _describe(address: Address, lines: Sequence[str]) -> str:
@@ -92,7 +94,9 @@ def address_rule(
         return Decision(
             "unclear", f'A company is named but no postal line could be parsed: "{text}".', 0.55
         )
-    return Decision("fail", "No postal address (name, street, postal code and city) found.", 0.9)
+    return Decision(
+        "fail", "No postal address (name, street, postal code and city) found.", 0.9, absent=True
+    )
 
 
 def operator_rule(
@@ -149,4 +153,4 @@ def code_rule(text: str, keywords: re.Pattern[str], line_at: object) -> Decision
         return Decision(
             "unclear", f"An identifier word without a readable code: {seen[0]!r}.", 0.5
         )
-    return Decision("fail", "No batch, lot, type, model or serial number found.", 0.9)
+    return Decision("fail", "No batch, lot, type, model or serial number found.", 0.9, absent=True)

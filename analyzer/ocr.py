@@ -104,7 +104,7 @@ def read_image(image: Image.Image) -> OcrResult:
         image = ImageOps.invert(image)
     started = time.perf_counter()
     first = _run(image)
-    lines = second_look(image, first, _run)
+    lines, unread = second_look(image, first, _run)
     kept = [x for x in lines if x.text.strip() and x.confidence >= MIN_CONFIDENCE]
     ordered = [
         row[0] if len(row) == 1 else _joined(row) for row in reading_order(kept, image.width)
@@ -115,6 +115,7 @@ def read_image(image: Image.Image) -> OcrResult:
         height=image.height,
         elapsed_s=round(time.perf_counter() - started, 3),
         second_looks=sum(x.second_look for x in ordered),
+        unread_strips=unread,
     )
 
 

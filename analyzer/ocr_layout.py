@@ -37,6 +37,17 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool
     return bottom - top >= 0.5 * min(a[3] - a[1], b[3] - b[1])
 
 
+def _same_row(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Centres level within a third of the smaller height, boxes not stacked.
+
+    Stricter than overlap: a long line photographed at a tilt has a tall box that
+    overlaps the short line below it, which is still the next line.
+    """
+    height = min(a[3] - a[1], b[3] - b[1])
+    level = abs((a[1] + a[3]) - (b[1] + b[3])) / 2 <= height / 3
+    return level and (a[2] <= b[0] or b[2] <= a[0])
+
+
 def _gutter(lines: Sequence[Boxed], width: int) -> int | None:
     """The x of an empty vertical strip in the middle half of the page, if any."""
     covered = [False] * (width + 1)
@@ -87,7 +98,7 @@ def _rows(lines: Sequence[L]) -> list[list[L]]:
     """Boxes that share a row, joined left to right; rows top to bottom."""
     rows: list[list[L]] = []
     for line in sorted(lines, key=lambda x: (x.box[1] + x.box[3]) / 2):
-        row = next((r for r in rows if _overlap(r[0].box, line.box)), None)
+        row = next((r for r in rows if _same_row(r[0].box, line.box)), None)
         if row is None:
             rows.append([line])
         else:

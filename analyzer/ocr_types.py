@@ -23,6 +23,8 @@ class OcrResult(msgspec.Struct, frozen=True, kw_only=True):
     height: int
     elapsed_s: float
     second_looks: int = 0
+    unread_strips: int = 0
+    """Strips of print no pass could read: what seems missing may be there."""
 
     @property
     def text(self) -> str:

@@ -207,8 +207,9 @@ class LabelText:
 class Evaluator:
     """Applies the rulebook to one label's text."""
 
-    def __init__(self, book: Rulebook, text: LabelText) -> None:
+    def __init__(self, book: Rulebook, text: LabelText, unread: int = 0) -> None:
         self._book = book
+        self._unread = unread
         self._macros = book.all_macros()
         self._text = text
         self._addresses: list[Address] | None = None
@@ -256,6 +257,10 @@ class Evaluator:
         if status == "fail" and self._text.quality < OCR_DOUBT:
             # A poorly read label: what is missing may only be unread.
             confidence = min(confidence, self._text.quality)
+        if status == "fail" and self._unread and decision.absent:
+            # Print the OCR saw but could not read: "not found" may be "not legible".
+            confidence = min(confidence, 0.6)
+            evidence = f"{evidence} Part of the label ({self._unread} strip(s)) is unreadable."
         if status == "fail" and rule.detect.on_missing == "unclear":
             status = "unclear"
         if status == "fail" and confidence < FAIL_CONFIDENCE:
@@ -333,7 +338,9 @@ class Evaluator:
             return Decision(
                 "unclear", f"Could not confirm it; related text: {_quote(near)}.{partial}", 0.5
             )
-        return Decision(detect.on_missing, f"Not found in the label text.{partial}", 0.9)
+        return Decision(
+            detect.on_missing, f"Not found in the label text.{partial}", 0.9, absent=not hits
+        )
 
     def _languages(self, codes: Sequence[str]) -> Decision:
         words = set(re.findall(r"\w+", self._text.text.lower()))
@@ -380,6 +387,8 @@ def evaluate(
     marketplaces: Sequence[Marketplace],
     book: Rulebook | None = None,
     confidences: Sequence[float] = (),
+    *,
+    unread: int = 0,
 ) -> list[MarketplaceReport]:
     """Check the label text against every applicable rule, one report per marketplace.
 
@@ -387,7 +396,7 @@ def evaluate(
     """
     book = book or load_rulebook()
     fold = "".join(a + b for a, b in book.fold.items() if len(a) == len(b) == 1)
-    evaluator = Evaluator(book, LabelText(lines, confidences, fold))
+    evaluator = Evaluator(book, LabelText(lines, confidences, fold), unread)
     reports: list[MarketplaceReport] = []
     for marketplace in dict.fromkeys(marketplaces):
         findings = [evaluator.finding(r, marketplace) for r in book.for_scan(marketplace, category)]

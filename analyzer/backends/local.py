@@ -41,7 +41,12 @@ class LocalBackend:
         # The recogniser's confidence per line: a poorly read label makes absence uncertain.
         confidences = [line.confidence for line in result.lines]
         reports = evaluate(
-            lines, request.category, request.marketplaces, self._book, confidences
+            lines,
+            request.category,
+            request.marketplaces,
+            self._book,
+            confidences,
+            unread=result.unread_strips,
         )
         if not lines:
             reports = [_unreadable(r) for r in reports]
