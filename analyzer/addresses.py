@@ -83,7 +83,7 @@ def _postal(
     line: str, next_line: str, table: Mapping[str, PostalFormat]
 ) -> tuple[str, str, bool] | None:
     """(country, region, named) of a postal line, or None."""
-    candidates: list[tuple[str, PostalFormat, bool]] = []
+    candidates: list[tuple[str, PostalFormat, bool, str]] = []
     for code, fmt, pattern, names in _compiled(tuple(sorted(table.items()))):
         for match in pattern.finditer(line):
             if _is_city(match.group("city"), match.group("code")):
@@ -93,7 +93,7 @@ def _postal(
                 named = any(n.search(line) for n in names) or any(
                     n.fullmatch(alone) for n in names
                 )
-                candidates.append((code, fmt, bool(named)))
+                candidates.append((code, fmt, bool(named), match.group("code")))
                 break
     if not candidates:
         return None
@@ -101,10 +101,10 @@ def _postal(
     if named:
         return named[0][0], named[0][1].region, True
     # A code with letters (UK, CA, NL, IE, US state + ZIP) says more than a run of digits.
-    lettered = [c for c in candidates if not re.fullmatch(r"[\d\s-]+", c[1].code)]
+    lettered = [c for c in candidates if re.search(r"[A-Z]", c[3])]
     if lettered:
         candidates = lettered
-    regions = [fmt.region for _, fmt, _ in candidates]
+    regions = [fmt.region for _, fmt, _, _ in candidates]
     country = candidates[0][0] if len(candidates) == 1 else "?"
     # A format several countries share (5 digits: DE, FR, IT, ES... and TR) without a
     # country name: the region most of them belong to, marked as inferred ("?" country).
