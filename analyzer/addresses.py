@@ -18,8 +18,8 @@ import msgspec
 
 CityPlace = Literal["after", "before"]
 _LETTERS = r"[^\W\d_]"
-_CITY_AFTER = rf"(?P<city>{_LETTERS}[^\W\d_'’.-]*(?:[-' ]{_LETTERS}+)?)"
-_CITY_BEFORE = rf"(?P<city>{_LETTERS}[^\W\d_'’. -]*(?:[ '’.-]+{_LETTERS}+)*)"
+_CITY_AFTER = rf"(?P<city>{_LETTERS}[^\W\d_'\u2019.-]*(?:[-' ]{_LETTERS}+)?)"
+_CITY_BEFORE = rf"(?P<city>{_LETTERS}[^\W\d_'\u2019. -]*(?:[ '\u2019.-]+{_LETTERS}+)*)"
 _ONLINE = re.compile(
     r"[\w.+-]+@[\w-]+(\.[\w-]+)+|\b(https?://|www\.)\S+|\b[\w-]+\.(com|de|fr|it|es|eu|nl|be|at"
     r"|pl|pt|ie|se|dk|fi|cz|sk|hu|ro|bg|gr|hr|si|lt|lv|ee|lu|mt|cy|co\.uk|uk|net|org|ca|jp|cn"
@@ -27,8 +27,26 @@ _ONLINE = re.compile(
     re.IGNORECASE,
 )
 # Words that follow a number on a label without being a city ("12345, E-mail: ...").
-_NOT_CITY = frozenset({"e-mail", "email", "mail", "tel", "tel.", "fax", "phone", "www", "web", "kcal",
-                       "kj", "contact", "kontakt", "info", "service", "hotline"})
+_NOT_CITY = frozenset(
+    {
+        "e-mail",
+        "email",
+        "mail",
+        "tel",
+        "tel.",
+        "fax",
+        "phone",
+        "www",
+        "web",
+        "kcal",
+        "kj",
+        "contact",
+        "kontakt",
+        "info",
+        "service",
+        "hotline",
+    }
+)
 _BACK = 3  # lines above a postal line that may hold its street, name and role
 _AHEAD = 2  # lines below it that may hold its e-mail or web address
 
@@ -90,10 +108,10 @@ def _postal(
                 # The country counts when printed on the postal line or alone on the next
                 # one; a "Made in China" line below an address says nothing of the address.
                 alone = next_line.strip(" .,")
-                named = any(n.search(line) for n in names) or any(
+                printed = any(n.search(line) for n in names) or any(
                     n.fullmatch(alone) for n in names
                 )
-                candidates.append((code, fmt, bool(named), match.group("code")))
+                candidates.append((code, fmt, printed, match.group("code")))
                 break
     if not candidates:
         return None
@@ -132,8 +150,10 @@ def find_addresses(
     legal_form: re.Pattern[str],
 ) -> list[Address]:
     """Every address block, top to bottom."""
-    postal = [_postal(line, lines[i + 1] if i + 1 < len(lines) else "", table) for i, line in
-              enumerate(lines)]
+    postal = [
+        _postal(line, lines[i + 1] if i + 1 < len(lines) else "", table)
+        for i, line in enumerate(lines)
+    ]
     found: list[Address] = []
     for i, hit in enumerate(postal):
         if hit is None:
@@ -168,8 +188,12 @@ def find_addresses(
                 role=role,
                 # A name line, a street line, a postal line: the shape of an address names
                 # its company even when OCR garbles the legal form ("d.o.0.").
-                has_name=bool(legal_form.search(text)) or len(block) >= 3 or bool(role and len(block) > 1),
-                has_street=bool(re.search(rf"\d+\s*{_LETTERS}{{2,}}|{_LETTERS}{{3,}}\.?\s+\d", text)),
+                has_name=bool(legal_form.search(text))
+                or len(block) >= 3
+                or bool(role and len(block) > 1),
+                has_street=bool(
+                    re.search(rf"\d+\s*{_LETTERS}{{2,}}|{_LETTERS}{{3,}}\.?\s+\d", text)
+                ),
                 electronic=electronic,
             )
         )

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Literal
 
 import msgspec
 
 from analyzer.addresses import Address, online_anywhere
 
-Status = str
+Status = Literal["pass", "fail", "unclear"]
 
 # What a code looks like after its keyword: letters, digits and separators, with a digit.
-_CODE = re.compile(r"\s*(?:[:#№°.]|n[°ºo.]|nr\.?|no\.?|number|nummer|numéro|numero|número)*"
-                   r"\s*[:#.]?\s*(?P<code>[A-Z0-9][A-Z0-9./-]{1,}[A-Z0-9]|\d{2,})", re.IGNORECASE)
+_CODE = re.compile(
+    r"\s*(?:[:#№°.]|n[°ºo.]|nr\.?|no\.?|number|nummer|numéro|numero|número)*"
+    r"\s*[:#.]?\s*(?P<code>[A-Z0-9][A-Z0-9./-]{1,}[A-Z0-9]|\d{2,})",
+    re.IGNORECASE,
+)
 
 
 class Decision(msgspec.Struct, frozen=True):
@@ -68,7 +72,9 @@ def address_rule(
                     0.6,
                 )
             return Decision(
-                "fail", f"Postal address {_describe(best, lines)} but no e-mail or web address.", 0.9
+                "fail",
+                f"Postal address {_describe(best, lines)} but no e-mail or web address.",
+                0.9,
             )
         return Decision("pass", _describe(best, lines), best.confidence)
     if fitting or doubtful:
@@ -150,7 +156,5 @@ def code_rule(text: str, keywords: re.Pattern[str], line_at: object) -> Decision
             return Decision("pass", f'"{line.strip()}"', 0.95)
         seen.append(text[match.start() : match.end() + 16].replace("\n", " "))
     if seen:
-        return Decision(
-            "unclear", f"An identifier word without a readable code: {seen[0]!r}.", 0.5
-        )
+        return Decision("unclear", f"An identifier word without a readable code: {seen[0]!r}.", 0.5)
     return Decision("fail", "No batch, lot, type, model or serial number found.", 0.9, absent=True)

@@ -87,23 +87,38 @@ def second_look(
     for top, bottom in dark_bands(image)[:budget]:
         budget -= 1
         y0, y1 = max(0, top - 3), min(image.height, bottom + 3)
-        crop = ImageOps.autocontrast(ImageOps.invert(image.crop((0, y0, image.width, y1)).convert("RGB")), cutoff=1)
+        crop = ImageOps.autocontrast(
+            ImageOps.invert(image.crop((0, y0, image.width, y1)).convert("RGB")), cutoff=1
+        )
         scale = 2.0 if bottom - top < 80 else 1.0
         if scale != 1.0:
-            crop = crop.resize((int(crop.width * scale), int(crop.height * scale)), Image.Resampling.LANCZOS)
+            crop = crop.resize(
+                (int(crop.width * scale), int(crop.height * scale)), Image.Resampling.LANCZOS
+            )
         again = _shift(read(crop), 0, y0, scale)
         before = [x for x in lines if _center_in(x, top, bottom)]
         if again and (not before or _mean(again) > _mean(before)):
             lines = [x for x in lines if not _center_in(x, top, bottom)] + again
-    weak = [x for x in lines if not x.second_look and (x.confidence < WEAK or x.box[3] - x.box[1] < SMALL)]
+    weak = [
+        x
+        for x in lines
+        if not x.second_look and (x.confidence < WEAK or x.box[3] - x.box[1] < SMALL)
+    ]
     for line in sorted(weak, key=lambda x: x.confidence)[: max(0, budget)]:
         x0, y0, x1, y1 = line.box
         height = max(1, y1 - y0)
         pad = max(4, height // 2)
-        box = (max(0, x0 - pad), max(0, y0 - pad), min(image.width, x1 + pad), min(image.height, y1 + pad))
+        box = (
+            max(0, x0 - pad),
+            max(0, y0 - pad),
+            min(image.width, x1 + pad),
+            min(image.height, y1 + pad),
+        )
         scale = max(1.5, min(3.0, TARGET_HEIGHT / height))
         crop = ImageOps.autocontrast(image.crop(box).convert("RGB"), cutoff=1)
-        crop = crop.resize((int(crop.width * scale), int(crop.height * scale)), Image.Resampling.LANCZOS)
+        crop = crop.resize(
+            (int(crop.width * scale), int(crop.height * scale)), Image.Resampling.LANCZOS
+        )
         again = _middle_row(read(crop), (y0 - box[1]) * scale, (y1 - box[1]) * scale)
         if again and _mean(again) > line.confidence:
             text = " ".join(x.text for x in again)
@@ -187,5 +202,7 @@ def _read_strip(image: Image.Image, top: int, bottom: int, read: Reader) -> list
     crop = ImageOps.autocontrast(image.crop((0, top, image.width, bottom)).convert("RGB"), cutoff=1)
     # Unread print is small: bring it to about TARGET_HEIGHT, within 2-3x.
     scale = max(2.0, min(3.0, TARGET_HEIGHT / max(1, bottom - top - 8)))
-    crop = crop.resize((int(crop.width * scale), int(crop.height * scale)), Image.Resampling.LANCZOS)
+    crop = crop.resize(
+        (int(crop.width * scale), int(crop.height * scale)), Image.Resampling.LANCZOS
+    )
     return [x for x in _shift(read(crop), 0, top, scale) if x.confidence >= MIN_READ]

@@ -52,7 +52,7 @@ def _word(word: str, language: str) -> str:
 
 def _token(token: str, language: str) -> str:
     """One space-separated token: words keep their inflections, punctuation is optional."""
-    parts = re.split(r"([.\-/:'’])", token)
+    parts = re.split(r"([.\-/:'\u2019])", token)
     out: list[str] = []
     for part in parts:
         if not part:
@@ -60,8 +60,8 @@ def _token(token: str, language: str) -> str:
         if part in {".", "-", "/", ":"}:
             # A printed "Ch.-B." is "ChB", "Ch.B.", "Ch-B" or "Ch. - B." after OCR.
             out.append(r"\s*[.\-/:]?\s*")
-        elif part in {"'", "’"}:
-            out.append(r"['’ ]?")
+        elif part in {"'", "\u2019"}:
+            out.append(r"['\u2019 ]?")
         else:
             out.append(_word(part, language))
     return "".join(out)

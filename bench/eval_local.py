@@ -106,8 +106,9 @@ async def analyze(
         started = time.perf_counter()
         result = await backend.analyze(request, _no_report)
         elapsed = time.perf_counter() - started
-        out.append(Analysed(name=label.name, analysis=result.analysis, seconds=elapsed,
-                            usage=result.usage))
+        out.append(
+            Analysed(name=label.name, analysis=result.analysis, seconds=elapsed, usage=result.usage)
+        )
     return out
 
 
@@ -118,11 +119,14 @@ def analyze_text(labels: Sequence[CorpusLabel]) -> list[Analysed]:
         started = time.perf_counter()
         reports = evaluate(list(label.lines), label.category, label.marketplaces)  # type: ignore[arg-type]
         analysis = LabelAnalysis(
-            verdict=worst(r.verdict for r in reports), summary="", detected_text="",
+            verdict=worst(r.verdict for r in reports),
+            summary="",
+            detected_text="",
             marketplaces=reports,
         )
-        out.append(Analysed(name=label.name, analysis=analysis,
-                            seconds=time.perf_counter() - started))
+        out.append(
+            Analysed(name=label.name, analysis=analysis, seconds=time.perf_counter() - started)
+        )
     return out
 
 
@@ -166,7 +170,9 @@ def table(evaluation: Evaluation) -> str:
         parts.append(
             f"**{evaluation.part} part, {p.render}** ({p.labels} labels, "
             f"{p.seconds_per_label:.2f} s per label on {evaluation.machine}):\n\n"
-            + head + "\n" + "\n".join(rows)
+            + head
+            + "\n"
+            + "\n".join(rows)
         )
     return "\n\n".join(parts)
 
@@ -187,8 +193,10 @@ def report(evaluation: Evaluation, mistakes: int = 40) -> None:
     for p in evaluation.passes:
         print(f"\n--- {p.render}: mismatches ({len(p.scored.mismatches)})")
         for m in p.scored.mismatches[:mistakes]:
-            print(f"  {m.label} {m.marketplace} {m.rule}: expected {m.expected}, got {m.got}"
-                  f" ({m.evidence[:140]})")
+            print(
+                f"  {m.label} {m.marketplace} {m.rule}: expected {m.expected}, got {m.got}"
+                f" ({m.evidence[:140]})"
+            )
 
 
 async def _run(args: argparse.Namespace) -> Evaluation:

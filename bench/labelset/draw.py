@@ -143,7 +143,7 @@ def _pictograms(image: Image.Image, rng: random.Random) -> Image.Image:
     return out
 
 
-def _layout(label: CorpusLabel, rng: random.Random) -> Image.Image:
+def _layout(label: CorpusLabel, rng: random.Random) -> Image.Image:  # noqa: PLR0912 - one branch per layout
     canvas = _Canvas(rng, label)
     blocks = list(label.blocks)
     special = rng.randrange(1, len(blocks)) if len(blocks) > 1 else 0
@@ -187,7 +187,9 @@ def render(label: CorpusLabel, photo: bool = False) -> bytes:
     rng = random.Random(zlib.crc32(label.name.encode()))
     image = _layout(label, rng)
     tilt = rng.uniform(-4.0, 4.0) if photo else rng.uniform(-1.2, 1.2)
-    image = image.rotate(tilt, expand=True, fillcolor=(200, 200, 195), resample=Image.Resampling.BICUBIC)
+    image = image.rotate(
+        tilt, expand=True, fillcolor=(200, 200, 195), resample=Image.Resampling.BICUBIC
+    )
     out = io.BytesIO()
     if not photo:
         if rng.random() < 0.5:
@@ -196,12 +198,16 @@ def render(label: CorpusLabel, photo: bool = False) -> bytes:
             image.save(out, "JPEG", quality=rng.randint(75, 92))
         return out.getvalue()
     scale = rng.uniform(0.75, 0.9)
-    image = image.resize((int(image.width * scale), int(image.height * scale)), Image.Resampling.BILINEAR)
+    image = image.resize(
+        (int(image.width * scale), int(image.height * scale)), Image.Resampling.BILINEAR
+    )
     image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 0.9)))
     # Uneven light: a gradient from one side, and the whole shot a little flat.
     shade = Image.linear_gradient("L").resize(image.size).rotate(rng.choice((0, 90, 180, 270)))
     dim = Image.new("RGB", image.size, (0, 0, 0))
-    image = Image.composite(image, dim, shade.point(lambda v: 255 - v * rng.uniform(0.25, 0.4) // 1))
+    image = Image.composite(
+        image, dim, shade.point(lambda v: 255 - v * rng.uniform(0.25, 0.4) // 1)
+    )
     image = ImageEnhance.Contrast(image).enhance(rng.uniform(0.75, 0.9))
     noise = Image.effect_noise(image.size, rng.uniform(8, 14)).convert("RGB")
     image = Image.blend(image, noise, 0.06)

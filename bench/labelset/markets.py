@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - label text reads best on one line
 """Label content per marketplace and category: the compliant label and its planted problems.
 
 Expectations are written from what each label says, by a reader who knows the regulation
@@ -66,11 +67,8 @@ def eu_nonfood(rng: random.Random, markets: tuple[str, ...], category: str) -> D
     if rng.random() < 0.6 or non_eu:
         origin = COUNTRIES[rng.choice(("CN", "VN"))] if non_eu else maker.country
         draft.add("coo", [coo_line(rng, origin, lead)])
-    if (
-        (category == "electronics"
-        and rng.random() < 0.4)
-        or (category == "toys"
-        and rng.random() < 0.3)
+    if (category == "electronics" and rng.random() < 0.4) or (
+        category == "toys" and rng.random() < 0.3
     ):
         draft.add("battery", _per_lang(rng, w.BATTERY, langs))
     _filler(rng, draft, langs)
@@ -144,7 +142,7 @@ def uk_nonfood(rng: random.Random, category: str) -> Draft:
         else:
             draft.add("maker", party_lines(rng, role(rng, w.ROLE_MAKER, "en"), maker))
     else:
-        maker = party(rng, rng.choice(NON_EU_MAKERS + ("DE", "FR", "IT")), "en")
+        maker = party(rng, rng.choice((*NON_EU_MAKERS, "DE", "FR", "IT")), "en")
         draft.add("maker", party_lines(rng, role(rng, w.ROLE_MAKER, "en"), maker))
         draft.add("coo", [coo_line(rng, maker.country, "en")])
         importer = party(rng, "UK", "en")
@@ -154,7 +152,7 @@ def uk_nonfood(rng: random.Random, category: str) -> Draft:
     return draft
 
 
-def us_label(rng: random.Random, category: str) -> Draft:
+def us_label(rng: random.Random, category: str) -> Draft:  # noqa: PLR0915 - one block per element
     """US labels: origin, business, and the category's FDA/CPSC/FCC elements."""
     draft = Draft()
     _identity(rng, draft, ["en"], category)

@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - label text reads best on one line
 """Label content for EU/UK cosmetics and food, Japan and Canada (see markets.py)."""
 
 from __future__ import annotations

@@ -166,8 +166,8 @@ MODEL: dict[str, tuple[str, ...]] = {
     "es": ("Modelo: {code}", "Ref.: {code}", "Referencia: {code}", "Mod. {code}"),
 }
 NET_EU: dict[str, tuple[str, ...]] = {
-    "en": ("Net weight {n} g", "{n}g", "Net wt. {n} g", "{n} g ℮", "Net contents: {n} g"),
-    "de": ("Nettogewicht: {n} g", "{n} g", "Inhalt: {n} g", "Füllmenge {n} g", "{n}g ℮"),
+    "en": ("Net weight {n} g", "{n}g", "Net wt. {n} g", "{n} g \u212e", "Net contents: {n} g"),
+    "de": ("Nettogewicht: {n} g", "{n} g", "Inhalt: {n} g", "Füllmenge {n} g", "{n}g \u212e"),
     "fr": ("Poids net : {n} g", "{n} g", "Contenance : {n} g", "Poids net: {n}g"),
     "it": ("Peso netto: {n} g", "{n} g", "Contenuto netto: {n} g", "Peso netto {n}g"),
     "es": ("Peso neto: {n} g", "{n} g", "Contenido neto: {n} g", "Peso neto {n}g"),

@@ -43,7 +43,16 @@ def test_split_is_fixed_and_disjoint() -> None:
     assert len(labels) >= 400 and 0.35 < len(held) / len(labels) < 0.65
     assert {x.name for x in held}.isdisjoint(x.name for x in dev)
     assert all(x.split == split_of(int(x.name[:4]), SEED) for x in labels)
-    assert {m for x in held for m in x.marketplaces} >= {"US", "UK", "DE", "FR", "IT", "ES", "JP", "CA"}
+    assert {m for x in held for m in x.marketplaces} >= {
+        "US",
+        "UK",
+        "DE",
+        "FR",
+        "IT",
+        "ES",
+        "JP",
+        "CA",
+    }
 
 
 def test_rulebook_on_held_out_text_meets_the_floor() -> None:
@@ -92,10 +101,19 @@ def test_wilson_interval() -> None:
 
 def test_vocabulary_takes_inflections_punctuation_and_accents() -> None:
     pattern = re.compile(
-        vocabulary_pattern({"fr": ["pile", "fabriqué par"], "de": ["Ch.-B."], "it": ["importato da"]}),
+        vocabulary_pattern(
+            {"fr": ["pile", "fabriqué par"], "de": ["Ch.-B."], "it": ["importato da"]}
+        ),
         re.IGNORECASE,
     )
-    for text in ("3 piles AAA", "Fabriquée par", "FABRIQUE PAR", "Ch.-B.: 24A", "ChB 24A", "importata da"):
+    for text in (
+        "3 piles AAA",
+        "Fabriquée par",
+        "FABRIQUE PAR",
+        "Ch.-B.: 24A",
+        "ChB 24A",
+        "importata da",
+    ):
         assert pattern.search(text), text
     assert not pattern.search("pilote")
 
@@ -111,12 +129,20 @@ def test_vocabulary_takes_inflections_punctuation_and_accents() -> None:
         (["Mill Ltd", "4 High Street", "Leeds LS1 4AB"], "UK", "UK"),
         (["Acme Inc.", "100 Main St", "Springfield, IL 62701"], "US", "US"),
         (["Maple Inc.", "200 King Street West", "Toronto, ON M5V 2T6"], "CA", "CA"),
-        (["Tatra Co., Ltd.", "Nancheng Street", "Dongguan, Guangdong 523000, China"], "CN", "OTHER"),
+        (
+            ["Tatra Co., Ltd.", "Nancheng Street", "Dongguan, Guangdong 523000, China"],
+            "CN",
+            "OTHER",
+        ),
     ],
 )
 def test_postal_table_reads_every_format(lines: list[str], country: str, region: str) -> None:
     book = load_rulebook()
-    roles = {n: re.compile(vocabulary_pattern(v), re.I) for n, v in book.vocabulary.items() if n.startswith("ROLE_")}
+    roles = {
+        n: re.compile(vocabulary_pattern(v), re.I)
+        for n, v in book.vocabulary.items()
+        if n.startswith("ROLE_")
+    }
     legal = _compile("{LEGAL_FORM}", book.all_macros())
     (address,) = find_addresses(lines, book.postal, roles, legal)
     assert (address.country, address.region) == (country, region)
@@ -124,8 +150,16 @@ def test_postal_table_reads_every_format(lines: list[str], country: str, region:
 
 
 def test_food_operator_without_a_role_word_passes() -> None:
-    lines = ["Zutaten: Hafer, Zucker", "250 g", "Mindestens haltbar bis 12.2026", "Kühl lagern.",
-             "Nährwerte pro 100 g: Energie 1600 kJ", "Brightwell GmbH", "Lindenweg 4", "90403 Nürnberg"]
+    lines = [
+        "Zutaten: Hafer, Zucker",
+        "250 g",
+        "Mindestens haltbar bis 12.2026",
+        "Kühl lagern.",
+        "Nährwerte pro 100 g: Energie 1600 kJ",
+        "Brightwell GmbH",
+        "Lindenweg 4",
+        "90403 Nürnberg",
+    ]
     (report,) = evaluate(lines, "food", ["DE"])
     statuses = {f.rule: f.status for f in report.findings}
     assert statuses["EU-FOOD-FBO"] == "pass"
@@ -133,13 +167,24 @@ def test_food_operator_without_a_role_word_passes() -> None:
 
 
 def test_eu_maker_needs_no_operator_and_non_eu_maker_does() -> None:
-    eu = ["Hersteller: Spielwerk GmbH", "Lindenweg 12, 90403 Nürnberg, Deutschland",
-          "info@spielwerk.de", "Made in China"]
+    eu = [
+        "Hersteller: Spielwerk GmbH",
+        "Lindenweg 12, 90403 Nürnberg, Deutschland",
+        "info@spielwerk.de",
+        "Made in China",
+    ]
     # Five digits without a country could be Türkiye's as well: with a non-EU origin, a doubt.
-    unnamed = ["Hersteller: Spielwerk GmbH", "Lindenweg 12, 90403 Nürnberg", "info@spielwerk.de",
-               "Made in China"]
-    cn = ["Hersteller: Toyful Co., Ltd.", "Longgang District, Shenzhen, Guangdong 518000, China",
-          "service@toyful.cn"]
+    unnamed = [
+        "Hersteller: Spielwerk GmbH",
+        "Lindenweg 12, 90403 Nürnberg",
+        "info@spielwerk.de",
+        "Made in China",
+    ]
+    cn = [
+        "Hersteller: Toyful Co., Ltd.",
+        "Longgang District, Shenzhen, Guangdong 518000, China",
+        "service@toyful.cn",
+    ]
     for lines, expected in ((eu, "pass"), (unnamed, "unclear"), (cn, "fail")):
         (report,) = evaluate(lines, "toys", ["DE"])
         assert {f.rule: f.status for f in report.findings}["EU-ALL-GPSR-OPERATOR"] == expected
@@ -152,7 +197,9 @@ def test_unparsed_address_is_unclear_not_fail() -> None:
 
 
 def test_kanji_lookalikes_are_folded() -> None:
-    (report,) = evaluate(["赏味期限:2026.12.31", "販壳者:株式会社サンプル", "東京都港区1-2-3"], "food", ["JP"])
+    (report,) = evaluate(
+        ["赏味期限:2026.12.31", "販壳者:株式会社サンプル", "東京都港区1-2-3"], "food", ["JP"]
+    )
     statuses = {f.rule: f.status for f in report.findings}
     assert statuses["JP-FOOD-DATE"] == "pass" and statuses["JP-ALL-RESPONSIBLE"] == "pass"
 
@@ -163,8 +210,10 @@ def _line(text: str, box: tuple[int, int, int, int]) -> OcrLine:
 
 def test_two_columns_are_read_column_by_column() -> None:
     lines = [
-        _line("L1", (20, 10, 400, 40)), _line("R1", (480, 12, 860, 40)),
-        _line("L2", (20, 50, 380, 80)), _line("R2", (480, 52, 840, 80)),
+        _line("L1", (20, 10, 400, 40)),
+        _line("R1", (480, 12, 860, 40)),
+        _line("L2", (20, 50, 380, 80)),
+        _line("R2", (480, 52, 840, 80)),
         _line("L3", (20, 90, 390, 120)),
     ]
     order = [row[0].text for row in reading_order(lines, 900)]
@@ -173,8 +222,10 @@ def test_two_columns_are_read_column_by_column() -> None:
 
 def test_table_rows_become_key_value_lines() -> None:
     lines = [
-        _line("Hersteller", (20, 10, 150, 40)), _line("Spielwerk GmbH", (300, 11, 700, 40)),
-        _line("Charge", (20, 50, 120, 80)), _line("24A-118", (300, 50, 420, 80)),
+        _line("Hersteller", (20, 10, 150, 40)),
+        _line("Spielwerk GmbH", (300, 11, 700, 40)),
+        _line("Charge", (20, 50, 120, 80)),
+        _line("24A-118", (300, 50, 420, 80)),
         _line("Kühl und trocken lagern, vor Sonnenlicht schützen.", (20, 90, 800, 120)),
     ]
     rows = [" ".join(x.text for x in row) for row in reading_order(lines, 900)]
