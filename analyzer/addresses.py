@@ -137,7 +137,8 @@ def _is_city(city: str | None, code: str) -> bool:
     if city is None:
         return any(ch.isalpha() for ch in code)
     city = city.strip()
-    if len(city) < 3 or city.lower() in _NOT_CITY:
+    # The first word is the name ("D Ch" after "43548D Ch.-B." is a code, not "D" city).
+    if len(city.split()[0]) < 3 or city.lower() in _NOT_CITY:
         return False
     first = city[0]
     return first.isupper() or unicodedata.category(first) == "Lo"

@@ -260,7 +260,10 @@ class Evaluator:
         if status == "fail" and self._unread and decision.absent:
             # Print the OCR saw but could not read: "not found" may be "not legible".
             confidence = min(confidence, 0.6)
-            evidence = f"{evidence} Part of the label ({self._unread} strip(s)) is unreadable."
+            evidence = (
+                f"{evidence} Part of the label ({self._unread} line(s) or strip(s)) was read "
+                "poorly or not at all."
+            )
         if status == "fail" and rule.detect.on_missing == "unclear":
             status = "unclear"
         if status == "fail" and confidence < FAIL_CONFIDENCE:

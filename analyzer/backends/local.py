@@ -16,6 +16,9 @@ OCR_STAGE: Stage = "ocr"
 RULES_STAGE: Stage = "checking_rules"
 DETECTED_TEXT_CHARS = 4000
 NO_TEXT = "No text could be read from the image."
+WEAK_LINE = 0.85
+"""A line read with less confidence may hide the element a rule looks for: absence becomes
+unclear rather than a failure when any line is this weak or some print stayed unread."""
 
 
 class LocalBackend:
@@ -46,7 +49,7 @@ class LocalBackend:
             request.marketplaces,
             self._book,
             confidences,
-            unread=result.unread_strips,
+            unread=result.unread_strips + sum(x.confidence < WEAK_LINE for x in result.lines),
         )
         if not lines:
             reports = [_unreadable(r) for r in reports]
