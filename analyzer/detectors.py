@@ -146,7 +146,7 @@ def operator_rule(
     )
 
 
-def code_rule(text: str, keywords: re.Pattern[str], line_at: object) -> Decision:
+def code_rule(text: str, keywords: re.Pattern[str]) -> Decision:
     """A keyword (batch, lot, model...) followed by a code with at least one digit."""
     seen: list[str] = []
     for match in keywords.finditer(text):

@@ -25,8 +25,9 @@ import msgspec
 
 from analyzer.backends import AnalysisRequest, Backend
 from analyzer.backends.local import LocalBackend
+from analyzer.evaluator import evaluate, worst
 from analyzer.images import prepare_image
-from analyzer.rulebook import evaluate, load_rulebook, worst
+from analyzer.rulebook import load_rulebook
 from bench.labelset import HELD_OUT_SHARE, SEED, SIZE, CorpusLabel, corpus
 from bench.labelset.draw import fonts, render
 from bench.scoring import Rates, Scored, score

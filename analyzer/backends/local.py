@@ -8,7 +8,8 @@ import msgspec
 
 from analyzer import ocr
 from analyzer.backends import Analysis, AnalysisRequest, Report
-from analyzer.rulebook import Rulebook, evaluate, load_rulebook, worst
+from analyzer.evaluator import evaluate, worst
+from analyzer.rulebook import Rulebook, load_rulebook
 from shared.schemas import Finding, LabelAnalysis, MarketplaceReport, Stage, Usage
 from shared.settings import Settings
 

@@ -14,14 +14,9 @@ from redis.asyncio import Redis
 from analyzer import ocr
 from analyzer.backends import AnalysisRequest
 from analyzer.backends.local import LocalBackend
+from analyzer.evaluator import evaluate, verdict_of
 from analyzer.images import prepare_image
-from analyzer.rulebook import (
-    Rulebook,
-    RulebookError,
-    evaluate,
-    load_rulebook,
-    verdict_of,
-)
+from analyzer.rulebook import Rulebook, RulebookError, load_rulebook
 from bench.eval_local import checkable_rules
 from bench.scoring import score
 from shared.errors import InvalidImageError

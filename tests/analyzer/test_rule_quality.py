@@ -17,10 +17,11 @@ import pytest
 from analyzer import ocr
 from analyzer.addresses import find_addresses
 from analyzer.backends.local import LocalBackend
+from analyzer.evaluator import evaluate
 from analyzer.ocr_layout import reading_order
 from analyzer.ocr_retry import dark_bands
 from analyzer.ocr_types import OcrLine
-from analyzer.rulebook import _compile, evaluate, load_rulebook
+from analyzer.rulebook import compile_pattern, load_rulebook
 from analyzer.vocabulary import vocabulary_pattern
 from bench.eval_local import analyze, analyze_text, checkable_rules, select
 from bench.labelset import SEED, corpus, split_of
@@ -143,7 +144,7 @@ def test_postal_table_reads_every_format(lines: list[str], country: str, region:
         for n, v in book.vocabulary.items()
         if n.startswith("ROLE_")
     }
-    legal = _compile("{LEGAL_FORM}", book.all_macros())
+    legal = compile_pattern("{LEGAL_FORM}", book.all_macros())
     (address,) = find_addresses(lines, book.postal, roles, legal)
     assert (address.country, address.region) == (country, region)
     assert address.has_name and address.has_street
