@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint bench browser prometheus containers clean
+.PHONY: install run test lint bench eval browser prometheus containers cjk-font clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ install: $(STAMP) ## create .venv and install labelscan with its dev tools
 run: $(STAMP) ## embedded Valkey + gateway + analyzer + notifier, logs prefixed; Ctrl-C stops all
 	$(PY) -m shared.run
 
-test: $(STAMP) browser prometheus containers ## the whole suite against real servers
+test: $(STAMP) browser prometheus containers cjk-font ## the whole suite against real servers
 	$(PY) -m pytest
 
 # Debian's chromium for the browser test (root and apt needed); without it the
@@ -46,6 +46,13 @@ containers:
 	        podman runc mmdebstrap uidmap >/dev/null) \
 	  || echo "podman could not be installed: the container test will be skipped"
 
+# A Japanese font (Debian's fonts-ipafont-gothic) so the label tests and the evaluation
+# can draw Japanese labels; without it those labels are skipped and the test says why.
+cjk-font:
+	@[ -f /usr/share/fonts/opentype/ipafont-gothic/ipag.ttf ] || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-ipafont-gothic >/dev/null) \
+	  || echo "fonts-ipafont-gothic could not be installed: Japanese labels will be skipped"
+
 lint: $(STAMP) ## ruff + mypy
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -61,6 +68,11 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP) ## benchmarks against peers measured in the same run; results in bench/results/
 	$(PY) -m bench.run
+
+# The label evaluation against the Claude API (costs money: never in CI); skipped without a key.
+eval: $(STAMP) cjk-font ## held-out label set through the claude backend, with cost per label
+	@if [ -z "$$ANTHROPIC_API_KEY" ]; then echo "ANTHROPIC_API_KEY is not set: skipping the claude evaluation"; \
+	  else $(PY) -m bench.eval_claude; fi
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

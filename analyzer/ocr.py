@@ -9,11 +9,15 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 from analyzer.images import decode, flatten
+from analyzer.ocr_layout import reading_order
+from analyzer.ocr_retry import is_inverse, second_look
+from analyzer.ocr_types import OcrLine, OcrResult
 from shared.errors import BackendError
+
+__all__ = ["OcrLine", "OcrResult", "read_bytes", "read_image", "read_text", "warm_up"]
 
 if TYPE_CHECKING:
     from rapidocr import RapidOCR
@@ -39,28 +43,6 @@ ENGINE_PARAMS: dict[str, Any] = {
     "Det.limit_type": "max",
     "Det.limit_side_len": OCR_LONG_EDGE,
 }
-
-
-class OcrLine(msgspec.Struct, frozen=True, kw_only=True):
-    """One line of text as read, with the recogniser's confidence and its box."""
-
-    text: str
-    confidence: float
-    box: tuple[int, int, int, int]
-
-
-class OcrResult(msgspec.Struct, frozen=True, kw_only=True):
-    """All lines of one image, top to bottom."""
-
-    lines: list[OcrLine]
-    width: int
-    height: int
-    elapsed_s: float
-
-    @property
-    def text(self) -> str:
-        """The lines joined by newlines."""
-        return "\n".join(line.text for line in self.lines)
 
 
 _engine: RapidOCR | None = None
@@ -109,7 +91,7 @@ def warm_up() -> None:
 
 
 def read_image(image: Image.Image) -> OcrResult:
-    """OCR a decoded image (blocking, CPU-bound)."""
+    """OCR a decoded image (blocking, CPU-bound): a first pass, a second look, reading order."""
     image = flatten(image).convert("RGB")
     long_edge = max(image.size)
     if long_edge < SMALL_LONG_EDGE:
@@ -117,20 +99,51 @@ def read_image(image: Image.Image) -> OcrResult:
         factor = min(2.0, SMALL_LONG_EDGE / long_edge)
         size = (round(image.width * factor), round(image.height * factor))
         image = image.resize(size, Image.Resampling.LANCZOS)
-    ocr = engine()
+    if is_inverse(image):
+        # A dark label with light print: the recogniser is trained on dark-on-light.
+        image = ImageOps.invert(image)
     started = time.perf_counter()
+    first = _run(image)
+    lines, unread = second_look(image, first, _run)
+    kept = [x for x in lines if x.text.strip() and x.confidence >= MIN_CONFIDENCE]
+    ordered = [
+        row[0] if len(row) == 1 else _joined(row) for row in reading_order(kept, image.width)
+    ]
+    return OcrResult(
+        lines=ordered,
+        width=image.width,
+        height=image.height,
+        elapsed_s=round(time.perf_counter() - started, 3),
+        second_looks=sum(x.second_look for x in ordered),
+        unread_strips=unread,
+    )
+
+
+def _joined(row: list[OcrLine]) -> OcrLine:
+    """One table row ("key", "value") as one line."""
+    box = (
+        min(x.box[0] for x in row),
+        min(x.box[1] for x in row),
+        max(x.box[2] for x in row),
+        max(x.box[3] for x in row),
+    )
+    return OcrLine(
+        text=" ".join(x.text for x in row),
+        confidence=min(x.confidence for x in row),
+        box=box,
+        second_look=any(x.second_look for x in row),
+    )
+
+
+def _run(image: Image.Image) -> list[OcrLine]:
+    """One recognition pass over an image: every line, whatever its confidence."""
+    ocr = engine()
     with _run_lock:
         try:
             output = ocr(image)
         except Exception as exc:
             raise BackendError(f"OCR failed: {type(exc).__name__}: {exc}") from exc
-    lines = _lines(output)
-    return OcrResult(
-        lines=lines,
-        width=image.width,
-        height=image.height,
-        elapsed_s=round(time.perf_counter() - started, 3),
-    )
+    return _lines(output)
 
 
 def read_bytes(data: bytes) -> OcrResult:
@@ -150,7 +163,7 @@ def _lines(output: Any) -> list[OcrLine]:
     boxes = getattr(output, "boxes", None)
     lines: list[OcrLine] = []
     for index, (text, score) in enumerate(zip(txts, scores, strict=False)):
-        if not str(text).strip() or float(score) < MIN_CONFIDENCE:
+        if not str(text).strip():
             continue
         box = (0, 0, 0, 0)
         if boxes is not None and index < len(boxes):

@@ -1,23 +1,23 @@
-"""The label rulebook: rules as data (rulebook.toml) and their evaluation against OCR text."""
+"""The label rulebook as data (rulebook.toml): loaded, validated, patterns compiled."""
 
 from __future__ import annotations
 
-import bisect
 import functools
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from importlib import resources
 from typing import Literal
 
 import msgspec
 
-from shared.schemas import Category, Finding, Marketplace, MarketplaceReport, Severity, Verdict
+from analyzer.addresses import PostalFormat
+from analyzer.vocabulary import vocabulary_pattern
+from shared.schemas import Category, Marketplace, Severity
 
-DetectKind = Literal["text", "language", "visual", "listing"]
+DetectKind = Literal["text", "language", "visual", "listing", "address", "operator", "code"]
 Status = Literal["pass", "fail", "unclear"]
 _MACRO = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
-_EVIDENCE_CHARS = 240
 
 
 class Detect(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -35,6 +35,17 @@ class Detect(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     on_missing: Status = "fail"
     languages: list[str] = []
     hint: list[str] = []
+    near: list[str] = []
+    """Text that suggests the element is there but did not parse: unclear, not fail."""
+    regions: list[str] = []
+    """address: where the address must be (EU, UK, US, CA, JP, OTHER); empty = anywhere."""
+    regions_for: dict[Marketplace, list[str]] = {}
+    electronic: bool = False
+    """address: an e-mail or web address must belong to it (GPSR)."""
+    exclude_roles: list[str] = []
+    """address: blocks introduced by these role vocabularies do not count."""
+    vocab: list[str] = []
+    """code: vocabularies of the words that introduce the code (batch, model...)."""
 
 
 class Rule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -70,8 +81,20 @@ class Rulebook(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     version: str
     macros: dict[str, str] = {}
+    vocabulary: dict[str, dict[str, list[str]]] = {}
+    """Phrases per language; each vocabulary is also a macro (``{ROLE_MAKER}``)."""
+    postal: dict[str, PostalFormat] = {}
+    """Postal-line formats per country, for the address detector."""
+    fold: dict[str, str] = {}
+    """Characters OCR reads as a lookalike (simplified for Japanese kanji), folded back."""
     languages: dict[str, Language] = {}
     rules: list[Rule] = []
+
+    def all_macros(self) -> tuple[tuple[str, str], ...]:
+        """The macros, with every vocabulary compiled to its tolerant pattern."""
+        table = dict(self.macros)
+        table.update((name, vocabulary_pattern(v)) for name, v in self.vocabulary.items())
+        return tuple(sorted(table.items()))
 
     def for_scan(self, marketplace: Marketplace, category: Category) -> list[Rule]:
         """The rules checked for one marketplace and category, in file order."""
@@ -112,162 +135,30 @@ def _validate(book: Rulebook) -> None:
             raise RulebookError(f"rule {rule.id} is a language check without languages")
         if detect.kind == "text" and not (detect.all or detect.any or detect.local or detect.none):
             raise RulebookError(f"rule {rule.id} is a text check without patterns")
+        for name in (*detect.vocab, *detect.exclude_roles):
+            if name not in book.vocabulary:
+                raise RulebookError(f"rule {rule.id} names unknown vocabulary {name!r}")
+        if detect.kind == "code" and not detect.vocab:
+            raise RulebookError(f"rule {rule.id} is a code check without a vocabulary")
         for pattern in _patterns_of(detect):
             try:
-                _compile(pattern, tuple(sorted(book.macros.items())))
+                compile_pattern(pattern, book.all_macros())
             except (re.error, KeyError) as exc:
                 raise RulebookError(f"rule {rule.id}: bad pattern {pattern!r}: {exc}") from exc
 
 
 def _patterns_of(detect: Detect) -> Iterable[str]:
-    yield from (*detect.all, *detect.any, *detect.none, *detect.when, *detect.hint)
+    yield from (*detect.all, *detect.any, *detect.none, *detect.when, *detect.hint, *detect.near)
     for patterns in detect.local.values():
         yield from patterns
 
 
 @functools.cache
-def _compile(pattern: str, macros: tuple[tuple[str, str], ...]) -> re.Pattern[str]:
+def compile_pattern(pattern: str, macros: tuple[tuple[str, str], ...]) -> re.Pattern[str]:
+    """A rule pattern with its macros expanded, NFKC-normalised, case-insensitive."""
     table = dict(macros)
-    expanded = _MACRO.sub(lambda m: f"(?:{table[m.group(1)]})", pattern)
+    expanded = pattern
+    # Macros may name other macros ({MAKER} = {ROLE_MAKER}|...): expand a few levels deep.
+    for _ in range(4):
+        expanded = _MACRO.sub(lambda m: f"(?:{table[m.group(1)]})", expanded)
     return re.compile(unicodedata.normalize("NFKC", expanded), re.IGNORECASE)
-
-
-class LabelText:
-    """OCR lines, normalised, with a map from character offsets back to lines."""
-
-    def __init__(self, lines: Sequence[str]) -> None:
-        # NFKC folds full-width colons, ligatures and the like into what patterns expect.
-        self.lines = [unicodedata.normalize("NFKC", line).strip() for line in lines]
-        self.text = "\n".join(self.lines)
-        self._starts: list[int] = []
-        offset = 0
-        for line in self.lines:
-            self._starts.append(offset)
-            offset += len(line) + 1
-
-    def line_at(self, offset: int) -> str:
-        """The line containing character ``offset``."""
-        return self.lines[bisect.bisect_right(self._starts, offset) - 1]
-
-
-class Evaluator:
-    """Applies the rulebook to one label's text."""
-
-    def __init__(self, book: Rulebook, text: LabelText) -> None:
-        self._book = book
-        self._macros = tuple(sorted(book.macros.items()))
-        self._text = text
-
-    def _search(self, pattern: str) -> str | None:
-        match = _compile(pattern, self._macros).search(self._text.text)
-        return None if match is None else self._text.line_at(match.start())
-
-    def _found(self, patterns: Iterable[str]) -> list[str]:
-        return [line for p in patterns if (line := self._search(p)) is not None]
-
-    def finding(self, rule: Rule, marketplace: Marketplace) -> Finding:
-        """Decide one rule for one marketplace."""
-        status, evidence = self._decide(rule, marketplace)
-        fix = ""
-        if rule.detect.kind == "visual" and status == "unclear":
-            fix = f"Needs visual check: {rule.fix}"
-        elif rule.detect.kind == "listing":
-            fix = f"Verify in Seller Central: {rule.fix}"
-        elif status != "pass":
-            fix = rule.fix
-        return Finding(
-            rule=rule.id,
-            requirement=rule.requirement,
-            status=status,
-            severity=rule.severity,
-            evidence=evidence,
-            fix=fix,
-            regulation=rule.regulation,
-        )
-
-    def _decide(self, rule: Rule, marketplace: Marketplace) -> tuple[Status, str]:
-        detect = rule.detect
-        if detect.when:
-            trigger = self._found(detect.when)
-            if not trigger:
-                return detect.otherwise, f"Not required: {detect.when_absent}."
-        if detect.kind == "listing":
-            return "unclear", "Not on the label: a listing or document requirement."
-        if detect.kind == "visual":
-            hints = self._found(detect.hint)
-            seen = f" Text that may belong to it: {_quote(hints)}." if hints else ""
-            return "unclear", f"A symbol or layout OCR cannot judge.{seen}"
-        if detect.kind == "language":
-            return self._languages(detect.languages)
-        bad = self._found(detect.none)
-        if bad:
-            return "fail", f"Prohibited wording: {_quote(bad)}"
-        wanted_any = detect.local.get(marketplace, detect.any)
-        found_all = [self._search(p) for p in detect.all]
-        found_any = self._found(wanted_any)
-        hits = [line for line in (*found_all, *found_any) if line is not None]
-        complete = all(line is not None for line in found_all) and (
-            not wanted_any or len(found_any) >= min(detect.min_any, len(wanted_any))
-        )
-        if complete:
-            return "pass", _quote(hits) if hits else "No prohibited wording found."
-        partial = f" Found only: {_quote(hits)}." if hits else ""
-        return detect.on_missing, f"Not found in the label text.{partial}"
-
-    def _languages(self, codes: Sequence[str]) -> tuple[Status, str]:
-        words = set(re.findall(r"\w+", self._text.text.lower()))
-        found: list[str] = []
-        missing: list[str] = []
-        for code in codes:
-            language = self._book.languages[code]
-            if language.pattern:
-                hits = sorted(set(re.findall(language.pattern, self._text.text)))
-            else:
-                hits = sorted(words.intersection(w.lower() for w in language.words))
-            target = found if len(hits) >= language.min_hits else missing
-            target.append(f"{language.name} ({', '.join(hits[:6]) or 'no markers'})")
-        if missing:
-            return "fail", f"Too little text in {'; '.join(missing)}."
-        return "pass", f"Text found in {'; '.join(found)}."
-
-
-def _quote(lines: Iterable[str]) -> str:
-    unique = list(dict.fromkeys(lines))
-    text = " | ".join(f'"{line}"' for line in unique)
-    return text if len(text) <= _EVIDENCE_CHARS else text[: _EVIDENCE_CHARS - 1] + "…"
-
-
-def verdict_of(findings: Sequence[Finding]) -> Verdict:
-    """non_compliant on a critical/major fail; needs_review on other doubts; info never counts."""
-    counted = [f for f in findings if f.severity != "info"]
-    if any(f.status == "fail" and f.severity in {"critical", "major"} for f in counted):
-        return "non_compliant"
-    if any(f.status != "pass" for f in counted):
-        return "needs_review"
-    return "compliant"
-
-
-def worst(verdicts: Iterable[Verdict]) -> Verdict:
-    """The most severe of several verdicts."""
-    order: dict[Verdict, int] = {"compliant": 0, "needs_review": 1, "non_compliant": 2}
-    return max(verdicts, key=order.__getitem__, default="needs_review")
-
-
-def evaluate(
-    lines: Sequence[str],
-    category: Category,
-    marketplaces: Sequence[Marketplace],
-    book: Rulebook | None = None,
-) -> list[MarketplaceReport]:
-    """Check the label text against every applicable rule, one report per marketplace."""
-    book = book or load_rulebook()
-    evaluator = Evaluator(book, LabelText(lines))
-    reports: list[MarketplaceReport] = []
-    for marketplace in dict.fromkeys(marketplaces):
-        findings = [evaluator.finding(r, marketplace) for r in book.for_scan(marketplace, category)]
-        reports.append(
-            MarketplaceReport(
-                marketplace=marketplace, verdict=verdict_of(findings), findings=findings
-            )
-        )
-    return reports

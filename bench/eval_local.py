@@ -1,236 +1,241 @@
-"""Precision and recall of the local backend on the synthetic label set.
+"""Precision and recall of the local backend on the generated label set (bench/labelset).
 
-``python -m bench.eval_local`` renders every label of ``tests/support/labels.py``,
-runs it through :class:`analyzer.backends.local.LocalBackend` (real OCR, real
-rulebook) and scores each text-checkable finding against the expected status.
-A "positive" is a problem: status fail or unclear. Writes
-``bench/results/local_eval.json``.
+``python -m bench.eval_local`` renders the **held-out** labels clean and as phone-like
+photos, runs each through :class:`analyzer.backends.local.LocalBackend` (real OCR, real
+rulebook), and scores every text-checkable finding against the label's expected status
+(bench/scoring.py: Wilson 95 % intervals, per marketplace and per rule family). Writes
+``bench/results/local_eval.json`` and the README's quality table.
+
+``--part dev`` evaluates the development part instead (the one to look at when changing
+rules); ``--text`` skips drawing and OCR and checks the rulebook on the labels' own text.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
 
-from analyzer.backends import AnalysisRequest
+from analyzer.backends import AnalysisRequest, Backend
 from analyzer.backends.local import LocalBackend
+from analyzer.evaluator import evaluate, worst
 from analyzer.images import prepare_image
-from analyzer.rulebook import Rulebook, load_rulebook
-from shared.schemas import LabelAnalysis, Stage
-from tests.support.labels import LabelSpec, label_specs, render
+from analyzer.rulebook import load_rulebook
+from bench.labelset import HELD_OUT_SHARE, SEED, SIZE, CorpusLabel, corpus
+from bench.labelset.draw import fonts, render
+from bench.scoring import Rates, Scored, score
+from shared.schemas import LabelAnalysis, Stage, Usage
 
-RESULTS = Path(__file__).parent / "results" / "local_eval.json"
-CHECKABLE_KINDS = frozenset({"text", "language"})
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "local_eval.json"
+README = ROOT / "README.md"
+TABLE_START = "<!-- local-eval:start (make bench writes this table) -->"
+TABLE_END = "<!-- local-eval:end -->"
+CHECKABLE_KINDS = frozenset({"text", "language", "address", "operator", "code"})
 
 
-class Labelled(msgspec.Struct, frozen=True, kw_only=True):
-    """One label's analysis and how long it took."""
+class Analysed(msgspec.Struct, frozen=True, kw_only=True):
+    """One label's analysis, the time it took and what it cost."""
 
     name: str
     analysis: LabelAnalysis
     seconds: float
+    usage: Usage = Usage()
 
 
-class RuleScore(msgspec.Struct, kw_only=True):
-    """Confusion counts for one rule; positive means 'problem found'."""
+class Pass(msgspec.Struct, kw_only=True):
+    """One rendering (clean or photo) of one part, scored."""
 
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-    tn: int = 0
-    exact: int = 0
-
-    @property
-    def precision(self) -> float:
-        """Share of flagged problems that were real; 1.0 when nothing was flagged."""
-        flagged = self.tp + self.fp
-        return self.tp / flagged if flagged else 1.0
-
-    @property
-    def recall(self) -> float:
-        """Share of real problems that were flagged; 1.0 when there were none."""
-        real = self.tp + self.fn
-        return self.tp / real if real else 1.0
-
-
-class Mismatch(msgspec.Struct, frozen=True, kw_only=True):
-    """A finding whose status differs from the expected one."""
-
-    label: str
-    marketplace: str
-    rule: str
-    expected: str
-    got: str
-    evidence: str
+    render: str
+    labels: int
+    seconds_per_label: float
+    scored: Scored
 
 
 class Evaluation(msgspec.Struct, kw_only=True):
-    """The whole scored run."""
+    """The whole run."""
 
-    labels: int
-    findings: int
-    precision: float
-    recall: float
-    exact_status_rate: float
-    per_rule: dict[str, dict[str, float]]
-    mismatches: list[Mismatch]
-    seconds_per_label: float = 0.0
+    backend: str
+    part: str
+    seed: int = SEED
+    size: int = SIZE
+    held_out_share: float = HELD_OUT_SHARE
     rulebook_version: str = ""
     machine: str = ""
-    degraded: Evaluation | None = None
+    passes: list[Pass] = []
+
+
+def checkable_rules() -> frozenset[str]:
+    """Rules decided from text (not symbols, not listing documents)."""
+    return frozenset(r.id for r in load_rulebook().rules if r.detect.kind in CHECKABLE_KINDS)
+
+
+def select(part: str, limit: int | None = None) -> list[CorpusLabel]:
+    """The labels of one part, Japanese ones only when a CJK font can draw them."""
+    labels = [x for x in corpus() if x.split == part]
+    if not fonts("ja"):
+        labels = [x for x in labels if x.script != "ja"]
+    return labels[:limit] if limit else labels
 
 
 async def _no_report(stage: Stage, percentage: int, message: str) -> None:
     return None
 
 
-async def analyze_all(
-    specs: Sequence[LabelSpec], backend: LocalBackend, degraded: bool = False
-) -> list[Labelled]:
+async def analyze(
+    labels: Sequence[CorpusLabel], backend: Backend, photo: bool = False
+) -> list[Analysed]:
     """Render, prepare and analyse every label, one after the other."""
-    out: list[Labelled] = []
-    for spec in specs:
-        prepared = prepare_image(render(spec, degraded))
+    out: list[Analysed] = []
+    for label in labels:
+        prepared = prepare_image(render(label, photo))
         request = AnalysisRequest(
             image=prepared.data,
             media_type=prepared.media_type,
-            category=spec.category,
-            marketplaces=list(spec.marketplaces),
-            product_name=spec.name,
+            image_tokens=prepared.token_estimate,
+            category=label.category,  # type: ignore[arg-type]
+            marketplaces=list(label.marketplaces),  # type: ignore[arg-type]
+            product_name=label.name,
         )
         started = time.perf_counter()
         result = await backend.analyze(request, _no_report)
+        elapsed = time.perf_counter() - started
         out.append(
-            Labelled(
-                name=spec.name, analysis=result.analysis, seconds=time.perf_counter() - started
-            )
+            Analysed(name=label.name, analysis=result.analysis, seconds=elapsed, usage=result.usage)
         )
     return out
 
 
-def score(specs: Sequence[LabelSpec], results: Sequence[Labelled], book: Rulebook) -> Evaluation:
-    """Compare every text-checkable finding with the label's expected status."""
-    checkable = {r.id for r in book.rules if r.detect.kind in CHECKABLE_KINDS}
-    by_name = {s.name: s for s in specs}
-    rules: dict[str, RuleScore] = {}
-    mismatches: list[Mismatch] = []
-    for result in results:
-        spec = by_name[result.name]
-        for report in result.analysis.marketplaces:
-            for finding in report.findings:
-                if finding.rule not in checkable:
-                    continue
-                expected = spec.expect(finding.rule)
-                counts = rules.setdefault(finding.rule, RuleScore())
-                real, flagged = expected != "pass", finding.status != "pass"
-                counts.tp += real and flagged
-                counts.fp += flagged and not real
-                counts.fn += real and not flagged
-                counts.tn += not real and not flagged
-                counts.exact += finding.status == expected
-                if finding.status != expected:
-                    mismatches.append(
-                        Mismatch(
-                            label=spec.name,
-                            marketplace=report.marketplace,
-                            rule=finding.rule,
-                            expected=expected,
-                            got=finding.status,
-                            evidence=finding.evidence,
-                        )
-                    )
-    total = RuleScore()
-    for counts in rules.values():
-        total.tp, total.fp = total.tp + counts.tp, total.fp + counts.fp
-        total.fn, total.tn = total.fn + counts.fn, total.tn + counts.tn
-        total.exact += counts.exact
-    findings = total.tp + total.fp + total.fn + total.tn
-    return Evaluation(
-        labels=len(results),
-        findings=findings,
-        precision=round(total.precision, 4),
-        recall=round(total.recall, 4),
-        exact_status_rate=round(total.exact / findings, 4) if findings else 1.0,
-        per_rule={
-            rule: {
-                "precision": round(c.precision, 4),
-                "recall": round(c.recall, 4),
-                "tp": c.tp,
-                "fp": c.fp,
-                "fn": c.fn,
-                "tn": c.tn,
-            }
-            for rule, c in sorted(rules.items())
-        },
-        mismatches=mismatches,
-        seconds_per_label=round(sum(r.seconds for r in results) / max(1, len(results)), 3),
-        rulebook_version=book.version,
+def analyze_text(labels: Sequence[CorpusLabel]) -> list[Analysed]:
+    """The rulebook on each label's own text: rule quality without OCR."""
+    out: list[Analysed] = []
+    for label in labels:
+        started = time.perf_counter()
+        reports = evaluate(list(label.lines), label.category, label.marketplaces)  # type: ignore[arg-type]
+        analysis = LabelAnalysis(
+            verdict=worst(r.verdict for r in reports),
+            summary="",
+            detected_text="",
+            marketplaces=reports,
+        )
+        out.append(
+            Analysed(name=label.name, analysis=analysis, seconds=time.perf_counter() - started)
+        )
+    return out
+
+
+def scored_pass(render_name: str, labels: Sequence[CorpusLabel], done: Sequence[Analysed]) -> Pass:
+    """Score one rendering."""
+    by_name = {x.name: x for x in labels}
+    pairs = [(by_name[d.name], d.analysis) for d in done]
+    return Pass(
+        render=render_name,
+        labels=len(done),
+        seconds_per_label=round(sum(d.seconds for d in done) / max(1, len(done)), 3),
+        scored=score(pairs, checkable_rules()),
     )
 
 
-def _print(evaluation: Evaluation) -> None:
-    print(f"{'rule':32} {'prec':>6} {'recall':>6}   tp  fp  fn   tn")
-    for rule, s in evaluation.per_rule.items():
-        print(
-            f"{rule:32} {s['precision']:6.2f} {s['recall']:6.2f} "
-            f"{s['tp']:4} {s['fp']:3} {s['fn']:3} {s['tn']:4}"
-        )
-    print(
-        f"\n{evaluation.labels} labels, {evaluation.findings} checkable findings: "
-        f"precision {evaluation.precision:.3f}, recall {evaluation.recall:.3f}, "
-        f"exact status {evaluation.exact_status_rate:.3f}, "
-        f"{evaluation.seconds_per_label:.2f} s/label"
+def _ci(rate: float, ci: tuple[float, float]) -> str:
+    return f"{rate:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _row(name: str, r: Rates) -> str:
+    c = r.counts
+    return (
+        f"| {name} | {r.findings} | {r.problems} | {_ci(r.fail_precision, r.fail_precision_ci)} "
+        f"| {_ci(r.recall, r.recall_ci)} | {_ci(r.flag_precision, r.flag_precision_ci)} "
+        f"| {c.fp_fail} | {c.fp_unclear} | {c.fn} |"
     )
-    for m in evaluation.mismatches:
-        print(
-            f"  MISMATCH {m.label} {m.marketplace} {m.rule}: expected {m.expected}, "
-            f"got {m.got} ({m.evidence[:90]})"
+
+
+def table(evaluation: Evaluation) -> str:
+    """The README table: per rendering, overall, per marketplace and per rule family."""
+    head = (
+        "| slice | findings | problems | fail precision [95 % CI] | recall [95 % CI] "
+        "| flag precision [95 % CI] | false fail | false unclear | missed |\n"
+        "|---|---|---|---|---|---|---|---|---|"
+    )
+    parts = []
+    for p in evaluation.passes:
+        rows = [_row("**all**", p.scored.overall)]
+        rows += [_row(f"market {k}", v) for k, v in p.scored.per_marketplace.items()]
+        rows += [_row(f"family {k}", v) for k, v in p.scored.per_family.items()]
+        parts.append(
+            f"**{evaluation.part} part, {p.render}** ({p.labels} labels, "
+            f"{p.seconds_per_label:.2f} s per label on {evaluation.machine}):\n\n"
+            + head
+            + "\n"
+            + "\n".join(rows)
         )
+    return "\n\n".join(parts)
 
 
-async def _main(include_japanese: bool | None, degraded: bool) -> Evaluation:
+def write_readme(evaluation: Evaluation) -> None:
+    """Replace the table between the README markers, if they are there."""
+    text = README.read_text(encoding="utf-8")
+    if TABLE_START not in text:
+        return
+    pattern = re.compile(re.escape(TABLE_START) + ".*?" + re.escape(TABLE_END), re.S)
+    body = f"{TABLE_START}\n{table(evaluation)}\n{TABLE_END}"
+    README.write_text(pattern.sub(lambda _: body, text), encoding="utf-8")
+
+
+def report(evaluation: Evaluation, mistakes: int = 40) -> None:
+    """Print the tables and the first mismatches."""
+    print(table(evaluation))
+    for p in evaluation.passes:
+        print(f"\n--- {p.render}: mismatches ({len(p.scored.mismatches)})")
+        for m in p.scored.mismatches[:mistakes]:
+            print(
+                f"  {m.label} {m.marketplace} {m.rule}: expected {m.expected}, got {m.got}"
+                f" ({m.evidence[:140]})"
+            )
+
+
+async def _run(args: argparse.Namespace) -> Evaluation:
+    labels = select(args.part, args.limit)
+    evaluation = Evaluation(
+        backend="local",
+        part=args.part,
+        rulebook_version=load_rulebook().version,
+        machine=f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+    )
+    if args.text:
+        evaluation.passes.append(scored_pass("text only (no OCR)", labels, analyze_text(labels)))
+        return evaluation
     backend = LocalBackend()
     await backend.warm_up()
-    specs = label_specs(include_japanese)
-    results = await analyze_all(specs, backend)
-    evaluation = score(specs, results, load_rulebook())
-    evaluation.machine = f"{platform.machine()} {platform.python_version()}"
-    if degraded:
-        poor = await analyze_all(specs, backend, degraded=True)
-        evaluation.degraded = score(specs, poor, load_rulebook())
+    evaluation.passes.append(scored_pass("clean", labels, await analyze(labels, backend)))
+    if not args.no_photo:
+        photos = await analyze(labels, backend, photo=True)
+        evaluation.passes.append(scored_pass("photo-like", labels, photos))
     return evaluation
 
 
 def main() -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--no-japanese",
-        action="store_true",
-        help="skip the Japanese labels even when a CJK font is installed",
-    )
-    parser.add_argument(
-        "--no-degraded",
-        action="store_true",
-        help="skip the second pass over blurred, shrunken, tilted photos",
-    )
+    parser.add_argument("--part", choices=("held-out", "dev"), default="held-out")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N labels")
+    parser.add_argument("--text", action="store_true", help="rulebook on the text, no OCR")
+    parser.add_argument("--no-photo", action="store_true", help="skip the photo-like pass")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    japanese = False if args.no_japanese else None
-    evaluation = asyncio.run(_main(japanese, not args.no_degraded))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(msgspec.json.format(msgspec.json.encode(evaluation)) + b"\n")
-    _print(evaluation)
-    if evaluation.degraded is not None:
-        print("\n--- degraded photos (60% scale, blur, ±4° tilt, JPEG q55) ---")
-        _print(evaluation.degraded)
-    print(f"\nwrote {args.out}")
+    evaluation = asyncio.run(_run(args))
+    report(evaluation)
+    if args.part == "held-out" and not args.text and not args.limit:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_bytes(msgspec.json.format(msgspec.json.encode(evaluation)) + b"\n")
+        write_readme(evaluation)
+        print(f"\nwrote {args.out} and the README table")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ import msgspec
 
 from analyzer import ocr
 from analyzer.backends import Analysis, AnalysisRequest, Report
+from analyzer.evaluator import evaluate, worst
 from analyzer.ratelimit import mark_sent
-from analyzer.rulebook import Rulebook, evaluate, load_rulebook, worst
+from analyzer.rulebook import Rulebook, load_rulebook
 from shared.schemas import Finding, LabelAnalysis, MarketplaceReport, Stage, Usage
 from shared.settings import Settings
 
@@ -17,6 +18,9 @@ OCR_STAGE: Stage = "ocr"
 RULES_STAGE: Stage = "checking_rules"
 DETECTED_TEXT_CHARS = 4000
 NO_TEXT = "No text could be read from the image."
+WEAK_LINE = 0.85
+"""A line read with less confidence may hide the element a rule looks for: absence becomes
+unclear rather than a failure when any line is this weak or some print stayed unread."""
 
 
 class LocalBackend:
@@ -40,7 +44,16 @@ class LocalBackend:
         markets = ", ".join(dict.fromkeys(request.marketplaces))
         await report(RULES_STAGE, 80, f"Checking {request.category} label rules for {markets}")
         lines = [line.text for line in result.lines]
-        reports = evaluate(lines, request.category, request.marketplaces, self._book)
+        # The recogniser's confidence per line: a poorly read label makes absence uncertain.
+        confidences = [line.confidence for line in result.lines]
+        reports = evaluate(
+            lines,
+            request.category,
+            request.marketplaces,
+            self._book,
+            confidences,
+            unread=result.unread_strips + sum(x.confidence < WEAK_LINE for x in result.lines),
+        )
         if not lines:
             reports = [_unreadable(r) for r in reports]
         analysis = LabelAnalysis(
