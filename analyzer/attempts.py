@@ -23,6 +23,10 @@ encode = msgspec.json.Encoder().encode
 DEFER_MS = 250
 """How long a scan waits when its tenant is at its cap of active scans."""
 
+PAUSE_DEFER_MS = 500
+"""How long a paused scan waits in the schedule before its pause is checked again:
+a resume takes effect within this plus the controls' refresh (about a second)."""
+
 RECOUNTS = 3
 """Claims tried when the entry's attempt count is stale (a reclaimed entry)."""
 
@@ -63,7 +67,9 @@ class AttemptStore(StoreBase):
         sid = job.scan_id
         k = self.keys.of_scan(sid)
         token = uuid.uuid4().hex
-        cap = self.settings.tenant_max_active
+        live = await self.controls.current()
+        cap = live.limits.tenant_max_active
+        pause = live.paused(job.tenant, job.priority)
         keys = scripts.ClaimKeys(
             scan=k.scan(sid),
             events=k.events,
@@ -79,6 +85,11 @@ class AttemptStore(StoreBase):
             if cap:
                 deferred = events.event(
                     sid, "scheduled", "scheduled", events.deferred(cap), max(attempts, 0)
+                )
+            paused_event = b""
+            if pause is not None:
+                paused_event = events.event(
+                    sid, "scheduled", "scheduled", events.paused(pause.describe()), max(attempts, 0)
                 )
             reply = await self.run(
                 scripts.CLAIM,
@@ -102,6 +113,9 @@ class AttemptStore(StoreBase):
                     tenant_cap=cap,
                     defer_until_ms=now + DEFER_MS,
                     deferred_event=deferred,
+                    paused=int(pause is not None),
+                    pause_until_ms=now + PAUSE_DEFER_MS,
+                    paused_event=paused_event,
                     maxlen=self.maxlen,
                     scan_maxlen=self.scan_maxlen,
                 ),
@@ -272,6 +286,7 @@ class AttemptStore(StoreBase):
             for raw_id in due:
                 pipe.hmget(k.scan(raw_id.decode()), ["tenant", "priority", "attempts"])
             found: list[list[Any]] = await pipe.execute()
+            due, found = await self._hold_paused(k, due, found, now)
             # Gathered, so the runner sends every scan's script in one pipeline.
             done = await asyncio.gather(
                 *(
@@ -282,6 +297,32 @@ class AttemptStore(StoreBase):
             promoted = sum(done)
         head: Any = await self.redis.zrange(k.delayed, 0, 0, withscores=True)
         return promoted, (int(head[0][1]) if head else None)
+
+    async def _hold_paused(
+        self, k: Partition, due: list[Any], found: list[list[Any]], now: int
+    ) -> tuple[list[Any], list[list[Any]]]:
+        """Leave paused scans in the schedule, due again later; return the others.
+
+        A paused scan never enters a request stream, where it would count as lag
+        for the autoscaler. ``ZADD XX`` only moves a scan still scheduled (a cancel
+        in between removed it), and a stale view of a pause is caught by the claim.
+        """
+        live = await self.controls.current()
+        if not live.pauses:
+            return due, found
+        keep: list[Any] = []
+        kept: list[list[Any]] = []
+        held: dict[Any, int] = {}
+        for raw_id, fields in zip(due, found, strict=True):
+            tenant, priority = (fields[0] or b"default").decode(), (fields[1] or b"normal").decode()
+            if live.paused(tenant, priority) is not None:
+                held[raw_id] = now + PAUSE_DEFER_MS
+            else:
+                keep.append(raw_id)
+                kept.append(fields)
+        if held:
+            await self.redis.zadd(k.delayed, held, xx=True)
+        return keep, kept
 
     async def _promote_one(self, k: Partition, sid: str, fields: list[Any], now: int) -> bool:
         tenant, priority, attempts = fields

@@ -50,7 +50,7 @@ class ScanRunner:
         # configured limits apply to whatever backend runs.
         self.limiter: RateLimiter | None = None
         if settings.rate_limited or backend.name == "claude":
-            self.limiter = RateLimiter(store.run, store.keys, settings)
+            self.limiter = RateLimiter(store.run, store.keys, settings, controls=store.controls)
 
     async def run(
         self, job: ScanJob, entry_id: str, stream: str, consumer: str, attempts: int = -1

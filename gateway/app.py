@@ -14,10 +14,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import dashboard, scans
+from gateway import admin, dashboard, scans
 from gateway.auth import Guard
 from gateway.metrics import count_rejection
 from gateway.openapi import openapi_endpoint
+from shared.controls import ControlStore
 from shared.cors import cors
 from shared.http.clients import request_client
 from shared.http.errors import exception_handlers, redis_down
@@ -35,6 +36,7 @@ class State(TypedDict):
     store: ScanStore
     settings: Settings
     guard: Guard
+    controls: ControlStore
 
 
 async def stats(request: Request) -> Response:
@@ -69,12 +71,18 @@ def create_app(settings: Settings) -> Starlette:
     # Short socket timeout: a stalled Redis must become a quick 503, not a hung request.
     redis = request_client(settings, socket_timeout=min(settings.redis_timeout_s, 1.0))
     store = ScanStore(redis, settings)
-    guard = Guard(settings, store.run, store.keys)
+    guard = Guard(settings, store.run, store.keys, store.controls)
+    control_store = ControlStore(redis, store.keys, settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         try:
-            yield {"store": store, "settings": settings, "guard": guard}
+            yield {
+                "store": store,
+                "settings": settings,
+                "guard": guard,
+                "controls": control_store,
+            }
         finally:
             await redis.aclose()
 
@@ -88,6 +96,11 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/events-url", scans.tenant_events_link, methods=["GET"]),
         Route("/api/dead", scans.dead_letters, methods=["GET"]),
         Route("/api/queue/stats", stats, methods=["GET"]),
+        Route("/api/admin/pause", admin.pause, methods=["POST"]),
+        Route("/api/admin/resume", admin.resume, methods=["POST"]),
+        Route("/api/admin/controls", admin.controls_view, methods=["GET"]),
+        Route("/api/admin/limits", admin.limits, methods=["GET", "PATCH"]),
+        Route("/api/admin/audit", admin.audit, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),

@@ -15,6 +15,7 @@ ScanState = Literal["scheduled", "queued", "active", "retrying", "completed", "f
 Stage = Literal[
     "queued",
     "scheduled",
+    "paused",
     "fetching",
     "waiting",
     "analyzing",

@@ -135,6 +135,11 @@ class ClaimArgs(_S, frozen=True, kw_only=True):
     defer_until_ms: int
     deferred_event: bytes
     """Published once when the scan waits for its tenant's cap (empty: no cap)."""
+    paused: int
+    """1: an operator paused this scan's tenant or priority (or everything)."""
+    pause_until_ms: int
+    paused_event: bytes
+    """Published once when the scan waits for a resume (empty: not paused)."""
     maxlen: int
     scan_maxlen: int
 

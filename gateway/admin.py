@@ -1,0 +1,97 @@
+"""Operator controls at runtime: pause and resume, limits, audit (admin keys only).
+
+A key that is not an admin's gets ``404`` on every route here, as for a path
+that does not exist: the routes are not advertised to tenants.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.auth import Guard
+from gateway.intake import invalid
+from shared.controls import ControlStore, LimitsPatch, PauseTarget
+from shared.http.errors import ApiError
+from shared.http.responses import JSONResponse
+
+MAX_BODY = 4096
+_COUNT = re.compile(r"[0-9]{1,4}")
+
+T = TypeVar("T")
+
+
+async def _admin(request: Request) -> str:
+    """Who is calling, for the audit; ApiError 404 for anyone but an admin."""
+    guard: Guard = request.state.guard
+    caller = await guard.caller(request)
+    if not caller.admin:
+        raise ApiError(404, "not_found", "no such route", None)
+    return caller.tenant or "anonymous (auth off)"
+
+
+def _controls(request: Request) -> ControlStore:
+    controls: ControlStore = request.state.controls
+    return controls
+
+
+async def _body(request: Request, kind: type[T]) -> T:
+    """The JSON body as ``kind``; an empty body is ``{}``."""
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise ApiError(413, "too_large", f"body exceeds {MAX_BODY} bytes", "body")
+    try:
+        return msgspec.json.decode(raw or b"{}", type=kind)
+    except msgspec.ValidationError as exc:
+        raise invalid(exc) from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "malformed_json", str(exc), "body") from None
+
+
+async def pause(request: Request) -> Response:
+    """``POST /api/admin/pause``: hold scans of a tenant, a priority, or all, queued."""
+    who = await _admin(request)
+    target = await _body(request, PauseTarget)
+    controls = await _controls(request).pause(target, who)
+    return JSONResponse(controls.view())
+
+
+async def resume(request: Request) -> Response:
+    """``POST /api/admin/resume``: lift the pause of exactly that target."""
+    who = await _admin(request)
+    target = await _body(request, PauseTarget)
+    controls = await _controls(request).resume(target, who)
+    return JSONResponse(controls.view())
+
+
+async def controls_view(request: Request) -> Response:
+    """``GET /api/admin/controls``: pauses and limits in force."""
+    await _admin(request)
+    return JSONResponse((await _controls(request).read()).view())
+
+
+async def limits(request: Request) -> Response:
+    """``GET /api/admin/limits`` and ``PATCH`` (a null restores the setting)."""
+    who = await _admin(request)
+    store = _controls(request)
+    if request.method == "PATCH":
+        patch = await _body(request, LimitsPatch)
+        controls = await store.set_limits(patch, who)
+    else:
+        controls = await store.read()
+    return JSONResponse(controls.view())
+
+
+async def audit(request: Request) -> Response:
+    """``GET /api/admin/audit?count=``: the latest operator actions, newest first."""
+    await _admin(request)
+    raw = request.query_params.get("count", "100")
+    if _COUNT.fullmatch(raw) is None or not 1 <= int(raw) <= 1000:
+        raise ApiError(422, "invalid_field", "count must be an integer from 1 to 1000", "count")
+    return JSONResponse(await _controls(request).audit(int(raw)))

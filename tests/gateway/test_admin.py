@@ -1,0 +1,154 @@
+"""Operator controls at runtime: pause and resume, limits, audit; admins only."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import httpx
+import msgspec
+from redis.asyncio import Redis
+
+from gateway.app import create_app
+from shared.keys import Keys
+from shared.schemas import ScanEvent
+from shared.settings import Secret, Settings
+from tests.conftest import SettingsFactory
+from tests.support.backends import ScriptedBackend
+from tests.support.images import label_png
+from tests.support.servers import serve
+from tests.support.stack import Stack, running_stack
+
+PNG = base64.b64encode(label_png()).decode()
+ADMIN_KEY = "key-admin-0123456789abcdef"
+TENANT_KEY = "key-a-0123456789abcdef"
+
+ADMIN_ROUTES = [
+    ("POST", "/api/admin/pause"),
+    ("POST", "/api/admin/resume"),
+    ("GET", "/api/admin/controls"),
+    ("GET", "/api/admin/limits"),
+    ("PATCH", "/api/admin/limits"),
+    ("GET", "/api/admin/audit"),
+]
+
+
+def body(name: str, tenant: str, priority: str = "normal") -> dict[str, object]:
+    return {
+        "image_base64": PNG,
+        "category": "toys",
+        "marketplaces": ["US"],
+        "product_name": name,
+        "tenant": tenant,
+        "priority": priority,
+    }
+
+
+async def submit(stack: Stack, tenant: str, n: int) -> list[str]:
+    return [
+        (await stack.client.post("/api/scans", json=body(f"{tenant}-{i}", tenant))).json()[
+            "scan_id"
+        ]
+        for i in range(n)
+    ]
+
+
+async def history(redis: Redis, settings: Settings, scan_id: str) -> list[ScanEvent]:
+    keys = Keys(settings.prefix, settings.partitions)
+    raw = await redis.xrange(keys.scan_events(scan_id))
+    return [msgspec.json.decode(f[b"event"], type=ScanEvent) for _, f in raw]
+
+
+async def waiting_in_streams(redis: Redis, settings: Settings) -> int:
+    keys = Keys(settings.prefix, settings.partitions)
+    return sum([await redis.xlen(s) for p in keys.partitions for s in p.request_streams])
+
+
+async def test_pause_holds_scans_queued_and_resume_runs_them(
+    make_settings: SettingsFactory, redis: Redis
+) -> None:
+    """Paused: nothing starts, scans leave the request streams and say `paused` once;
+    a tenant's pause leaves other tenants running; after resume every scan completes."""
+    settings = make_settings(worker_concurrency=2, partitions=2)
+    backend = ScriptedBackend(settings, delay_s=0.02)
+    async with running_stack(settings, analyzers=2, backend=backend) as stack:
+        paused = await stack.client.post("/api/admin/pause", json={})
+        assert paused.status_code == 200 and paused.json()["pauses"][0]["tenant"] is None
+        a_ids = await submit(stack, "A", 5)
+        b_ids = await submit(stack, "B", 5)
+        await asyncio.sleep(1.2)
+        assert backend.order == []
+        # Out of the request streams: no lag for the autoscaler to scale up for.
+        assert await waiting_in_streams(redis, settings) == 0
+        status = (await stack.client.get(f"/api/scans/{a_ids[0]}/status")).json()
+        assert status["state"] == "scheduled" and status["progress"]["stage"] == "paused"
+        assert "all scans" in status["progress"]["message"]
+
+        await stack.client.post("/api/admin/pause", json={"tenant": "A"})
+        await stack.client.post("/api/admin/resume", json={})
+        for sid in b_ids:
+            assert (await stack.wait_terminal(sid))["state"] == "completed"
+        await asyncio.sleep(0.5)
+        assert not any(name.startswith("A") for name in backend.order)
+        status = (await stack.client.get(f"/api/scans/{a_ids[0]}/status")).json()
+        assert status["progress"]["stage"] == "paused"
+
+        await stack.client.post("/api/admin/resume", json={"tenant": "A"})
+        for sid in a_ids:
+            assert (await stack.wait_terminal(sid))["state"] == "completed"
+        log = (await stack.client.get("/api/admin/audit")).json()["entries"]
+    assert sorted(backend.order) == sorted(f"{t}-{i}" for t in "AB" for i in range(5))
+    assert [e["action"] for e in log] == ["resume", "resume", "pause", "pause"]
+    assert log[0]["who"] and msgspec.json.decode(log[0]["detail"]) == {
+        "tenant": "A",
+        "priority": None,
+    }
+    events = await history(redis, settings, a_ids[0])
+    stages = [e.progress.stage for e in events]
+    assert stages.count("paused") == 1, stages  # announced once, not at every turn
+    assert "failed" not in stages and stages[-1] == "completed"
+
+
+async def test_priority_pause(make_settings: SettingsFactory) -> None:
+    """A paused priority holds only that level."""
+    settings = make_settings(worker_concurrency=2)
+    backend = ScriptedBackend(settings)
+    async with running_stack(settings, backend=backend) as stack:
+        await stack.client.post("/api/admin/pause", json={"priority": "low"})
+        low = (await stack.client.post("/api/scans", json=body("low", "A", "low"))).json()
+        high = (await stack.client.post("/api/scans", json=body("high", "A", "high"))).json()
+        assert (await stack.wait_terminal(high["scan_id"]))["state"] == "completed"
+        await asyncio.sleep(0.7)
+        assert backend.order == ["high"]
+        await stack.client.post("/api/admin/resume", json={"priority": "low"})
+        assert (await stack.wait_terminal(low["scan_id"]))["state"] == "completed"
+
+
+async def test_admin_routes_are_404_for_tenants_and_bodies_are_checked(
+    make_settings: SettingsFactory,
+) -> None:
+    """Every admin route answers a tenant's key as an unknown path; admins get through."""
+    settings = make_settings(
+        auth=True,
+        api_keys=(("a", Secret(TENANT_KEY)), ("ops", Secret(ADMIN_KEY))),
+        admin_tenants=("ops",),
+        event_keys=(Secret("e" * 40),),
+    )
+    async with (
+        serve(create_app(settings)) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
+        tenant = {"authorization": f"Bearer {TENANT_KEY}"}
+        admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+        for method, path in ADMIN_ROUTES:
+            answer = await http.request(method, path, headers=tenant, json={})
+            assert answer.status_code == 404, (method, path)
+        bad = await http.post("/api/admin/pause", headers=admin, json={"tenant": "a:b"})
+        unknown = await http.post("/api/admin/pause", headers=admin, json={"queue": "x"})
+        negative = await http.patch("/api/admin/limits", headers=admin, json={"anthropic_rpm": -1})
+        ok = await http.post("/api/admin/pause", headers=admin, json={"tenant": "a"})
+        log = (await http.get("/api/admin/audit", headers=admin)).json()["entries"]
+    assert [bad.status_code, unknown.status_code, negative.status_code] == [422, 422, 422]
+    assert bad.json()["field"] == "tenant" and negative.json()["field"] == "anthropic_rpm"
+    assert ok.status_code == 200
+    assert [(e["who"], e["action"]) for e in log] == [("ops", "pause")]
