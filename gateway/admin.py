@@ -18,6 +18,7 @@ from gateway.intake import invalid
 from shared.controls import ControlStore, LimitsPatch, PauseTarget
 from shared.http.errors import ApiError
 from shared.http.responses import JSONResponse
+from shared.store import ScanStore
 
 MAX_BODY = 4096
 _COUNT = re.compile(r"[0-9]{1,4}")
@@ -37,6 +38,12 @@ async def _admin(request: Request) -> str:
 def _controls(request: Request) -> ControlStore:
     controls: ControlStore = request.state.controls
     return controls
+
+
+def _changed(request: Request) -> None:
+    """This replica applies its own change at once; the others within a second."""
+    store: ScanStore = request.state.store
+    store.controls.invalidate()
 
 
 async def _body(request: Request, kind: type[T]) -> T:
@@ -59,6 +66,7 @@ async def pause(request: Request) -> Response:
     who = await _admin(request)
     target = await _body(request, PauseTarget)
     controls = await _controls(request).pause(target, who)
+    _changed(request)
     return JSONResponse(controls.view())
 
 
@@ -67,6 +75,7 @@ async def resume(request: Request) -> Response:
     who = await _admin(request)
     target = await _body(request, PauseTarget)
     controls = await _controls(request).resume(target, who)
+    _changed(request)
     return JSONResponse(controls.view())
 
 
@@ -83,6 +92,7 @@ async def limits(request: Request) -> Response:
     if request.method == "PATCH":
         patch = await _body(request, LimitsPatch)
         controls = await store.set_limits(patch, who)
+        _changed(request)
     else:
         controls = await store.read()
     return JSONResponse(controls.view())

@@ -10,6 +10,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from shared.controls import AuditLog, ControlsView, LimitsPatch, PauseTarget
 from shared.schemas import (
     CancelResult,
     DeadLetters,
@@ -33,11 +34,16 @@ _STRUCTS: tuple[type[msgspec.Struct], ...] = (
     DeadLetters,
     QueueStats,
     ErrorBody,
+    PauseTarget,
+    LimitsPatch,
+    ControlsView,
+    AuditLog,
 )
 _REASONS = {
     400: "Malformed request (JSON, multipart, Content-Length or Idempotency-Key)",
     401: "Missing or unknown API key",
-    404: "No such scan (or it belongs to another tenant, or it has expired)",
+    404: "No such scan (or it belongs to another tenant, or it has expired); admin routes: "
+    "the key is not an admin's",
     409: "The scan is in a state that does not allow this",
     413: "Body or image too large",
     415: "Unsupported body media type or image format",
@@ -304,6 +310,7 @@ def _paths(auth: bool) -> dict[str, Schema]:
                 operationId="getQueueStats",
             )
         },
+        **_admin_paths(api),
         "/healthz": {
             "get": {
                 "summary": "Liveness",
@@ -330,6 +337,81 @@ def _paths(auth: bool) -> dict[str, Schema]:
                 "security": [],
                 "responses": {"200": _json({"type": "object"}, "The OpenAPI document")},
             }
+        },
+    }
+
+
+def _admin_paths(api: Any) -> dict[str, Schema]:
+    """The operator routes (admin keys only; anyone else gets 404)."""
+    controls = {"200": _json(_ref("ControlsView"), "Pauses and limits now in force")}
+
+    def body(name: str) -> Schema:
+        return {"required": False, "content": {"application/json": {"schema": _ref(name)}}}
+
+    return {
+        "/api/admin/pause": {
+            "post": api(
+                "Pause scans of a tenant, a priority, both, or (empty body) all; they stay "
+                "queued, out of the request streams",
+                controls,
+                400,
+                404,
+                413,
+                422,
+                operationId="pause",
+                requestBody=body("PauseTarget"),
+            )
+        },
+        "/api/admin/resume": {
+            "post": api(
+                "Lift the pause of exactly that target",
+                controls,
+                400,
+                404,
+                413,
+                422,
+                operationId="resume",
+                requestBody=body("PauseTarget"),
+            )
+        },
+        "/api/admin/controls": {
+            "get": api("Pauses and limits in force", controls, 404, operationId="getControls")
+        },
+        "/api/admin/limits": {
+            "get": api("Limits in force", controls, 404, operationId="getLimits"),
+            "patch": api(
+                "Change limits fleet-wide (applied within a second); null restores the setting",
+                controls,
+                400,
+                404,
+                413,
+                422,
+                operationId="setLimits",
+                requestBody=body("LimitsPatch"),
+            ),
+        },
+        "/api/admin/audit": {
+            "get": api(
+                "Operator actions, newest first",
+                {"200": _json(_ref("AuditLog"), "The latest actions")},
+                404,
+                422,
+                operationId="getAudit",
+                parameters=[
+                    {
+                        "name": "count",
+                        "in": "query",
+                        "required": False,
+                        "description": "How many.",
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": 1000,
+                            "default": 100,
+                        },
+                    }
+                ],
+            )
         },
     }
 

@@ -14,6 +14,7 @@ from shared.keys import Keys
 from shared.schemas import ScanEvent
 from shared.settings import Secret, Settings
 from tests.conftest import SettingsFactory
+from tests.support.anthropic_emulator import run_emulator
 from tests.support.backends import ScriptedBackend
 from tests.support.images import label_png
 from tests.support.servers import serve
@@ -152,3 +153,81 @@ async def test_admin_routes_are_404_for_tenants_and_bodies_are_checked(
     assert bad.json()["field"] == "tenant" and negative.json()["field"] == "anthropic_rpm"
     assert ok.status_code == 200
     assert [(e["who"], e["action"]) for e in log] == [("ops", "pause")]
+
+
+async def test_rpm_lowered_at_runtime_is_obeyed_by_three_replicas(
+    make_settings: SettingsFactory,
+) -> None:
+    """No RPM configured; an admin sets 5: within a second three analyzers send only 5
+    calls to the API (counted there); restoring the setting frees the waiting scans."""
+    # The emulated API sets no limit of its own: what it counts is what the fleet sent.
+    async with run_emulator() as emulator:
+        settings = make_settings(
+            analyzer_backend="claude",
+            anthropic_api_key=Secret("sk-rt"),
+            anthropic_base_url=emulator.base_url,
+            worker_concurrency=4,
+        )
+        async with running_stack(settings, analyzers=3) as stack:
+            patched = await stack.client.patch("/api/admin/limits", json={"anthropic_rpm": 5})
+            assert patched.json()["limits"]["anthropic_rpm"] == 5
+            assert patched.json()["overridden"] == ["anthropic_rpm"]
+            await asyncio.sleep(1.0)  # every replica's copy is at most 0.5 s old
+            ids = [
+                (await stack.client.post("/api/scans", json=body(f"s{i}", "A"))).json()["scan_id"]
+                for i in range(10)
+            ]
+            async with asyncio.timeout(15):
+                while emulator.ok_count < 5:
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)
+            assert emulator.ok_count == 5
+            stages = [
+                (await stack.client.get(f"/api/scans/{sid}/status")).json()["progress"]["stage"]
+                for sid in ids
+            ]
+            assert stages.count("waiting") == 5, stages
+
+            restored = await stack.client.patch("/api/admin/limits", json={"anthropic_rpm": None})
+            assert restored.json()["limits"]["anthropic_rpm"] == 0
+            async with asyncio.timeout(5):
+                for sid in ids:
+                    assert (await stack.wait_terminal(sid))["state"] == "completed"
+    assert emulator.ok_count == 10
+
+
+async def test_key_rate_and_daily_quota_change_at_runtime(make_settings: SettingsFactory) -> None:
+    """Per-key requests per second and scans per day follow the admin's change at once."""
+    settings = make_settings(
+        auth=True,
+        api_keys=(("a", Secret(TENANT_KEY)), ("ops", Secret(ADMIN_KEY))),
+        admin_tenants=("ops",),
+        event_keys=(Secret("e" * 40),),
+    )
+    tenant = {"authorization": f"Bearer {TENANT_KEY}"}
+    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+    async with (
+        serve(create_app(settings)) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
+        before = [
+            (await http.get("/api/queue/stats", headers=tenant)).status_code for _ in range(5)
+        ]
+        await http.patch("/api/admin/limits", headers=admin, json={"tenant_rps": 1})
+        after = [(await http.get("/api/queue/stats", headers=tenant)).status_code for _ in range(5)]
+        await http.patch(
+            "/api/admin/limits",
+            headers=admin,
+            json={"tenant_rps": None, "tenant_scans_per_day": 1},
+        )
+        scans = [
+            await http.post("/api/scans", headers=tenant, json=body(f"q{i}", "default"))
+            for i in range(2)
+        ]
+        limits = (await http.get("/api/admin/limits", headers=admin)).json()
+    assert before == [200] * 5
+    assert after[0] == 200 and 429 in after
+    assert [r.status_code for r in scans] == [202, 429]
+    assert scans[1].json()["error"] == "quota_exceeded"
+    assert limits["limits"]["tenant_rps"] == settings.tenant_rps
+    assert limits["overridden"] == ["tenant_scans_per_day"]
