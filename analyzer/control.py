@@ -1,4 +1,4 @@
-"""Control messages to analyzers over Redis pub/sub: today, "stop this scan"."""
+"""Control messages to analyzers over Redis pub/sub: "stop this scan", "controls changed"."""
 
 from __future__ import annotations
 
@@ -13,9 +13,14 @@ from shared.connection import RedisClient
 
 
 async def listen_for_cancels(
-    redis: RedisClient, channel: str, on_cancel: Callable[[str], None], stopping: asyncio.Event
+    redis: RedisClient,
+    channel: str,
+    on_cancel: Callable[[str], None],
+    stopping: asyncio.Event,
+    on_controls: Callable[[], None] = lambda: None,
 ) -> None:
-    """Call ``on_cancel(scan_id)`` for each cancel message until ``stopping`` is set.
+    """Call ``on_cancel(scan_id)`` for each cancel message until ``stopping`` is set,
+    and ``on_controls()`` when an operator changed a pause or a limit.
 
     Pub/sub may drop a message while disconnected; that is safe because a
     cancelled scan's token is gone, so the attempt stops at its next write. On a
@@ -34,6 +39,9 @@ async def listen_for_cancels(
                 kind, _, scan_id = bytes(message["data"]).decode().partition(" ")
                 if kind == "cancel" and scan_id:
                     on_cancel(scan_id)
+                elif kind == "controls":
+                    # A hint only: every replica also re-reads the controls within a second.
+                    on_controls()
         except RedisError as exc:
             # A subscription does not survive its connection: subscribe again once
             # Redis answers, however long that takes.

@@ -205,7 +205,11 @@ class Worker:
         self._background.append(
             asyncio.create_task(
                 listen_for_cancels(
-                    self.redis, self.store.keys.control, self._cancel, self._stopping
+                    self.redis,
+                    self.store.keys.control,
+                    self._cancel,
+                    self._stopping,
+                    self.store.controls.invalidate,
                 )
             )
         )

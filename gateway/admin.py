@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from gateway.auth import Guard
 from gateway.intake import invalid
+from shared.bulk import BulkActions, CancelQueued, DeadFilter
 from shared.controls import ControlStore, LimitsPatch, PauseTarget
 from shared.http.errors import ApiError
 from shared.http.responses import JSONResponse
@@ -105,3 +106,37 @@ async def audit(request: Request) -> Response:
     if _COUNT.fullmatch(raw) is None or not 1 <= int(raw) <= 1000:
         raise ApiError(422, "invalid_field", "count must be an integer from 1 to 1000", "count")
     return JSONResponse(await _controls(request).audit(int(raw)))
+
+
+async def _bulk(request: Request, kind: type[T]) -> tuple[T, BulkActions, str]:
+    who = await _admin(request)
+    what = await _body(request, kind)
+    store: ScanStore = request.state.store
+    return what, BulkActions(store), who
+
+
+async def retry_dead(request: Request) -> Response:
+    """``POST /api/admin/dead/retry``: replay the dead letters that match (or count them)."""
+    where, bulk, who = await _bulk(request, DeadFilter)
+    result = await bulk.retry_dead(where)
+    if not where.dry_run:
+        await _controls(request).record(who, "retry_dead", where)
+    return JSONResponse(result)
+
+
+async def purge_dead(request: Request) -> Response:
+    """``POST /api/admin/dead/purge``: delete the dead letters that match (or count them)."""
+    where, bulk, who = await _bulk(request, DeadFilter)
+    result = await bulk.purge_dead(where)
+    if not where.dry_run:
+        await _controls(request).record(who, "purge_dead", where)
+    return JSONResponse(result)
+
+
+async def cancel_queued(request: Request) -> Response:
+    """``POST /api/admin/cancel-queued``: cancel a tenant's waiting scans (or count them)."""
+    what, bulk, who = await _bulk(request, CancelQueued)
+    result = await bulk.cancel_queued(what)
+    if not what.dry_run:
+        await _controls(request).record(who, "cancel_queued", what)
+    return JSONResponse(result)

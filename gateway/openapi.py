@@ -10,6 +10,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from shared.bulk import BulkResult, CancelQueued, DeadFilter
 from shared.controls import AuditLog, ControlsView, LimitsPatch, PauseTarget
 from shared.schemas import (
     CancelResult,
@@ -38,6 +39,9 @@ _STRUCTS: tuple[type[msgspec.Struct], ...] = (
     LimitsPatch,
     ControlsView,
     AuditLog,
+    DeadFilter,
+    CancelQueued,
+    BulkResult,
 )
 _REASONS = {
     400: "Malformed request (JSON, multipart, Content-Length or Idempotency-Key)",
@@ -344,6 +348,7 @@ def _paths(auth: bool) -> dict[str, Schema]:
 def _admin_paths(api: Any) -> dict[str, Schema]:
     """The operator routes (admin keys only; anyone else gets 404)."""
     controls = {"200": _json(_ref("ControlsView"), "Pauses and limits now in force")}
+    bulk = {"200": _json(_ref("BulkResult"), "What matched, and what was done")}
 
     def body(name: str) -> Schema:
         return {"required": False, "content": {"application/json": {"schema": _ref(name)}}}
@@ -389,6 +394,45 @@ def _admin_paths(api: Any) -> dict[str, Schema]:
                 operationId="setLimits",
                 requestBody=body("LimitsPatch"),
             ),
+        },
+        "/api/admin/dead/retry": {
+            "post": api(
+                "Replay the dead letters that match the filter (dry_run: count them)",
+                bulk,
+                400,
+                404,
+                413,
+                422,
+                operationId="retryDeadLetters",
+                requestBody=body("DeadFilter"),
+            )
+        },
+        "/api/admin/dead/purge": {
+            "post": api(
+                "Delete the dead letters that match the filter (dry_run: count them)",
+                bulk,
+                400,
+                404,
+                413,
+                422,
+                operationId="purgeDeadLetters",
+                requestBody=body("DeadFilter"),
+            )
+        },
+        "/api/admin/cancel-queued": {
+            "post": api(
+                "Cancel every waiting scan of a tenant (dry_run: count them)",
+                bulk,
+                400,
+                404,
+                413,
+                422,
+                operationId="cancelQueued",
+                requestBody={
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("CancelQueued")}},
+                },
+            )
         },
         "/api/admin/audit": {
             "get": api(

@@ -248,6 +248,9 @@ class ControlStore:
         audit_entry(pipe, self.keys, who, action, detail)
         pipe.hgetall(self.keys.controls)
         replies = await pipe.execute()
+        # Analyzers listening on the control channel read again at once; the others
+        # (and any that missed it) at their next refresh.
+        await self.redis.publish(self.keys.control, "controls")
         return Controls(replies[-1], self.settings)
 
     async def audit(self, count: int) -> AuditLog:

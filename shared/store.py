@@ -286,7 +286,7 @@ class ScanStore(StoreBase):
                 return DeadLetters(items=items, next=None)
             newest = max(live, key=lambda f: f.head)
             entry_id, fields = newest.pop()
-            letter = _dead_letter(entry_id, fields)
+            letter = dead_letter(entry_id, fields)
             if tenant is None or letter.tenant == tenant:
                 items.append(letter)
         more = any(f.buffer or f.wants_more for f in feeds)
@@ -346,7 +346,7 @@ def _detail(scan_id: str, record: ScanRecord, event: ScanEvent | None) -> ScanDe
     )
 
 
-def _dead_letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
+def dead_letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
     if b"job" not in fields:
         # A poison entry: nothing decodable behind it, only what the stream held.
         return DeadLetter(

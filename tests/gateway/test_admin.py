@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from datetime import UTC, datetime
 
 import httpx
 import msgspec
 from redis.asyncio import Redis
 
 from gateway.app import create_app
+from shared.errors import BackendError, InvalidImageError
 from shared.keys import Keys
 from shared.schemas import ScanEvent
 from shared.settings import Secret, Settings
@@ -231,3 +233,70 @@ async def test_key_rate_and_daily_quota_change_at_runtime(make_settings: Setting
     assert scans[1].json()["error"] == "quota_exceeded"
     assert limits["limits"]["tenant_rps"] == settings.tenant_rps
     assert limits["overridden"] == ["tenant_scans_per_day"]
+
+
+async def test_bulk_retry_purge_and_cancel_queued(make_settings: SettingsFactory) -> None:
+    """Dead letters retried or purged by tenant, kind and time, counted first by a dry
+    run; a tenant's waiting scans cancelled at once, other tenants' left alone."""
+    settings = make_settings(worker_concurrency=4, partitions=2)
+
+    def first_fails(name: str, n: int) -> Exception | None:
+        if n > 1:
+            return None
+        if name.startswith("bad"):
+            return BackendError("400 bad request")
+        if name.startswith("odd"):
+            return InvalidImageError("unreadable")
+        return None
+
+    backend = ScriptedBackend(settings, errors=first_fails)
+    async with running_stack(settings, backend=backend) as stack:
+        client = stack.client
+
+        async def failed(name: str, tenant: str) -> str:
+            sid = (await client.post("/api/scans", json=body(name, tenant))).json()["scan_id"]
+            assert (await stack.wait_terminal(sid))["state"] == "failed"
+            return sid
+
+        early = [await failed(f"bad{i}", "A") for i in range(3)]
+        odd = [await failed(f"odd{i}", "B") for i in range(2)]
+        await asyncio.sleep(0.01)
+        middle = datetime.now(UTC).isoformat()
+        late = await failed("bad-late", "A")
+
+        where = {"tenant": "A", "kind": "backend_error", "failed_before": middle}
+        dry = (await client.post("/api/admin/dead/retry", json={**where, "dry_run": True})).json()
+        assert dry == {"matched": 3, "done": 0, "dry_run": True}
+        assert len((await client.get("/api/dead")).json()["items"]) == 6
+        done = (await client.post("/api/admin/dead/retry", json=where)).json()
+        assert done == {"matched": 3, "done": 3, "dry_run": False}
+        for sid in early:
+            assert (await stack.wait_terminal(sid))["state"] == "completed"
+
+        purge = {"kind": "invalid_image"}
+        counted = await client.post("/api/admin/dead/purge", json={**purge, "dry_run": True})
+        assert counted.json()["matched"] == 2
+        assert (await client.post("/api/admin/dead/purge", json=purge)).json()["done"] == 2
+        left = [d["scan_id"] for d in (await client.get("/api/dead")).json()["items"]]
+        assert left == [late] and odd[0] not in left
+
+        await client.post("/api/admin/pause", json={"tenant": "C"})
+        await asyncio.sleep(0.6)  # the promised bound, not the control channel's hint
+        held = [
+            (await client.post("/api/scans", json=body(f"c{i}", "C"))).json()["scan_id"]
+            for i in range(3)
+        ]
+        other = (await client.post("/api/scans", json=body("d", "D"))).json()["scan_id"]
+        await asyncio.sleep(0.3)
+        which = {"tenant": "C"}
+        dry = await client.post("/api/admin/cancel-queued", json={**which, "dry_run": True})
+        assert dry.json()["matched"] == 3
+        done = (await client.post("/api/admin/cancel-queued", json=which)).json()
+        assert done == {"matched": 3, "done": 3, "dry_run": False}
+        await client.post("/api/admin/resume", json={"tenant": "C"})
+        assert [(await stack.wait_terminal(sid))["state"] for sid in held] == ["cancelled"] * 3
+        assert (await stack.wait_terminal(other))["state"] == "completed"
+        log = (await client.get("/api/admin/audit")).json()["entries"]
+    actions = [e["action"] for e in log]
+    assert actions[:4] == ["resume", "cancel_queued", "pause", "purge_dead"]
+    assert "retry_dead" in actions
