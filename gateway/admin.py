@@ -7,9 +7,10 @@ that does not exist: the routes are not advertised to tenants.
 from __future__ import annotations
 
 import re
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import msgspec
+from msgspec import Meta
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -19,6 +20,7 @@ from shared.bulk import BulkActions, CancelQueued, DeadFilter
 from shared.controls import ControlStore, LimitsPatch, PauseTarget
 from shared.http.errors import ApiError
 from shared.http.responses import JSONResponse
+from shared.stats import consumer_names
 from shared.store import ScanStore
 
 MAX_BODY = 4096
@@ -140,3 +142,35 @@ async def cancel_queued(request: Request) -> Response:
     if not what.dry_run:
         await _controls(request).record(who, "cancel_queued", what)
     return JSONResponse(result)
+
+
+class Drain(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /api/admin/drain``: the consumer (as ``/api/queue/stats`` lists it)."""
+
+    consumer: Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^\S+$")]
+    undo: bool = False
+    """Take work again."""
+
+
+class Drained(msgspec.Struct, frozen=True, kw_only=True):
+    consumer: str
+    draining: bool
+    delivered: int
+    """Analyzers the message reached (each picks out its own name); 0: none listening."""
+
+
+async def drain(request: Request) -> Response:
+    """``POST /api/admin/drain``: one analyzer stops taking work and hands back its scans."""
+    who = await _admin(request)
+    what = await _body(request, Drain)
+    store: ScanStore = request.state.store
+    if what.consumer not in await consumer_names(store.redis, store.keys):
+        raise ApiError(404, "not_found", "no such consumer in the analyzers' group", "consumer")
+    verb = "undrain" if what.undo else "drain"
+    # Pub/sub: the analyzer acts at once; one not subscribed right now (reconnecting)
+    # misses it, which `delivered` tells the operator (send it again).
+    delivered = await store.redis.publish(store.keys.control, f"{verb} {what.consumer}")
+    await _controls(request).record(who, verb, what)
+    return JSONResponse(
+        Drained(consumer=what.consumer, draining=not what.undo, delivered=int(delivered))
+    )

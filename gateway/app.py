@@ -26,7 +26,7 @@ from shared.http.responses import JSONResponse
 from shared.metrics import RequestTimer, metrics_route
 from shared.queuemetrics import QueueGauges
 from shared.settings import Settings
-from shared.stats import queue_stats
+from shared.stats import consumer_names, queue_stats
 from shared.store import ScanStore
 
 
@@ -48,6 +48,9 @@ async def stats(request: Request) -> Response:
     if caller.scope is not None:
         mine = {caller.scope: result.active_by_tenant.get(caller.scope, 0)}
         result = msgspec.structs.replace(result, active_by_tenant=mine)
+    else:
+        names = await consumer_names(store.redis, store.keys)
+        result = msgspec.structs.replace(result, consumer_names=names)
     return JSONResponse(result)
 
 
@@ -104,6 +107,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/admin/dead/retry", admin.retry_dead, methods=["POST"]),
         Route("/api/admin/dead/purge", admin.purge_dead, methods=["POST"]),
         Route("/api/admin/cancel-queued", admin.cancel_queued, methods=["POST"]),
+        Route("/api/admin/drain", admin.drain, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),

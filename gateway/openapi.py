@@ -10,6 +10,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.admin import Drain, Drained
 from shared.bulk import BulkResult, CancelQueued, DeadFilter
 from shared.controls import AuditLog, ControlsView, LimitsPatch, PauseTarget
 from shared.schemas import (
@@ -42,6 +43,8 @@ _STRUCTS: tuple[type[msgspec.Struct], ...] = (
     DeadFilter,
     CancelQueued,
     BulkResult,
+    Drain,
+    Drained,
 )
 _REASONS = {
     400: "Malformed request (JSON, multipart, Content-Length or Idempotency-Key)",
@@ -431,6 +434,22 @@ def _admin_paths(api: Any) -> dict[str, Schema]:
                 requestBody={
                     "required": True,
                     "content": {"application/json": {"schema": _ref("CancelQueued")}},
+                },
+            )
+        },
+        "/api/admin/drain": {
+            "post": api(
+                "Ask one analyzer (by consumer name) to stop taking work and hand back "
+                "its scans; undo: take work again",
+                {"200": _json(_ref("Drained"), "The message was sent")},
+                400,
+                404,
+                413,
+                422,
+                operationId="drainAnalyzer",
+                requestBody={
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("Drain")}},
                 },
             )
         },

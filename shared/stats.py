@@ -99,3 +99,21 @@ def _find_group(groups: object) -> dict[str, Any] | None:
         if name in (GROUP, GROUP.encode()):
             return {k.decode() if isinstance(k, bytes) else k: v for k, v in group.items()}
     return None
+
+
+async def consumer_names(redis: RedisClient, keys: Keys) -> list[str]:
+    """Every consumer of the group on any request stream, sorted."""
+    pipe = redis.pipeline(transaction=False)
+    streams = [s for part in keys.partitions for s in part.request_streams]
+    for stream in streams:
+        pipe.xinfo_consumers(stream, GROUP)
+    replies: list[Any] = await pipe.execute(raise_on_error=False)
+    names: set[str] = set()
+    for reply in replies:
+        if isinstance(reply, list):  # an error for a stream not made yet
+            names.update(_text(c["name"]) for c in reply)
+    return sorted(names)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

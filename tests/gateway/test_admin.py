@@ -33,6 +33,10 @@ ADMIN_ROUTES = [
     ("GET", "/api/admin/limits"),
     ("PATCH", "/api/admin/limits"),
     ("GET", "/api/admin/audit"),
+    ("POST", "/api/admin/dead/retry"),
+    ("POST", "/api/admin/dead/purge"),
+    ("POST", "/api/admin/cancel-queued"),
+    ("POST", "/api/admin/drain"),
 ]
 
 
@@ -300,3 +304,39 @@ async def test_bulk_retry_purge_and_cancel_queued(make_settings: SettingsFactory
     actions = [e["action"] for e in log]
     assert actions[:4] == ["resume", "cancel_queued", "pause", "purge_dead"]
     assert "retry_dead" in actions
+
+
+async def test_drain_hands_back_and_stops_taking_work(make_settings: SettingsFactory) -> None:
+    """A drained analyzer hands its running scans back at once (another runs them) and
+    takes nothing new; undrained, it takes work again."""
+    settings = make_settings(worker_concurrency=2, visibility_timeout_s=30.0)
+    backend = ScriptedBackend(settings, delay_s=0.4)
+    async with running_stack(settings, analyzers=2, backend=backend) as stack:
+        first = stack.workers[0]
+        stats = (await stack.client.get("/api/queue/stats")).json()
+        assert sorted(stats["consumer_names"]) == sorted(w.consumer for w in stack.workers)
+        ids = await submit(stack, "A", 4)
+        async with asyncio.timeout(5):
+            while len(first._inflight) == 0:
+                await asyncio.sleep(0.01)
+        drained = await stack.client.post("/api/admin/drain", json={"consumer": first.consumer})
+        assert drained.json() == {"consumer": first.consumer, "draining": True, "delivered": 2}
+        async with asyncio.timeout(2):
+            while first._inflight or not first.health().draining:
+                await asyncio.sleep(0.01)
+        processed = first.processed
+        more = await submit(stack, "B", 4)
+        # Handed back, not waiting out the visibility timeout: done in a few seconds.
+        for sid in ids + more:
+            assert (await stack.wait_terminal(sid, timeout=8))["state"] == "completed"
+        assert first.processed == processed and first.health().draining
+        unknown = await stack.client.post("/api/admin/drain", json={"consumer": "nobody"})
+        await stack.client.post("/api/admin/drain", json={"consumer": first.consumer, "undo": True})
+        async with asyncio.timeout(2):
+            while first.drained:
+                await asyncio.sleep(0.01)
+        late = await submit(stack, "C", 6)
+        for sid in late:
+            await stack.wait_terminal(sid)
+    assert unknown.status_code == 404
+    assert first.processed > processed
