@@ -113,7 +113,7 @@ class AttemptStore(StoreBase):
                     tenant_cap=cap,
                     defer_until_ms=now + DEFER_MS,
                     deferred_event=deferred,
-                    paused=int(pause is not None),
+                    pause=pause.field if pause is not None else "",
                     pause_until_ms=now + PAUSE_DEFER_MS,
                     paused_event=paused_event,
                     maxlen=self.maxlen,
@@ -301,27 +301,49 @@ class AttemptStore(StoreBase):
     async def _hold_paused(
         self, k: Partition, due: list[Any], found: list[list[Any]], now: int
     ) -> tuple[list[Any], list[list[Any]]]:
-        """Leave paused scans in the schedule, due again later; return the others.
+        """Keep paused scans in the schedule (see ``hold.lua``); return the others.
 
-        A paused scan never enters a request stream, where it would count as lag
-        for the autoscaler. ``ZADD XX`` only moves a scan still scheduled (a cancel
-        in between removed it), and a stale view of a pause is caught by the claim.
+        A stale view of a pause (at most a second old) is caught by the claim.
         """
         live = await self.controls.current()
         if not live.pauses:
             return due, found
         keep: list[Any] = []
         kept: list[list[Any]] = []
-        held: dict[Any, int] = {}
+        holds = []
         for raw_id, fields in zip(due, found, strict=True):
-            tenant, priority = (fields[0] or b"default").decode(), (fields[1] or b"normal").decode()
-            if live.paused(tenant, priority) is not None:
-                held[raw_id] = now + PAUSE_DEFER_MS
-            else:
+            tenant = (fields[0] or b"default").decode()
+            pause = live.paused(tenant, (fields[1] or b"normal").decode())
+            if pause is None:
                 keep.append(raw_id)
                 kept.append(fields)
-        if held:
-            await self.redis.zadd(k.delayed, held, xx=True)
+                continue
+            sid, made = raw_id.decode(), int(fields[2] or 0)
+            holds.append(
+                self.run(
+                    scripts.HOLD,
+                    scripts.HoldKeys(
+                        delayed=k.delayed,
+                        scan=k.scan(sid),
+                        events=k.events,
+                        history=k.scan_events(sid),
+                    ),
+                    scripts.HoldArgs(
+                        scan_id=sid,
+                        tenant=tenant,
+                        attempts=made,
+                        until_ms=now + PAUSE_DEFER_MS,
+                        pause=pause.field,
+                        event=events.event(
+                            sid, "scheduled", "scheduled", events.paused(pause.describe()), made
+                        ),
+                        maxlen=self.maxlen,
+                        scan_maxlen=self.scan_maxlen,
+                    ),
+                )
+            )
+        # Gathered, so the runner sends them in one pipeline.
+        await asyncio.gather(*holds)
         return keep, kept
 
     async def _promote_one(self, k: Partition, sid: str, fields: list[Any], now: int) -> bool:

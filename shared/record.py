@@ -91,7 +91,7 @@ def decode_record(raw: dict[bytes, bytes] | dict[Any, Any]) -> ScanRecord | None
         entry_id=_text(raw, "entry_id"),
         token=_text(raw, "token"),
         owner=_text(raw, "owner"),
-        deferred=raw.get(b"deferred") in (b"1", b"paused"),
+        deferred=bool(raw.get(b"deferred")),
         result=_result.decode(result) if result else None,
         error=_error.decode(error) if error else None,
         history=tuple(_error.decode(line) for line in history.splitlines() if line),

@@ -23,7 +23,8 @@ if made ~= attempts then
 end
 -- Leaves the request stream for the schedule (so paused lag does not look like
 -- work to scale for); announced once per reason ('1': cap, 'paused'), not at
--- every turn of the schedule.
+-- every turn of the schedule ('paused <field>' names the pause, so a scan held
+-- by another pause says so).
 local function defer(until_ms, reason, ev)
   redis.call('XACK', stream_key, group, entry_id)
   redis.call('XDEL', stream_key, entry_id)
@@ -37,8 +38,8 @@ local function defer(until_ms, reason, ev)
   return {'skip', 'deferred'}
 end
 if state ~= 'active' then
-  if paused == 1 then
-    return defer(pause_until_ms, 'paused', paused_event)
+  if pause ~= '' then
+    return defer(pause_until_ms, 'paused ' .. pause, paused_event)
   end
   if tenant_cap > 0 and tonumber(redis.call('HGET', tenant_active_key, tenant) or '0') >= tenant_cap then
     return defer(defer_until_ms, '1', deferred_event)

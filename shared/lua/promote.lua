@@ -22,10 +22,11 @@ redis.call('HSET', scan_key, F.state, 'queued', F.entry_id, entry_id)
 redis.call('HDEL', scan_key, F.due_ms)
 -- A resumed scan says it is queued again; one waiting for its tenant's cap goes
 -- back quietly ('1').
-if deferred == 'paused' then
+if deferred and string.sub(deferred, 1, 6) == 'paused' then
   redis.call('HDEL', scan_key, F.deferred)
+  deferred = false
 end
-if deferred ~= '1' then
+if not deferred then
   emit(scan_key, events_key, history_key, scan_id, tenant, event, maxlen, scan_maxlen)
 end
 return 1

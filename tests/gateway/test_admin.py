@@ -99,6 +99,7 @@ async def test_pause_holds_scans_queued_and_resume_runs_them(
         assert not any(name.startswith("A") for name in backend.order)
         status = (await stack.client.get(f"/api/scans/{a_ids[0]}/status")).json()
         assert status["progress"]["stage"] == "paused"
+        assert "tenant A" in status["progress"]["message"]
 
         await stack.client.post("/api/admin/resume", json={"tenant": "A"})
         for sid in a_ids:
@@ -112,23 +113,35 @@ async def test_pause_holds_scans_queued_and_resume_runs_them(
     }
     events = await history(redis, settings, a_ids[0])
     stages = [e.progress.stage for e in events]
-    assert stages.count("paused") == 1, stages  # announced once, not at every turn
+    # Announced once per pause that held it (all, then tenant A), not at every turn.
+    assert stages.count("paused") == 2, stages
     assert "failed" not in stages and stages[-1] == "completed"
 
 
-async def test_priority_pause(make_settings: SettingsFactory) -> None:
-    """A paused priority holds only that level."""
+async def test_priority_pause_holds_due_scheduled_scans(
+    make_settings: SettingsFactory, redis: Redis
+) -> None:
+    """A paused priority holds only that level; a scheduled scan of it that falls due
+    stays in the schedule and says it is paused."""
     settings = make_settings(worker_concurrency=2)
     backend = ScriptedBackend(settings)
     async with running_stack(settings, backend=backend) as stack:
         await stack.client.post("/api/admin/pause", json={"priority": "low"})
         low = (await stack.client.post("/api/scans", json=body("low", "A", "low"))).json()
+        later = {**body("later", "A", "low"), "delay_ms": 200}
+        scheduled = (await stack.client.post("/api/scans", json=later)).json()
         high = (await stack.client.post("/api/scans", json=body("high", "A", "high"))).json()
         assert (await stack.wait_terminal(high["scan_id"]))["state"] == "completed"
-        await asyncio.sleep(0.7)
+        await asyncio.sleep(0.9)
         assert backend.order == ["high"]
+        status = (await stack.client.get(f"/api/scans/{scheduled['scan_id']}/status")).json()
+        assert status["state"] == "scheduled" and status["progress"]["stage"] == "paused"
+        assert await waiting_in_streams(redis, settings) == 0
         await stack.client.post("/api/admin/resume", json={"priority": "low"})
-        assert (await stack.wait_terminal(low["scan_id"]))["state"] == "completed"
+        for sid in (low["scan_id"], scheduled["scan_id"]):
+            assert (await stack.wait_terminal(sid))["state"] == "completed"
+    stages = [e.progress.stage for e in await history(redis, settings, scheduled["scan_id"])]
+    assert stages[:3] == ["scheduled", "paused", "queued"], stages
 
 
 async def test_admin_routes_are_404_for_tenants_and_bodies_are_checked(
