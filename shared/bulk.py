@@ -72,9 +72,11 @@ class BulkActions:
     async def _dead_matches(self, where: DeadFilter) -> list[tuple[str, str, str, bool]]:
         """(dead stream, entry id, scan id, is a scan) of every matching dead letter."""
         after, before = _ms(where.failed_after), _ms(where.failed_before)
-        low = f"{after}-0" if after is not None else "-"
-        high = f"({before}-0" if before is not None else "+"
         out: list[tuple[str, str, str, bool]] = []
+        if before is not None and before <= 0:
+            return out  # nothing failed before 1970 (and "(0-0" is no valid end)
+        low = f"{max(after, 0)}-0" if after is not None else "-"
+        high = f"({before}-0" if before is not None else "+"
         for part in self.store.keys.partitions:
             start = low
             while True:

@@ -31,8 +31,9 @@ REFRESH_S = 0.5
 """How old a replica's copy of the controls may get: changes apply within a second."""
 AUDIT_MAXLEN = 10_000
 
-NonNegative = Annotated[int, Meta(ge=0)]
-NonNegativeFloat = Annotated[float, Meta(ge=0)]
+# Bounded so every value stays exact in Lua's doubles.
+NonNegative = Annotated[int, Meta(ge=0, le=10**12)]
+NonNegativeFloat = Annotated[float, Meta(ge=0, le=10**6)]
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):

@@ -285,6 +285,8 @@ async def test_bulk_retry_purge_and_cancel_queued(make_settings: SettingsFactory
         dry = (await client.post("/api/admin/dead/retry", json={**where, "dry_run": True})).json()
         assert dry == {"matched": 3, "done": 0, "dry_run": True}
         assert len((await client.get("/api/dead")).json()["items"]) == 6
+        ancient = {"failed_before": "1960-01-01T00:00:00Z", "dry_run": True}
+        assert (await client.post("/api/admin/dead/purge", json=ancient)).json()["matched"] == 0
         done = (await client.post("/api/admin/dead/retry", json=where)).json()
         assert done == {"matched": 3, "done": 3, "dry_run": False}
         for sid in early:
