@@ -44,7 +44,8 @@ async def stats(request: Request) -> Response:
     guard: Guard = request.state.guard
     caller = await guard.caller(request)
     store: ScanStore = request.state.store
-    result = await queue_stats(store.redis, store.keys, store.settings)
+    limits = (await store.controls.current()).limits
+    result = await queue_stats(store.redis, store.keys, store.settings, limits)
     if caller.scope is not None:
         mine = {caller.scope: result.active_by_tenant.get(caller.scope, 0)}
         result = msgspec.structs.replace(result, active_by_tenant=mine)

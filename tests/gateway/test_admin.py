@@ -206,6 +206,9 @@ async def test_rpm_lowered_at_runtime_is_obeyed_by_three_replicas(
                 for sid in ids
             ]
             assert stages.count("waiting") == 5, stages
+            limiter = (await stack.client.get("/api/queue/stats")).json()["limiter"]
+            assert limiter["requests_per_minute_limit"] == 5
+            assert limiter["requests_last_minute"] == 5
 
             restored = await stack.client.patch("/api/admin/limits", json={"anthropic_rpm": None})
             assert restored.json()["limits"]["anthropic_rpm"] == 0
