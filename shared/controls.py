@@ -145,8 +145,12 @@ class Controls:
                     at_ms=int(meta.get("at_ms", 0)),
                 )
             elif kind == "limit" and rest in base:
-                # Written only by ControlStore, from a validated patch.
-                base[rest] = type(base[rest])(value.decode())
+                # Written by ControlStore from a validated patch; a value set by hand
+                # that does not parse is ignored rather than stopping every claim.
+                try:
+                    base[rest] = type(base[rest])(value.decode())
+                except ValueError:
+                    continue
                 overridden.append(rest)
         self.limits = Limits(**base)
         self.overridden = sorted(overridden)
