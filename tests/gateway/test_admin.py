@@ -358,3 +358,16 @@ async def test_drain_hands_back_and_stops_taking_work(make_settings: SettingsFac
             await stack.wait_terminal(sid)
     assert unknown.status_code == 404
     assert first.processed > processed
+
+
+async def test_tenant_cap_set_at_runtime(make_settings: SettingsFactory) -> None:
+    """No cap configured; an admin sets 1: the tenant's scans then run one at a time."""
+    settings = make_settings(worker_concurrency=4)
+    backend = ScriptedBackend(settings, delay_s=0.15)
+    async with running_stack(settings, analyzers=2, backend=backend) as stack:
+        await stack.client.patch("/api/admin/limits", json={"tenant_max_active": 1})
+        await asyncio.sleep(0.6)  # the promised bound, not the control channel's hint
+        ids = await submit(stack, "A", 4)
+        for sid in ids:
+            assert (await stack.wait_terminal(sid))["state"] == "completed"
+    assert backend.max_running["A"] == 1
