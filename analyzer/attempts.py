@@ -23,6 +23,10 @@ encode = msgspec.json.Encoder().encode
 DEFER_MS = 250
 """How long a scan waits when its tenant is at its cap of active scans."""
 
+PAUSE_DEFER_MS = 500
+"""How long a paused scan waits in the schedule before its pause is checked again:
+a resume takes effect within this plus the controls' refresh (about a second)."""
+
 RECOUNTS = 3
 """Claims tried when the entry's attempt count is stale (a reclaimed entry)."""
 
@@ -63,7 +67,9 @@ class AttemptStore(StoreBase):
         sid = job.scan_id
         k = self.keys.of_scan(sid)
         token = uuid.uuid4().hex
-        cap = self.settings.tenant_max_active
+        live = await self.controls.current()
+        cap = live.limits.tenant_max_active
+        pause = live.paused(job.tenant, job.priority)
         keys = scripts.ClaimKeys(
             scan=k.scan(sid),
             events=k.events,
@@ -79,6 +85,11 @@ class AttemptStore(StoreBase):
             if cap:
                 deferred = events.event(
                     sid, "scheduled", "scheduled", events.deferred(cap), max(attempts, 0)
+                )
+            paused_event = b""
+            if pause is not None:
+                paused_event = events.event(
+                    sid, "scheduled", "scheduled", events.paused(pause.describe()), max(attempts, 0)
                 )
             reply = await self.run(
                 scripts.CLAIM,
@@ -102,6 +113,9 @@ class AttemptStore(StoreBase):
                     tenant_cap=cap,
                     defer_until_ms=now + DEFER_MS,
                     deferred_event=deferred,
+                    pause=pause.field if pause is not None else "",
+                    pause_until_ms=now + PAUSE_DEFER_MS,
+                    paused_event=paused_event,
                     maxlen=self.maxlen,
                     scan_maxlen=self.scan_maxlen,
                 ),
@@ -272,6 +286,7 @@ class AttemptStore(StoreBase):
             for raw_id in due:
                 pipe.hmget(k.scan(raw_id.decode()), ["tenant", "priority", "attempts"])
             found: list[list[Any]] = await pipe.execute()
+            due, found = await self._hold_paused(k, due, found, now)
             # Gathered, so the runner sends every scan's script in one pipeline.
             done = await asyncio.gather(
                 *(
@@ -282,6 +297,54 @@ class AttemptStore(StoreBase):
             promoted = sum(done)
         head: Any = await self.redis.zrange(k.delayed, 0, 0, withscores=True)
         return promoted, (int(head[0][1]) if head else None)
+
+    async def _hold_paused(
+        self, k: Partition, due: list[Any], found: list[list[Any]], now: int
+    ) -> tuple[list[Any], list[list[Any]]]:
+        """Keep paused scans in the schedule (see ``hold.lua``); return the others.
+
+        A stale view of a pause (at most a second old) is caught by the claim.
+        """
+        live = await self.controls.current()
+        if not live.pauses:
+            return due, found
+        keep: list[Any] = []
+        kept: list[list[Any]] = []
+        holds = []
+        for raw_id, fields in zip(due, found, strict=True):
+            tenant = (fields[0] or b"default").decode()
+            pause = live.paused(tenant, (fields[1] or b"normal").decode())
+            if pause is None:
+                keep.append(raw_id)
+                kept.append(fields)
+                continue
+            sid, made = raw_id.decode(), int(fields[2] or 0)
+            holds.append(
+                self.run(
+                    scripts.HOLD,
+                    scripts.HoldKeys(
+                        delayed=k.delayed,
+                        scan=k.scan(sid),
+                        events=k.events,
+                        history=k.scan_events(sid),
+                    ),
+                    scripts.HoldArgs(
+                        scan_id=sid,
+                        tenant=tenant,
+                        attempts=made,
+                        until_ms=now + PAUSE_DEFER_MS,
+                        pause=pause.field,
+                        event=events.event(
+                            sid, "scheduled", "scheduled", events.paused(pause.describe()), made
+                        ),
+                        maxlen=self.maxlen,
+                        scan_maxlen=self.scan_maxlen,
+                    ),
+                )
+            )
+        # Gathered, so the runner sends them in one pipeline.
+        await asyncio.gather(*holds)
+        return keep, kept
 
     async def _promote_one(self, k: Partition, sid: str, fields: list[Any], now: int) -> bool:
         tenant, priority, attempts = fields

@@ -1,4 +1,4 @@
-"""Control messages to analyzers over Redis pub/sub: today, "stop this scan"."""
+"""Control messages to analyzers over Redis pub/sub: "stop this scan", "controls changed"."""
 
 from __future__ import annotations
 
@@ -12,10 +12,18 @@ from analyzer.outage import Outage
 from shared.connection import RedisClient
 
 
-async def listen_for_cancels(
-    redis: RedisClient, channel: str, on_cancel: Callable[[str], None], stopping: asyncio.Event
+async def listen_for_control(
+    redis: RedisClient,
+    channel: str,
+    on_cancel: Callable[[str], None],
+    stopping: asyncio.Event,
+    *,
+    on_controls: Callable[[], None] = lambda: None,
+    on_drain: Callable[[str, bool], None] = lambda consumer, drain: None,
 ) -> None:
-    """Call ``on_cancel(scan_id)`` for each cancel message until ``stopping`` is set.
+    """Call ``on_cancel(scan_id)`` for each cancel message until ``stopping`` is set,
+    ``on_controls()`` when an operator changed a pause or a limit, and
+    ``on_drain(consumer, drain)`` when one asks a consumer to drain or to undrain.
 
     Pub/sub may drop a message while disconnected; that is safe because a
     cancelled scan's token is gone, so the attempt stops at its next write. On a
@@ -34,6 +42,11 @@ async def listen_for_cancels(
                 kind, _, scan_id = bytes(message["data"]).decode().partition(" ")
                 if kind == "cancel" and scan_id:
                     on_cancel(scan_id)
+                elif kind in ("drain", "undrain") and scan_id:
+                    on_drain(scan_id, kind == "drain")
+                elif kind == "controls":
+                    # A hint only: every replica also re-reads the controls within a second.
+                    on_controls()
         except RedisError as exc:
             # A subscription does not survive its connection: subscribe again once
             # Redis answers, however long that takes.

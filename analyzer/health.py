@@ -39,6 +39,8 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     in_flight: int
     processed: int
     reclaimed: int
+    draining: bool = False
+    """Drained by an operator: alive and idle, taking no work until undrained."""
 
 
 class HealthBindError(SettingsError):

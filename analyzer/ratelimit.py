@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from analyzer.backends import ApiLimits
 from shared import scripts
 from shared.clock import now_ms
+from shared.controls import LiveControls
 from shared.keys import Keys
 from shared.luascript import ScriptRunner
 from shared.schemas import Usage
@@ -63,10 +64,18 @@ class RateLimiter:
     """The fleet-wide limits of ``ANTHROPIC_RPM`` / ``_INPUT_TPM`` / ``_OUTPUT_TPM``."""
 
     def __init__(
-        self, run: ScriptRunner, keys: Keys, settings: Settings, *, window_ms: int = WINDOW_MS
+        self,
+        run: ScriptRunner,
+        keys: Keys,
+        settings: Settings,
+        *,
+        window_ms: int = WINDOW_MS,
+        controls: LiveControls | None = None,
     ) -> None:
-        """``window_ms``: the provider's window; only tests shrink it."""
+        """``window_ms``: the provider's window; only tests shrink it. ``controls``: the
+        limits operators set at runtime (None: the settings' only)."""
         self._run = run
+        self._controls = controls
         self.window_ms = window_ms
         # Under half a window: ratelimit_acquire tells pending entries by that.
         self.send_margin_ms = min(SEND_MARGIN_MS, window_ms // 4)
@@ -96,6 +105,14 @@ class RateLimiter:
         """
         now = now_ms()
         member = uuid.uuid4().hex
+        if self._controls is not None:
+            # The limits are arguments of each call, so a change applies at the next one.
+            limits = (await self._controls.current()).limits
+            self._limits = (
+                limits.anthropic_rpm,
+                limits.anthropic_input_tpm,
+                limits.anthropic_output_tpm,
+            )
         rpm, input_tpm, output_tpm = self._limits
         wait = await self._run(
             scripts.RATELIMIT_ACQUIRE,

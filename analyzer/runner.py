@@ -30,6 +30,8 @@ tracer = trace.get_tracer("labelscan.analyzer")
 
 FETCHING = Progress(stage="fetching", percentage=10, message="Fetching the label image")
 ANALYZING = Progress(stage="analyzing", percentage=30, message="Analysing the label")
+LIMIT_RECHECK_MS = 1000
+"""Longest sleep between two asks of the rate limiter (limits change at runtime)."""
 
 
 class StaleAttemptError(Exception):
@@ -50,7 +52,7 @@ class ScanRunner:
         # configured limits apply to whatever backend runs.
         self.limiter: RateLimiter | None = None
         if settings.rate_limited or backend.name == "claude":
-            self.limiter = RateLimiter(store.run, store.keys, settings)
+            self.limiter = RateLimiter(store.run, store.keys, settings, controls=store.controls)
 
     async def run(
         self, job: ScanJob, entry_id: str, stream: str, consumer: str, attempts: int = -1
@@ -314,11 +316,12 @@ class ScanRunner:
                 )
             # One event per wait, with its reason: the span's length is the total wait.
             span.add_event("waiting", {"reason": decision.reason, "wait_ms": decision.wait_ms})
-            await asyncio.sleep(decision.wait_ms / 1000)
-            waited_s += decision.wait_ms / 1000
-            metrics.RATELIMIT_WAIT.labels(metrics.wait_reason(decision.reason)).inc(
-                decision.wait_ms / 1000
-            )
+            # Asked again at least every second: a limit an operator raises at runtime
+            # frees waiting scans at once, not after a wait computed under the old one.
+            slept_s = min(decision.wait_ms, LIMIT_RECHECK_MS) / 1000
+            await asyncio.sleep(slept_s)
+            waited_s += slept_s
+            metrics.RATELIMIT_WAIT.labels(metrics.wait_reason(decision.reason)).inc(slept_s)
 
     async def _fetch(self, job: ScanJob) -> bytes:
         if job.image_url is None:

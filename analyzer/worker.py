@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from analyzer import metrics
 from analyzer.attempts import AttemptStore
 from analyzer.backends import Backend, make_backend
-from analyzer.control import listen_for_cancels
+from analyzer.control import listen_for_control
 from analyzer.fetch import ImageFetcher
 from analyzer.health import Health, HealthServer, liveness
 from analyzer.maintenance import Entry, Maintenance, request_streams
@@ -119,6 +119,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._forced = asyncio.Event()
+        self.drained = False
         self._background: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Worker:
@@ -162,6 +163,7 @@ class Worker:
             in_flight=len(self._inflight),
             processed=self.processed,
             reclaimed=self.maintenance.reclaimed,
+            draining=self.drained,
         )
 
     def stop(self) -> None:
@@ -186,6 +188,38 @@ class Worker:
         )
         self._forced.set()
 
+    def _on_drain(self, consumer: str, drain: bool) -> None:
+        if consumer != self.consumer:
+            return
+        if drain:
+            self.drain()
+        else:
+            self.undrain()
+
+    def drain(self) -> None:
+        """Stop taking work and hand back what this process holds, at once; stay up, idle.
+
+        For maintenance without a SIGTERM: the running scans are interrupted and
+        handed back like a forced stop's, so other analyzers take them at once.
+        """
+        if self.drained:
+            return
+        self.drained = True
+        log.warning("draining on an operator's request", in_flight=len(self._inflight))
+        for item in self._inflight.values():
+            item.task.cancel()  # the runner hands each one back for immediate redelivery
+        self._wake.set()
+        if self._reader_id is not None:
+            task = asyncio.get_running_loop().create_task(self._unblock(self._reader_id))
+            self._background.append(task)
+
+    def undrain(self) -> None:
+        """Take work again after :meth:`drain`."""
+        if self.drained:
+            log.info("taking work again")
+        self.drained = False
+        self._wake.set()
+
     async def _unblock(self, client_id: int) -> None:
         # Ends the pending XREADGROUP as if it had timed out: no entry is lost.
         try:
@@ -204,13 +238,21 @@ class Worker:
         self._background += self.maintenance.tasks(self._stopping)
         self._background.append(
             asyncio.create_task(
-                listen_for_cancels(
-                    self.redis, self.store.keys.control, self._cancel, self._stopping
+                listen_for_control(
+                    self.redis,
+                    self.store.keys.control,
+                    self._cancel,
+                    self._stopping,
+                    on_controls=self.store.controls.invalidate,
+                    on_drain=self._on_drain,
                 )
             )
         )
         outage = Outage("read")
         while not self._stopping.is_set():
+            if self.drained and self._backlog:
+                # Read before the drain (or reclaimed meanwhile): back to the group.
+                await self._hand_back_backlog()
             while self._backlog and len(self._inflight) < self.settings.worker_concurrency:
                 self._start(*self._backlog.popleft())
             if self._free_slots() <= 0:
@@ -234,6 +276,8 @@ class Worker:
         await self._drain()
 
     def _free_slots(self) -> int:
+        if self.drained:
+            return 0  # neither reads nor reclaims
         return self.settings.worker_concurrency - len(self._inflight) - len(self._backlog)
 
     def _held(self) -> dict[str, list[str]]:

@@ -14,10 +14,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import dashboard, scans
+from gateway import admin, dashboard, scans
 from gateway.auth import Guard
 from gateway.metrics import count_rejection
 from gateway.openapi import openapi_endpoint
+from shared.controls import ControlStore
 from shared.cors import cors
 from shared.http.clients import request_client
 from shared.http.errors import exception_handlers, redis_down
@@ -25,7 +26,7 @@ from shared.http.responses import JSONResponse
 from shared.metrics import RequestTimer, metrics_route
 from shared.queuemetrics import QueueGauges
 from shared.settings import Settings
-from shared.stats import queue_stats
+from shared.stats import consumer_names, queue_stats
 from shared.store import ScanStore
 
 
@@ -35,6 +36,7 @@ class State(TypedDict):
     store: ScanStore
     settings: Settings
     guard: Guard
+    controls: ControlStore
 
 
 async def stats(request: Request) -> Response:
@@ -42,10 +44,14 @@ async def stats(request: Request) -> Response:
     guard: Guard = request.state.guard
     caller = await guard.caller(request)
     store: ScanStore = request.state.store
-    result = await queue_stats(store.redis, store.keys, store.settings)
+    limits = (await store.controls.current()).limits
+    result = await queue_stats(store.redis, store.keys, store.settings, limits)
     if caller.scope is not None:
         mine = {caller.scope: result.active_by_tenant.get(caller.scope, 0)}
         result = msgspec.structs.replace(result, active_by_tenant=mine)
+    else:
+        names = await consumer_names(store.redis, store.keys)
+        result = msgspec.structs.replace(result, consumer_names=names)
     return JSONResponse(result)
 
 
@@ -69,12 +75,18 @@ def create_app(settings: Settings) -> Starlette:
     # Short socket timeout: a stalled Redis must become a quick 503, not a hung request.
     redis = request_client(settings, socket_timeout=min(settings.redis_timeout_s, 1.0))
     store = ScanStore(redis, settings)
-    guard = Guard(settings, store.run, store.keys)
+    guard = Guard(settings, store.run, store.keys, store.controls)
+    control_store = ControlStore(redis, store.keys, settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         try:
-            yield {"store": store, "settings": settings, "guard": guard}
+            yield {
+                "store": store,
+                "settings": settings,
+                "guard": guard,
+                "controls": control_store,
+            }
         finally:
             await redis.aclose()
 
@@ -88,6 +100,15 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/events-url", scans.tenant_events_link, methods=["GET"]),
         Route("/api/dead", scans.dead_letters, methods=["GET"]),
         Route("/api/queue/stats", stats, methods=["GET"]),
+        Route("/api/admin/pause", admin.pause, methods=["POST"]),
+        Route("/api/admin/resume", admin.resume, methods=["POST"]),
+        Route("/api/admin/controls", admin.controls_view, methods=["GET"]),
+        Route("/api/admin/limits", admin.limits, methods=["GET", "PATCH"]),
+        Route("/api/admin/audit", admin.audit, methods=["GET"]),
+        Route("/api/admin/dead/retry", admin.retry_dead, methods=["POST"]),
+        Route("/api/admin/dead/purge", admin.purge_dead, methods=["POST"]),
+        Route("/api/admin/cancel-queued", admin.cancel_queued, methods=["POST"]),
+        Route("/api/admin/drain", admin.drain, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),

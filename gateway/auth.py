@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from shared import scripts
 from shared.clock import now_ms
+from shared.controls import LiveControls
 from shared.http.errors import ApiError
 from shared.keys import Keys
 from shared.luascript import ScriptRunner
@@ -70,8 +71,11 @@ def load_keys(settings: Settings) -> list[tuple[bytes, str]]:
 class Guard:
     """Authenticates requests and applies each tenant's requests-per-second limit."""
 
-    def __init__(self, settings: Settings, run: ScriptRunner, keys: Keys) -> None:
+    def __init__(
+        self, settings: Settings, run: ScriptRunner, keys: Keys, controls: LiveControls
+    ) -> None:
         self.settings = settings
+        self._controls = controls
         self._run = run
         self._keys = keys
         self._ring: list[tuple[bytes, str]] = []
@@ -89,9 +93,6 @@ class Guard:
                 "authentication is OFF (LABELSCAN_AUTH=off): every caller sees "
                 "every scan; never run this way in production"
             )
-        rps = settings.tenant_rps
-        self._interval = max(1, round(1000 / rps)) if rps else None
-        self._burst = max(1, round(rps))
 
     def tenant_for(self, key: str) -> str | None:
         """The tenant of ``key``; every entry is compared so timing tells nothing."""
@@ -116,19 +117,21 @@ class Guard:
                 "authorization",
                 {"www-authenticate": 'Bearer realm="labelscan"'},
             )
-        if self._interval is not None:
+        # The rate is an argument of each call, so a change at runtime applies at once.
+        rps = (await self._controls.current()).limits.tenant_rps
+        if rps:
             wait_ms = await self._run(
                 scripts.TENANT_RATE,
                 scripts.TenantRateKeys(tat=self._keys.tenant_rate(tenant)),
                 scripts.TenantRateArgs(
-                    now_ms=now_ms(), interval_ms=self._interval, burst=self._burst
+                    now_ms=now_ms(), interval_ms=max(1, round(1000 / rps)), burst=max(1, round(rps))
                 ),
             )
             if wait_ms:
                 raise ApiError(
                     429,
                     "rate_limited",
-                    f"over {self.settings.tenant_rps:g} requests per second for this key",
+                    f"over {rps:g} requests per second for this key",
                     headers={"retry-after": str(max(1, -(-int(wait_ms) // 1000)))},
                 )
         return Caller(tenant=tenant, admin=tenant in self.settings.admin_tenants)

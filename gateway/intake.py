@@ -117,10 +117,7 @@ def _decode_json(body: bytes) -> ScanCreate:
     try:
         return _decode_scan(body)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        match = _FIELD.search(message)
-        field = match.group(1) if match else _missing_field(message)
-        raise ApiError(422, "invalid_field", message, field) from None
+        raise invalid(exc) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, "malformed_json", str(exc), "body") from None
     except UnicodeDecodeError as exc:
@@ -131,6 +128,14 @@ def _decode_json(body: bytes) -> ScanCreate:
             f"body is not valid UTF-8 ({exc.reason})",
             "body",
         ) from None
+
+
+def invalid(exc: msgspec.ValidationError) -> ApiError:
+    """The 422 of a body that decoded but did not validate, naming the field."""
+    message = str(exc)
+    match = _FIELD.search(message)
+    field = match.group(1) if match else _missing_field(message)
+    return ApiError(422, "invalid_field", message, field)
 
 
 def _missing_field(message: str) -> str | None:

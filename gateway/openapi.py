@@ -10,6 +10,9 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.admin import Drain, Drained
+from shared.bulk import BulkResult, CancelQueued, DeadFilter
+from shared.controls import AuditLog, ControlsView, LimitsPatch, PauseTarget
 from shared.schemas import (
     CancelResult,
     DeadLetters,
@@ -33,11 +36,21 @@ _STRUCTS: tuple[type[msgspec.Struct], ...] = (
     DeadLetters,
     QueueStats,
     ErrorBody,
+    PauseTarget,
+    LimitsPatch,
+    ControlsView,
+    AuditLog,
+    DeadFilter,
+    CancelQueued,
+    BulkResult,
+    Drain,
+    Drained,
 )
 _REASONS = {
     400: "Malformed request (JSON, multipart, Content-Length or Idempotency-Key)",
     401: "Missing or unknown API key",
-    404: "No such scan (or it belongs to another tenant, or it has expired)",
+    404: "No such scan (or it belongs to another tenant, or it has expired); admin routes: "
+    "the key is not an admin's",
     409: "The scan is in a state that does not allow this",
     413: "Body or image too large",
     415: "Unsupported body media type or image format",
@@ -304,6 +317,7 @@ def _paths(auth: bool) -> dict[str, Schema]:
                 operationId="getQueueStats",
             )
         },
+        **_admin_paths(api),
         "/healthz": {
             "get": {
                 "summary": "Liveness",
@@ -330,6 +344,137 @@ def _paths(auth: bool) -> dict[str, Schema]:
                 "security": [],
                 "responses": {"200": _json({"type": "object"}, "The OpenAPI document")},
             }
+        },
+    }
+
+
+def _admin_paths(api: Any) -> dict[str, Schema]:
+    """The operator routes (admin keys only; anyone else gets 404)."""
+    controls = {"200": _json(_ref("ControlsView"), "Pauses and limits now in force")}
+    bulk = {"200": _json(_ref("BulkResult"), "What matched, and what was done")}
+
+    def body(name: str) -> Schema:
+        return {"required": False, "content": {"application/json": {"schema": _ref(name)}}}
+
+    return {
+        "/api/admin/pause": {
+            "post": api(
+                "Pause scans of a tenant, a priority, both, or (empty body) all; they stay "
+                "queued, out of the request streams",
+                controls,
+                400,
+                404,
+                413,
+                422,
+                operationId="pause",
+                requestBody=body("PauseTarget"),
+            )
+        },
+        "/api/admin/resume": {
+            "post": api(
+                "Lift the pause of exactly that target",
+                controls,
+                400,
+                404,
+                413,
+                422,
+                operationId="resume",
+                requestBody=body("PauseTarget"),
+            )
+        },
+        "/api/admin/controls": {
+            "get": api("Pauses and limits in force", controls, 404, operationId="getControls")
+        },
+        "/api/admin/limits": {
+            "get": api("Limits in force", controls, 404, operationId="getLimits"),
+            "patch": api(
+                "Change limits fleet-wide (applied within a second); null restores the setting",
+                controls,
+                400,
+                404,
+                413,
+                422,
+                operationId="setLimits",
+                requestBody=body("LimitsPatch"),
+            ),
+        },
+        "/api/admin/dead/retry": {
+            "post": api(
+                "Replay the dead letters that match the filter (dry_run: count them)",
+                bulk,
+                400,
+                404,
+                413,
+                422,
+                operationId="retryDeadLetters",
+                requestBody=body("DeadFilter"),
+            )
+        },
+        "/api/admin/dead/purge": {
+            "post": api(
+                "Delete the dead letters that match the filter (dry_run: count them)",
+                bulk,
+                400,
+                404,
+                413,
+                422,
+                operationId="purgeDeadLetters",
+                requestBody=body("DeadFilter"),
+            )
+        },
+        "/api/admin/cancel-queued": {
+            "post": api(
+                "Cancel every waiting scan of a tenant (dry_run: count them)",
+                bulk,
+                400,
+                404,
+                413,
+                422,
+                operationId="cancelQueued",
+                requestBody={
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("CancelQueued")}},
+                },
+            )
+        },
+        "/api/admin/drain": {
+            "post": api(
+                "Ask one analyzer (by consumer name) to stop taking work and hand back "
+                "its scans; undo: take work again",
+                {"200": _json(_ref("Drained"), "The message was sent")},
+                400,
+                404,
+                413,
+                422,
+                operationId="drainAnalyzer",
+                requestBody={
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("Drain")}},
+                },
+            )
+        },
+        "/api/admin/audit": {
+            "get": api(
+                "Operator actions, newest first",
+                {"200": _json(_ref("AuditLog"), "The latest actions")},
+                404,
+                422,
+                operationId="getAudit",
+                parameters=[
+                    {
+                        "name": "count",
+                        "in": "query",
+                        "required": False,
+                        "description": "How many.",
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": 1000,
+                            "default": 100,
+                        },
+                    }
+                ],
+            )
         },
     }
 

@@ -149,7 +149,7 @@ async def _create_scan(request: Request, settings: Settings, span: Span | None) 
         raise ApiError(
             429,
             "quota_exceeded",
-            f"this key has used its {settings.tenant_scans_per_day} scans for today",
+            f"this key has used its {outcome.used} scans for today",
             headers={"retry-after": str(86400 - int(now_ms() / 1000) % 86400)},
         )
     if isinstance(outcome, Duplicate):

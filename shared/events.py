@@ -35,6 +35,13 @@ def deferred(cap: int) -> Progress:
     )
 
 
+def paused(what: str) -> Progress:
+    """Progress of a scan held by an operator's pause (``what``: "tenant acme", ...)."""
+    return Progress(
+        stage="paused", percentage=0, message=f"Paused by an operator ({what}); stays queued"
+    )
+
+
 def retrying(attempt: int, error: ScanError, delay_s: float) -> Progress:
     """Progress of a scan whose attempt failed and will run again."""
     message = f"Attempt {attempt} failed ({error.kind}); retrying in {delay_s:.1f}s"

@@ -180,6 +180,16 @@ class Keys:
         """Pub/sub channel for control messages to analyzers (cancel)."""
         return f"{self._p}:control"
 
+    @property
+    def controls(self) -> str:
+        """Hash of operator controls set at runtime: pauses and limit overrides."""
+        return f"{self._p}:controls"
+
+    @property
+    def audit(self) -> str:
+        """Capped stream of operator actions: who, what, when."""
+        return f"{self._p}:audit"
+
     def ratelimit(self, part: str) -> str:
         """Global rate-limit state: ``requests``, ``input``, ``output`` or ``state``."""
         return f"{self._p}:ratelimit:{part}"

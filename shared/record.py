@@ -53,7 +53,7 @@ class ScanRecord(msgspec.Struct, frozen=True, kw_only=True):
     owner: str | None = None
     """The consumer running that attempt."""
     deferred: bool = False
-    """Waiting because its tenant is at its cap of active scans (announced once)."""
+    """Waiting because its tenant is at its cap of active scans, or paused (announced once)."""
     result: ScanResult | None = None
     error: ScanError | None = None
     history: tuple[ScanError, ...] = ()
@@ -91,7 +91,7 @@ def decode_record(raw: dict[bytes, bytes] | dict[Any, Any]) -> ScanRecord | None
         entry_id=_text(raw, "entry_id"),
         token=_text(raw, "token"),
         owner=_text(raw, "owner"),
-        deferred=raw.get(b"deferred") == b"1",
+        deferred=bool(raw.get(b"deferred")),
         result=_result.decode(result) if result else None,
         error=_error.decode(error) if error else None,
         history=tuple(_error.decode(line) for line in history.splitlines() if line),

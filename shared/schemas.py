@@ -15,6 +15,7 @@ ScanState = Literal["scheduled", "queued", "active", "retrying", "completed", "f
 Stage = Literal[
     "queued",
     "scheduled",
+    "paused",
     "fetching",
     "waiting",
     "analyzing",
@@ -136,6 +137,8 @@ class QueueStats(Base, frozen=True, kw_only=True):
     waiting_by_priority: dict[str, int] = {}
     active_by_tenant: dict[str, int] = {}
     consumers: int = 0
+    consumer_names: list[str] | None = None
+    """The analyzers' consumer names (operators only): what ``/api/admin/drain`` takes."""
     limiter: LimiterStats | None = None
 
 

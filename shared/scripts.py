@@ -135,6 +135,11 @@ class ClaimArgs(_S, frozen=True, kw_only=True):
     defer_until_ms: int
     deferred_event: bytes
     """Published once when the scan waits for its tenant's cap (empty: no cap)."""
+    pause: str
+    """The operator's pause that holds this scan (its controls field); empty: none."""
+    pause_until_ms: int
+    paused_event: bytes
+    """Published once when the scan waits for a resume (empty: not paused)."""
     maxlen: int
     scan_maxlen: int
 
@@ -292,6 +297,31 @@ class PromoteArgs(_S, frozen=True, kw_only=True):
 
 
 PROMOTE = Script("promote", PromoteKeys, PromoteArgs, bool)
+
+
+class HoldKeys(_S, frozen=True, kw_only=True):
+    delayed: str
+    scan: str
+    events: str
+    history: str
+
+
+class HoldArgs(_S, frozen=True, kw_only=True):
+    scan_id: str
+    tenant: str
+    attempts: int
+    """What the event was built for; a scan that changed since is left alone."""
+    until_ms: int
+    pause: str
+    """The pause that holds it (its controls field)."""
+    event: bytes
+    """The `paused` event, published once per pause."""
+    maxlen: int
+    scan_maxlen: int
+
+
+HOLD = Script("hold", HoldKeys, HoldArgs, bool)
+"""Keep a due scan that is paused in the schedule."""
 
 
 class RenewKeys(_S, frozen=True, kw_only=True):

@@ -8,14 +8,22 @@ from typing import Any
 
 from shared.clock import iso
 from shared.connection import RedisClient
+from shared.controls import Limits, defaults
 from shared.keys import GROUP, Keys
 from shared.schemas import PRIORITIES, LimiterStats, QueueStats
 from shared.settings import Settings
 
 
-async def queue_stats(redis: RedisClient, keys: Keys, settings: Settings) -> QueueStats:
+async def queue_stats(
+    redis: RedisClient, keys: Keys, settings: Settings, limits: Limits | None = None
+) -> QueueStats:
     """Waiting, active, delayed and finished counts over every partition, and the rate
-    limiter's state if one is set; one pipeline (one round trip per node on a cluster)."""
+    limiter's state if one is set; one pipeline (one round trip per node on a cluster).
+
+    ``limits``: the limits in force (changed at runtime); None: the settings'.
+    """
+    if limits is None:
+        limits = defaults(settings)
     pipe = redis.pipeline(transaction=False)
     for part in keys.partitions:
         for stream in part.request_streams:
@@ -57,16 +65,16 @@ async def queue_stats(redis: RedisClient, keys: Keys, settings: Settings) -> Que
             tenants.update({k.decode(): int(v) for k, v in active_by_tenant.items()})
     requests, inputs, outputs, pause = replies[-4:]
     limiter = None
-    if settings.rate_limited:
+    if limits.anthropic_rpm or limits.anthropic_input_tpm or limits.anthropic_output_tpm:
         paused_until = int(pause[0]) if pause and pause[0] else 0
         paused = paused_until > time.time() * 1000
         limiter = LimiterStats(
             requests_last_minute=int(requests or 0),
-            requests_per_minute_limit=settings.anthropic_rpm,
+            requests_per_minute_limit=limits.anthropic_rpm,
             input_tokens_last_minute=_window_sum(inputs),
-            input_tokens_per_minute_limit=settings.anthropic_input_tpm,
+            input_tokens_per_minute_limit=limits.anthropic_input_tpm,
             output_tokens_last_minute=_window_sum(outputs),
-            output_tokens_per_minute_limit=settings.anthropic_output_tpm,
+            output_tokens_per_minute_limit=limits.anthropic_output_tpm,
             paused_until=iso(paused_until) if paused else None,
             pause_reason=pause[1].decode() if paused and pause[1] else None,
         )
@@ -100,3 +108,21 @@ def find_group(groups: object) -> dict[str, Any] | None:
         if name in (GROUP, GROUP.encode()):
             return {k.decode() if isinstance(k, bytes) else k: v for k, v in group.items()}
     return None
+
+
+async def consumer_names(redis: RedisClient, keys: Keys) -> list[str]:
+    """Every consumer of the group on any request stream, sorted."""
+    pipe = redis.pipeline(transaction=False)
+    streams = [s for part in keys.partitions for s in part.request_streams]
+    for stream in streams:
+        pipe.xinfo_consumers(stream, GROUP)
+    replies: list[Any] = await pipe.execute(raise_on_error=False)
+    names: set[str] = set()
+    for reply in replies:
+        if isinstance(reply, list):  # an error for a stream not made yet
+            names.update(_text(c["name"]) for c in reply)
+    return sorted(names)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

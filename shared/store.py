@@ -14,6 +14,7 @@ from redis.exceptions import ResponseError
 from shared import events, scripts
 from shared.clock import iso
 from shared.connection import RedisClient
+from shared.controls import LiveControls
 from shared.keys import GROUP, Keys, Partition
 from shared.luascript import ScriptRunner
 from shared.record import ScanRecord, decode_record, latest_event
@@ -69,6 +70,8 @@ class StoreBase:
         self.maxlen = settings.events_maxlen
         self.scan_maxlen = settings.scan_events_maxlen
         self.history_ttl = settings.result_ttl_s
+        # Pauses and limits as operators set them at runtime (the settings are defaults).
+        self.controls = LiveControls(redis, self.keys, settings)
 
     def event_keys(self, scan_id: str) -> scripts.EventKeys:
         """The scan's hash, its partition's events stream and the scan's history."""
@@ -113,7 +116,7 @@ class ScanStore(StoreBase):
         idem_key, body_hash = idempotency or ("", "")
         if idempotency is not None and self.keys.of_idempotency(idem_key) is not k:
             raise ValueError("a scan with an idempotency key needs an id from new_scan_id(key)")
-        quota = self.settings.tenant_scans_per_day
+        quota = (await self.controls.current()).limits.tenant_scans_per_day
         if quota:
             over = await self._take_quota(job.tenant, quota)
             if over is not None:
@@ -283,7 +286,7 @@ class ScanStore(StoreBase):
                 return DeadLetters(items=items, next=None)
             newest = max(live, key=lambda f: f.head)
             entry_id, fields = newest.pop()
-            letter = _dead_letter(entry_id, fields)
+            letter = dead_letter(entry_id, fields)
             if tenant is None or letter.tenant == tenant:
                 items.append(letter)
         more = any(f.buffer or f.wants_more for f in feeds)
@@ -343,7 +346,7 @@ def _detail(scan_id: str, record: ScanRecord, event: ScanEvent | None) -> ScanDe
     )
 
 
-def _dead_letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
+def dead_letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
     if b"job" not in fields:
         # A poison entry: nothing decodable behind it, only what the stream held.
         return DeadLetter(

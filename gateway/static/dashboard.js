@@ -81,27 +81,32 @@ function describe(response, body) {
   return `${response.status}${error}: ${detail}`;
 }
 
-async function api(method, path) {
+async function api(method, path, body) {
   const key = sessionStorage.getItem(KEY_STORAGE);
   if (!key) throw new ApiError(-1, "No API key: enter one above.", null); // nothing was sent
   let response;
   try {
     response = await fetch(path, {
       method,
-      headers: {"Authorization": `Bearer ${key}`, "Accept": "application/json"},
+      headers: {
+        "Authorization": `Bearer ${key}`,
+        "Accept": "application/json",
+        ...(body === undefined ? {} : {"Content-Type": "application/json"}),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
       cache: "no-store",
     });
   } catch (err) {
     throw new ApiError(0, `Network error: the gateway did not answer (${err.message}).`, null);
   }
-  let body = null;
+  let answer = null;
   try {
-    body = await response.json();
+    answer = await response.json();
   } catch {
-    body = null; // a proxy's HTML error page, say: the status still tells what happened
+    answer = null; // a proxy's HTML error page, say: the status still tells what happened
   }
-  if (!response.ok) throw new ApiError(response.status, describe(response, body), body);
-  return body;
+  if (!response.ok) throw new ApiError(response.status, describe(response, answer), answer);
+  return answer;
 }
 
 // --- session: the key, and everything that runs while one is in use ----------------------
@@ -150,6 +155,7 @@ async function start() {
   // Even after a network error: the feed keeps trying to connect, and stats keep polling.
   openEvents(mine);
   loadDead(null);
+  loadOperator(mine);
 }
 
 // --- queue stats ---------------------------------------------------------------------
@@ -548,6 +554,113 @@ function deadRow(letter) {
     cell);
 }
 
+// --- operator controls (admin keys; the routes answer 404 to any other key) -------------------
+
+const LIMITS = ["anthropic_rpm", "anthropic_input_tpm", "anthropic_output_tpm",
+                "tenant_max_active", "tenant_rps", "tenant_scans_per_day"];
+let shownLimits = {};
+
+async function loadOperator(mine) {
+  try {
+    const controls = await api("GET", "/api/admin/controls");
+    if (mine !== epoch) return;
+    $("operator").hidden = false;
+    renderControls(controls);
+    const audit = await api("GET", "/api/admin/audit?count=20");
+    if (mine !== epoch) return;
+    renderAudit(audit.entries || []);
+  } catch (err) {
+    if (mine !== epoch) return;
+    $("operator").hidden = true; // not an admin's key
+    if (err.status !== 404) report(err, null);
+  }
+}
+
+function renderControls(controls) {
+  const pauses = controls.pauses || [];
+  $("pauses").replaceChildren(...(pauses.length ? pauses.map((p) =>
+    el("li", {class: "pause", text: `Paused: ${p.tenant ?? "every tenant"}, ` +
+      `${p.priority ?? "every priority"} (by ${p.by}, ` +
+      `${new Date(p.at_ms).toLocaleString()})`})) :
+    [el("li", {class: "muted", text: "Nothing is paused."})]));
+  shownLimits = controls.limits || {};
+  const overridden = new Set(controls.overridden || []);
+  $("limits").replaceChildren(...LIMITS.flatMap((name) => [
+    el("label", {for: `limit-${name}`, text: label(name)}),
+    el("input", {id: `limit-${name}`, type: "number", min: 0,
+                 step: name === "tenant_rps" ? "any" : 1, value: shownLimits[name],
+                 "data-overridden": overridden.has(name) ? "yes" : "no"}),
+  ]));
+}
+
+function renderAudit(entries) {
+  $("audit-list").replaceChildren(...entries.map((e) =>
+    el("tr", {"data-action": e.action},
+      el("td", {text: new Date(e.at_ms).toLocaleString()}),
+      el("td", {class: "who", text: e.who}),
+      el("td", {class: "action", text: e.action}),
+      el("td", {class: "detail", text: e.detail}))));
+}
+
+/** One operator call: its outcome in ``statusId``, then the controls and audit again. */
+async function operate(statusId, path, body, success) {
+  const mine = epoch;
+  const status = $(statusId);
+  status.textContent = "…";
+  try {
+    const answer = await api(path.endsWith("/limits") ? "PATCH" : "POST", path, body);
+    if (mine !== epoch) return null;
+    status.textContent = success(answer);
+    loadOperator(mine);
+    return answer;
+  } catch (err) {
+    if (mine !== epoch) return null;
+    status.textContent = err.message;
+    if (err.status === 401 || err.status === 0 || err.status >= 500) report(err, null);
+    return null;
+  }
+}
+
+function pauseTarget() {
+  const target = {};
+  const tenant = $("pause-tenant").value.trim();
+  if (tenant) target.tenant = tenant;
+  if ($("pause-priority").value) target.priority = $("pause-priority").value;
+  return target;
+}
+
+function changedLimits() {
+  const patch = {};
+  for (const name of LIMITS) {
+    const raw = $(`limit-${name}`).value.trim();
+    if (raw === "") patch[name] = null; // back to the setting
+    else if (Number(raw) !== shownLimits[name]) patch[name] = Number(raw);
+  }
+  return patch;
+}
+
+function deadFilter() {
+  const filter = {};
+  const tenant = $("bulk-tenant").value.trim();
+  const kind = $("bulk-kind").value.trim();
+  if (tenant) filter.tenant = tenant;
+  if (kind) filter.kind = kind;
+  return filter;
+}
+
+/** Count first (a dry run), then ask before doing what cannot be undone. */
+async function confirmed(statusId, path, body, verb, what) {
+  const counted = await operate(statusId, path, {...body, dry_run: true},
+                                (r) => `${r.matched} ${what} match`);
+  if (!counted || counted.matched === 0) return;
+  if (!window.confirm(`${verb} ${counted.matched} ${what}?`)) {
+    $(statusId).textContent = "not done";
+    return;
+  }
+  await operate(statusId, path, body, (r) => `${verb}: ${r.done} of ${r.matched} ${what}`);
+  refreshDeadSoon();
+}
+
 // --- wiring ----------------------------------------------------------------------------------
 
 /** Empty every panel: what one key was shown is not left on screen for the next. */
@@ -567,6 +680,13 @@ function clearPanels() {
   $("dead-older").disabled = true;
   $("dead-page").textContent = "";
   show($("dead-error"), "");
+  $("operator").hidden = true;
+  $("pauses").replaceChildren();
+  $("limits").replaceChildren();
+  $("audit-list").replaceChildren();
+  for (const id of ["pause-status", "limits-status", "bulk-status", "cancel-queued-status"]) {
+    $(id).textContent = "";
+  }
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -597,5 +717,27 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("dead-newest").addEventListener("click", () => loadDead(null));
   $("dead-older").addEventListener("click", () => { if (deadNext) loadDead(deadNext); });
+  $("pause").addEventListener("click", () =>
+    operate("pause-status", "/api/admin/pause", pauseTarget(), () => "paused"));
+  $("resume").addEventListener("click", () =>
+    operate("pause-status", "/api/admin/resume", pauseTarget(), () => "resumed"));
+  $("limits-apply").addEventListener("click", () =>
+    operate("limits-status", "/api/admin/limits", changedLimits(), () => "applied"));
+  $("bulk-count").addEventListener("click", () =>
+    operate("bulk-status", "/api/admin/dead/retry", {...deadFilter(), dry_run: true},
+            (r) => `${r.matched} dead letters match`));
+  $("bulk-retry").addEventListener("click", () =>
+    confirmed("bulk-status", "/api/admin/dead/retry", deadFilter(), "Retry", "dead letters"));
+  $("bulk-purge").addEventListener("click", () =>
+    confirmed("bulk-status", "/api/admin/dead/purge", deadFilter(), "Purge", "dead letters"));
+  $("cancel-queued").addEventListener("click", () => {
+    const tenant = $("queue-tenant").value.trim();
+    if (!tenant) {
+      $("cancel-queued-status").textContent = "Name a tenant.";
+      return;
+    }
+    confirmed("cancel-queued-status", "/api/admin/cancel-queued", {tenant}, "Cancel",
+              "waiting scans");
+  });
   if (sessionStorage.getItem(KEY_STORAGE)) start();
 });

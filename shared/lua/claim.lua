@@ -4,7 +4,8 @@
 -- has used up its attempts without finishing (a worker crashing on it, say) is
 -- claimed but reported exhausted, so the caller dead-letters it instead of
 -- running it. A scan whose tenant is at its cap of active scans is deferred:
--- moved to the schedule for a short while, so other tenants' scans get the slot.
+-- moved to the schedule for a short while, so other tenants' scans get the slot;
+-- so is a scan an operator paused (by tenant, priority or all), until resumed.
 -- The events were built for `attempts` earlier attempts; if the scan has had a
 -- different number (a reclaimed entry), nothing changes and the caller asks again.
 -- Returns {'ok'|'exhausted', attempt, image|false}, {'skip', reason} or {'recount', attempts}
@@ -20,18 +21,28 @@ made = tonumber(made or '0')
 if made ~= attempts then
   return {'recount', made}
 end
+-- Leaves the request stream for the schedule (so paused lag does not look like
+-- work to scale for); announced once per reason ('1': cap, 'paused'), not at
+-- every turn of the schedule ('paused <field>' names the pause, so a scan held
+-- by another pause says so).
+local function defer(until_ms, reason, ev)
+  redis.call('XACK', stream_key, group, entry_id)
+  redis.call('XDEL', stream_key, entry_id)
+  redis.call('ZADD', delayed_key, until_ms, scan_id)
+  redis.call('HSET', scan_key, F.state, 'scheduled', F.due_ms, until_ms)
+  redis.call('HDEL', scan_key, F.entry_id)
+  if deferred ~= reason then
+    redis.call('HSET', scan_key, F.deferred, reason)
+    emit(scan_key, events_key, history_key, scan_id, tenant, ev, maxlen, scan_maxlen)
+  end
+  return {'skip', 'deferred'}
+end
 if state ~= 'active' then
+  if pause ~= '' then
+    return defer(pause_until_ms, 'paused ' .. pause, paused_event)
+  end
   if tenant_cap > 0 and tonumber(redis.call('HGET', tenant_active_key, tenant) or '0') >= tenant_cap then
-    redis.call('XACK', stream_key, group, entry_id)
-    redis.call('XDEL', stream_key, entry_id)
-    redis.call('ZADD', delayed_key, defer_until_ms, scan_id)
-    redis.call('HSET', scan_key, F.state, 'scheduled', F.due_ms, defer_until_ms)
-    redis.call('HDEL', scan_key, F.entry_id)
-    -- Announced once per wait, not at every turn of the schedule.
-    if redis.call('HSETNX', scan_key, F.deferred, 1) == 1 then
-      emit(scan_key, events_key, history_key, scan_id, tenant, deferred_event, maxlen, scan_maxlen)
-    end
-    return {'skip', 'deferred'}
+    return defer(defer_until_ms, '1', deferred_event)
   end
   redis.call('HINCRBY', tenant_active_key, tenant, 1)
 end

@@ -44,7 +44,14 @@ async def test_endpoints_answer_json_and_leave_signals_alone(
     assert worker.health_server.port != 0
     assert health.status_code == ready.status_code == 200
     assert health.headers["content-type"] == "application/json"
-    assert set(health.json()) == {"status", "last_turn_s", "in_flight", "processed", "reclaimed"}
+    assert set(health.json()) == {
+        "status",
+        "last_turn_s",
+        "in_flight",
+        "processed",
+        "reclaimed",
+        "draining",
+    }
     assert missing.status_code == 404 and missing.json() == {"error": "not_found"}
     assert wrong.status_code == 405 and wrong.json() == {"error": "method_not_allowed"}
     # uvicorn >= 0.29 takes SIGINT/SIGTERM while it serves unless told otherwise.

@@ -7,6 +7,7 @@ the page shows rather than sleeping: a busy 2-core machine gets generous deadlin
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import importlib.util
@@ -34,7 +35,7 @@ from tests.support.servers import serve
 from tests.support.stack import worker_task
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, Locator, Page
+    from playwright.async_api import Browser, Dialog, Locator, Page
 
 KEY = "key-a-0123456789abcdef"
 EVENT_KEY = Secret("e" * 40)
@@ -398,3 +399,102 @@ async def test_dashboard_shows_a_bad_key_and_network_errors(
             }"""
         )
         assert refused
+
+
+ADMIN_KEY = "key-ops-0123456789abcdef"
+
+
+async def until_stage(stack: Running, scan_id: str, field: str, value: str) -> None:
+    """Poll the scan (as tenant ``a``) until ``field`` (``stage`` or ``state``) is ``value``."""
+    async with asyncio.timeout(WAIT_MS / 1000):
+        while True:
+            body = (await stack.http.get(f"/api/scans/{scan_id}")).json()
+            if (body["progress"]["stage"] if field == "stage" else body["state"]) == value:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def accept(dialog: Dialog) -> None:
+    """Confirm a destructive action."""
+    await dialog.accept()
+
+
+async def dismiss(dialog: Dialog) -> None:
+    """Decline one."""
+    await dialog.dismiss()
+
+
+async def pause_and_limit(tab: Page, stack: Running) -> str:
+    """Pause tenant ``a`` from the page (a scan of it says `paused`), raise a limit."""
+    from playwright.async_api import expect
+
+    await expect(tab.locator("#pauses li")).to_have_text("Nothing is paused.")
+    await tab.fill("#pause-tenant", "a")
+    await tab.click("#pause")
+    await expect(tab.locator("#pause-status")).to_have_text("paused")
+    await expect(tab.locator("#pauses li.pause")).to_contain_text("Paused: a, every priority")
+    held = await stack.post(scan("held"))
+    await until_stage(stack, held, "stage", "paused")
+    await tab.fill("#limit-tenant_max_active", "3")
+    await tab.click("#limits-apply")
+    await expect(tab.locator("#limits-status")).to_have_text("applied")
+    await expect(tab.locator("#limit-tenant_max_active")).to_have_attribute(
+        "data-overridden", "yes"
+    )
+    return held
+
+
+async def cancel_and_purge(tab: Page, stack: Running, held: str) -> None:
+    """Cancel tenant ``a``'s queue and purge its dead letter, each confirmed after a count."""
+    from playwright.async_api import expect
+
+    await tab.fill("#queue-tenant", "a")
+    tab.once("dialog", accept)
+    await tab.click("#cancel-queued")
+    await expect(tab.locator("#cancel-queued-status")).to_have_text("Cancel: 1 of 1 waiting scans")
+    await until_stage(stack, held, "state", "cancelled")
+    await tab.click("#resume")  # the same target: tenant a
+    await expect(tab.locator("#pauses li")).to_have_text("Nothing is paused.")
+
+    doomed = await stack.post(scan("doomed"))
+    await until_stage(stack, doomed, "state", "failed")
+    await tab.fill("#bulk-tenant", "a")
+    await tab.fill("#bulk-kind", "backend_error")
+    await tab.click("#bulk-count")
+    await expect(tab.locator("#bulk-status")).to_have_text("1 dead letters match")
+    tab.once("dialog", dismiss)
+    await tab.click("#bulk-purge")
+    await expect(tab.locator("#bulk-status")).to_have_text("not done")
+    tab.once("dialog", accept)
+    await tab.click("#bulk-purge")
+    await expect(tab.locator("#bulk-status")).to_have_text("Purge: 1 of 1 dead letters")
+
+
+@needs_browser
+async def test_operator_controls_for_admins_with_confirmation(
+    make_settings: SettingsFactory, browser: Browser
+) -> None:
+    """Hidden from a tenant's key; an admin pauses, changes a limit, cancels a tenant's
+    queue and purges dead letters (counted, then confirmed), and sees it all audited."""
+    from playwright.async_api import expect
+
+    settings = make_settings(
+        auth=True,
+        api_keys=(("a", Secret(KEY)), ("ops", Secret(ADMIN_KEY))),
+        admin_tenants=("ops",),
+        event_keys=(EVENT_KEY,),
+    )
+    backend = ScriptedBackend(settings, errors=doomed_once)
+    async with running(settings, backend) as stack, dashboard(browser, stack.url) as (tab, bad):
+        await use_key(tab, KEY)
+        await expect(tab.locator("#key-status")).to_have_text("key accepted")
+        await expect(tab.locator("#operator")).to_be_hidden()
+        await use_key(tab, ADMIN_KEY)
+        await expect(tab.locator("#operator")).to_be_visible()
+        held = await pause_and_limit(tab, stack)
+        await cancel_and_purge(tab, stack, held)
+        await expect(tab.locator("#audit-list td.action")).to_have_text(
+            ["purge_dead", "resume", "cancel_queued", "limits", "pause"]
+        )
+        await expect(tab.locator("#audit-list td.who").first).to_have_text("ops")
+        assert bad == [], "the page ran into its own CSP"
