@@ -184,19 +184,28 @@ class LiveControls:
         self._settings = settings
         self._current = Controls({}, settings)
         self._read_at = -REFRESH_S
-        self._lock = asyncio.Lock()
+        self._reading: asyncio.Future[Controls] | None = None
 
     async def current(self) -> Controls:
         """The controls, at most ``REFRESH_S`` old (RedisError if they cannot be read)."""
         if time.monotonic() - self._read_at < REFRESH_S:
             return self._current
-        async with self._lock:
-            if time.monotonic() - self._read_at >= REFRESH_S:
-                started = time.monotonic()
-                raw: Any = await self._redis.hgetall(self._key)
-                self._current = Controls(raw, self._settings)
-                self._read_at = started
+        # One read shared by every caller, who all resume in the same loop turn (a lock
+        # would wake them one turn each, and their scripts would go in as many pipelines).
+        if self._reading is None:
+            self._reading = asyncio.ensure_future(self._read())
+            self._reading.add_done_callback(self._read_done)
+        return await asyncio.shield(self._reading)
+
+    async def _read(self) -> Controls:
+        started = time.monotonic()
+        raw: Any = await self._redis.hgetall(self._key)
+        self._current = Controls(raw, self._settings)
+        self._read_at = started
         return self._current
+
+    def _read_done(self, _: asyncio.Future[Controls]) -> None:
+        self._reading = None
 
     def invalidate(self) -> None:
         """Read again at the next use (after this replica changed them)."""

@@ -129,6 +129,10 @@ class _Call:
         self.future = future
 
 
+MAX_IN_FLIGHT = 4
+"""Pipelines one runner keeps in flight (each holds a connection while it waits)."""
+
+
 class NotDurableError(RedisError):
     """A write is in Redis but not yet on disk where strict durability requires it."""
 
@@ -241,11 +245,21 @@ class ScriptRunner:
         return replies
 
     def _flush(self) -> None:
+        # A few pipelines in flight at most: calls made meanwhile wait for the next one,
+        # so a burst spread over many loop turns never needs a connection per turn
+        # (redis-py's pool refuses past its size rather than wait).
+        if len(self._flushing) >= MAX_IN_FLIGHT:
+            return  # the next pipeline to finish sends what waits
         batch, self._pending = self._pending, []
         if batch:
             task = asyncio.get_running_loop().create_task(self._send(batch))
             self._flushing.add(task)
-            task.add_done_callback(self._flushing.discard)
+            task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._flushing.discard(task)
+        if self._pending:
+            self._flush()
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
