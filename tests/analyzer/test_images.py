@@ -23,7 +23,7 @@ from analyzer.images import (
 )
 from shared.errors import InvalidImageError
 from shared.images import MAX_DECODED_BYTES, MAX_DIMENSION, ImageTooLargeError
-from tests.support.images import label_png
+from tests.support.images import bilevel_png, label_png
 
 
 def _encode(image: Image.Image, fmt: str, **options: object) -> bytes:
@@ -199,22 +199,6 @@ def test_images_that_need_work_are_not_sent_as_is(data: bytes) -> None:
     assert as_is(data) is None
 
 
-def _bilevel_png(width: int, height: int) -> bytes:
-    """A well-formed 1-bit PNG of zeros: a few KB on disk, width x height decoded."""
-    row = b"\0" * (1 + -(-width // 8))
-    packer = zlib.compressobj(9)
-    body = b"".join(packer.compress(row * 1000) for _ in range(height // 1000))
-    body += packer.compress(row * (height % 1000)) + packer.flush()
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
-
-
 @pytest.mark.parametrize(
     ("width", "height"), [(1, 40_000_000), (40_000_000, 1), (6_000, 6_000)], ids=str
 )
@@ -222,7 +206,7 @@ def test_bomb_under_the_pixel_limit_is_refused_from_its_header(width: int, heigh
     """A 1 x 40M strip took 3.9 s and 1.6 GB: now refused before a pixel is decoded."""
     started = time.process_time()
     with pytest.raises(ImageTooLargeError):
-        prepare_image(_bilevel_png(width, height))
+        prepare_image(bilevel_png(width, height))
     assert time.process_time() - started < 0.5
 
 
@@ -231,7 +215,7 @@ def test_image_at_the_decoded_size_cap_is_reduced_before_conversion(mode: str) -
     """The largest accepted raster of each awkward mode prepares quickly, to the long edge."""
     side = int(math.sqrt(MAX_DECODED_BYTES // 4))
     if mode == "1":
-        data = _bilevel_png(side, side)
+        data = bilevel_png(side, side)
     else:
         image = Image.new(mode, (side, side))
         if mode == "P":

@@ -6,9 +6,7 @@ import asyncio
 import base64
 import io
 import socket
-import struct
 import time
-import zlib
 from pathlib import Path
 
 import httpx
@@ -22,7 +20,7 @@ from shared.keys import Keys
 from shared.schemas import TERMINAL_STATES, ScanJob
 from shared.store import ScanStore, new_scan_id
 from tests.conftest import SettingsFactory
-from tests.support.images import label_png
+from tests.support.images import bilevel_png, label_png
 from tests.support.processes import spawn, stop, wait_http
 from tests.support.stack import running_stack
 
@@ -229,19 +227,3 @@ async def wait_finished(store: ScanStore, scan_id: str) -> str:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def bilevel_png(width: int, height: int) -> bytes:
-    """A well-formed 1-bit PNG of zeros: a few KB on disk, width x height decoded."""
-    row = b"\0" * (1 + -(-width // 8))
-    packer = zlib.compressobj(9)
-    body = b"".join(packer.compress(row * 1000) for _ in range(height // 1000))
-    body += packer.compress(row * (height % 1000)) + packer.flush()
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
