@@ -1,4 +1,5 @@
-"""The analyzer's health endpoint: liveness means the read loop keeps turning.
+"""The analyzer's health endpoint: liveness means the read loop keeps turning;
+readiness also means it takes work (a drained analyzer is alive but not ready).
 
 A small Starlette app served by uvicorn as a task in the worker's own event
 loop. Its routes are listed in :func:`health_app`; another endpoint (such as
@@ -41,6 +42,11 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     reclaimed: int
     draining: bool = False
     """Drained by an operator: alive and idle, taking no work until undrained."""
+    reason: str | None = None
+    """Why the probe answers 503; None when it answers 200."""
+
+
+DRAINED_REASON = "drained by an operator (POST /api/admin/drain): taking no work until undrained"
 
 
 class HealthBindError(SettingsError):
@@ -52,11 +58,23 @@ def _json(body: bytes, status: int) -> Response:
 
 
 def health_app(snapshot: Callable[[], Health], extra: Sequence[BaseRoute] = ()) -> Starlette:
-    """``/healthz`` and ``/readyz`` (200 alive, 503 stalled), plus ``extra`` routes."""
+    """``/healthz`` (200 alive, 503 stalled) and ``/readyz`` (also 503 while drained, so
+    Kubernetes counts the pod as not ready), plus ``extra`` routes."""
 
-    async def probe(request: Request) -> Response:
-        health = snapshot()
+    def answer(health: Health) -> Response:
+        if health.status == "stalled":
+            reason = f"the read loop has not turned for {health.last_turn_s} s"
+            health = msgspec.structs.replace(health, reason=reason)
         return _json(msgspec.json.encode(health), 200 if health.status == "ok" else 503)
+
+    async def live(request: Request) -> Response:
+        return answer(snapshot())
+
+    async def ready(request: Request) -> Response:
+        health = snapshot()
+        if health.status == "ok" and health.draining:
+            health = msgspec.structs.replace(health, status="draining", reason=DRAINED_REASON)
+        return answer(health)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         # JSON like every other labelscan answer, not Starlette's plain-text default.
@@ -65,8 +83,8 @@ def health_app(snapshot: Callable[[], Health], extra: Sequence[BaseRoute] = ()) 
         return _json(msgspec.json.encode({"error": error}), status)
 
     routes: list[BaseRoute] = [
-        Route("/healthz", probe, methods=["GET"]),
-        Route("/readyz", probe, methods=["GET"]),
+        Route("/healthz", live, methods=["GET"]),
+        Route("/readyz", ready, methods=["GET"]),
         *extra,
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})

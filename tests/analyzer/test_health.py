@@ -14,7 +14,7 @@ import pytest
 from shared.settings import Settings, SettingsError
 from tests.conftest import SettingsFactory
 from tests.support.processes import spawn, stop, wait_http, wait_log
-from tests.support.stack import worker_task
+from tests.support.stack import running_stack, worker_task
 
 
 def test_health_port_setting() -> None:
@@ -51,11 +51,43 @@ async def test_endpoints_answer_json_and_leave_signals_alone(
         "processed",
         "reclaimed",
         "draining",
+        "reason",
     }
+    assert health.json()["reason"] is None
     assert missing.status_code == 404 and missing.json() == {"error": "not_found"}
     assert wrong.status_code == 405 and wrong.json() == {"error": "method_not_allowed"}
     # uvicorn >= 0.29 takes SIGINT/SIGTERM while it serves unless told otherwise.
     assert during == before
+
+
+async def test_drained_analyzer_is_alive_but_not_ready(make_settings: SettingsFactory) -> None:
+    """Drained through the admin API: /readyz 503 with the reason (Kubernetes stops
+    counting the pod as ready), /healthz still 200 (no restart); undrained, ready again."""
+    settings = make_settings(analyzer_health_port=0)
+    async with running_stack(settings) as stack, httpx.AsyncClient() as http:
+        (worker,) = stack.workers
+        assert worker.health_server is not None
+        base = f"http://127.0.0.1:{worker.health_server.port}"
+        before = await http.get(f"{base}/readyz")
+        drained = await stack.client.post("/api/admin/drain", json={"consumer": worker.consumer})
+        assert drained.json()["delivered"] == 1
+        async with asyncio.timeout(5):
+            while (ready := await http.get(f"{base}/readyz")).status_code == 200:
+                await asyncio.sleep(0.02)
+        alive = await http.get(f"{base}/healthz")
+        await stack.client.post(
+            "/api/admin/drain", json={"consumer": worker.consumer, "undo": True}
+        )
+        async with asyncio.timeout(5):
+            while (again := await http.get(f"{base}/readyz")).status_code != 200:
+                await asyncio.sleep(0.02)
+    assert before.status_code == 200 and before.json()["draining"] is False
+    assert ready.status_code == 503
+    assert ready.json()["status"] == "draining" and ready.json()["draining"] is True
+    assert "drained by an operator" in ready.json()["reason"]
+    assert alive.status_code == 200
+    assert alive.json()["status"] == "ok" and alive.json()["draining"] is True
+    assert again.json() == {**again.json(), "status": "ok", "draining": False, "reason": None}
 
 
 async def test_health_off_serves_nothing(make_settings: SettingsFactory) -> None:
