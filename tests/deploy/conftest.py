@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import re
 import secrets
 import socket
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
@@ -15,6 +18,7 @@ from redis import Redis
 
 from shared.embedded import free_port
 from tests.deploy import engine
+from tests.support.labels import label_specs, render
 
 API_KEY = "ck-" + "k" * 40
 TENANT = "shop1"
@@ -171,6 +175,53 @@ def stack(image: Image) -> Iterator[Deployment]:
         yield deployment
     finally:
         deployment.containers.remove_all()
+
+
+@dataclass(frozen=True)
+class Scanned:
+    """A label scanned through a deployment: its events, the queue stats after it."""
+
+    events: list[str]
+    stats: dict[str, Any]
+    took_s: float
+
+
+def scan_label(gateway: str, notifier: str) -> Scanned:
+    """Post a US toy label, follow its events over the notifier's SSE until it ends, and
+    check the offline backend read it (most of its printed words) for every marketplace."""
+    spec = next(s for s in label_specs(include_japanese=False) if s.name == "us-toy-ok")
+    body = {
+        "image_base64": base64.b64encode(render(spec)).decode(),
+        "category": spec.category,
+        "marketplaces": list(spec.marketplaces),
+        "product_name": "Wooden blocks",
+    }
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    with httpx.Client(base_url=gateway, headers=auth, timeout=10) as client:
+        started = time.monotonic()
+        accepted = client.post("/api/scans", json=body)
+        assert accepted.status_code == 202, accepted.text
+        scan = accepted.json()
+        assert scan["events_url"].startswith(notifier)
+        events: list[str] = []
+        with httpx.stream("GET", scan["events_url"], timeout=120) as stream:
+            assert stream.status_code == 200
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    events.append(line.removeprefix("event: "))
+                    if events[-1] in {"completed", "failed", "cancelled"}:
+                        break
+        took = time.monotonic() - started
+        assert events[0] == "queued" and events[-1] == "completed", events
+        detail = client.get(f"/api/scans/{scan['scan_id']}").json()
+        stats = client.get("/api/queue/stats").json()
+    result = detail["result"]
+    assert result["model"].startswith("local-rulebook"), result
+    read = set(re.findall(r"[a-z]{5,}", result["analysis"]["detected_text"].lower()))
+    printed = {w.lower() for line in spec.lines for w in re.findall(r"[A-Za-z]{5,}", line)}
+    assert len(read & printed) >= len(printed) // 2, (sorted(read), sorted(printed))
+    assert {m["marketplace"] for m in result["analysis"]["marketplaces"]} == set(spec.marketplaces)
+    return Scanned(events, stats, took)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

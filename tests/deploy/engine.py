@@ -59,17 +59,21 @@ def debian_suite() -> str:
     raise EngineMissing("/etc/os-release names no Debian suite (VERSION_CODENAME)")
 
 
-def ulimit_args() -> list[str]:
-    """``--ulimit`` flags within this host's hard limits (runc refuses anything above)."""
-    args = []
+def ulimits() -> dict[str, int]:
+    """``nofile`` and ``nproc`` within this host's hard limits (runc refuses anything above)."""
+    values = {}
     for name, limit, wanted in (
         ("nofile", resource.RLIMIT_NOFILE, NOFILE_WANTED),
         ("nproc", resource.RLIMIT_NPROC, NPROC_WANTED),
     ):
         _, hard = resource.getrlimit(limit)
-        value = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
-        args += ["--ulimit", f"{name}={value}:{value}"]
-    return args
+        values[name] = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+    return values
+
+
+def ulimit_args() -> list[str]:
+    """``--ulimit`` flags of :func:`ulimits`."""
+    return [f for name, v in ulimits().items() for f in ("--ulimit", f"{name}={v}:{v}")]
 
 
 def check_tools() -> None:
