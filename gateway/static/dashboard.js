@@ -566,6 +566,9 @@ async function loadOperator(mine) {
     if (mine !== epoch) return;
     $("operator").hidden = false;
     renderControls(controls);
+    const stats = await api("GET", "/api/queue/stats");
+    if (mine !== epoch) return;
+    renderConsumers(stats.consumer_names || []);
     const audit = await api("GET", "/api/admin/audit?count=20");
     if (mine !== epoch) return;
     renderAudit(audit.entries || []);
@@ -591,6 +594,30 @@ function renderControls(controls) {
                  step: name === "tenant_rps" ? "any" : 1, value: shownLimits[name],
                  "data-overridden": overridden.has(name) ? "yes" : "no"}),
   ]));
+}
+
+/** One row per analyzer of the group (as /api/queue/stats names them), with its actions. */
+function renderConsumers(names) {
+  $("consumers").replaceChildren(...(names.length ? names.map((name) => {
+    const drain = el("button", {type: "button", class: "cancel drain", text: "Drain…"});
+    drain.addEventListener("click", () => drainConsumer(name, false));
+    const undo = el("button", {type: "button", class: "undrain", text: "Put back to work"});
+    undo.addEventListener("click", () => drainConsumer(name, true));
+    return el("li", {class: "consumer", "data-consumer": name},
+              el("code", {text: name}), " ", drain, " ", undo);
+  }) : [el("li", {class: "muted", text: "No analyzer has joined the group."})]));
+}
+
+/** Drain after a confirmation (it hands back running scans); undo needs none. */
+async function drainConsumer(name, undo) {
+  if (!undo && !window.confirm(`Drain analyzer ${name}? It hands back its running scans ` +
+                               "and takes no work until it is put back to work.")) {
+    $("drain-status").textContent = "not done";
+    return;
+  }
+  await operate("drain-status", "/api/admin/drain", {consumer: name, undo}, (r) =>
+    r.delivered === 0 ? `${r.consumer}: no analyzer is listening right now; send it again` :
+    `${r.consumer}: ${r.draining ? "draining" : "taking work again"}`);
 }
 
 function renderAudit(entries) {
@@ -682,6 +709,8 @@ function clearPanels() {
   show($("dead-error"), "");
   $("operator").hidden = true;
   $("pauses").replaceChildren();
+  $("consumers").replaceChildren();
+  $("drain-status").textContent = "";
   $("limits").replaceChildren();
   $("audit-list").replaceChildren();
   for (const id of ["pause-status", "limits-status", "bulk-status", "cancel-queued-status"]) {

@@ -15,13 +15,14 @@ import os
 import re
 import shutil
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import httpx
 import msgspec
 import pytest
 
+from analyzer.worker import Worker
 from gateway.app import create_app as create_gateway
 from gateway.dashboard import content_security_policy
 from notifier.app import create_app as create_notifier
@@ -158,6 +159,7 @@ class Running:
 
     url: str
     http: httpx.AsyncClient
+    workers: list[Worker] = field(default_factory=list)
 
     async def post(self, body: dict[str, object]) -> str:
         """Submit a scan; its id."""
@@ -175,14 +177,15 @@ async def running(settings: Settings, backend: ScriptedBackend | None) -> AsyncI
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(serve(create_notifier(settings), port=port))
         gateway = await stack.enter_async_context(serve(create_gateway(settings)))
+        workers = []
         if backend is not None:
-            await stack.enter_async_context(worker_task(settings, backend))
+            workers.append(await stack.enter_async_context(worker_task(settings, backend)))
         http = await stack.enter_async_context(
             httpx.AsyncClient(
                 base_url=gateway.url, timeout=10, headers={"authorization": f"Bearer {KEY}"}
             )
         )
-        yield Running(gateway.url, http)
+        yield Running(gateway.url, http, workers)
 
 
 @pytest.fixture
@@ -497,4 +500,45 @@ async def test_operator_controls_for_admins_with_confirmation(
             ["purge_dead", "resume", "cancel_queued", "limits", "pause"]
         )
         await expect(tab.locator("#audit-list td.who").first).to_have_text("ops")
+        assert bad == [], "the page ran into its own CSP"
+
+
+@needs_browser
+async def test_drain_an_analyzer_from_the_dashboard_with_confirmation(
+    make_settings: SettingsFactory, browser: Browser
+) -> None:
+    """The admin sees each analyzer of the group; Drain asks first (declined: nothing
+    happens), then drains it; Put back to work undoes it; both are audited."""
+    from playwright.async_api import expect
+
+    settings = make_settings(
+        auth=True,
+        api_keys=(("a", Secret(KEY)), ("ops", Secret(ADMIN_KEY))),
+        admin_tenants=("ops",),
+        event_keys=(EVENT_KEY,),
+    )
+    backend = ScriptedBackend(settings)
+    async with running(settings, backend) as stack, dashboard(browser, stack.url) as (tab, bad):
+        (worker,) = stack.workers
+        await use_key(tab, ADMIN_KEY)
+        row = tab.locator(f'#consumers li[data-consumer="{worker.consumer}"]')
+        await expect(row).to_contain_text(worker.consumer)
+        tab.once("dialog", dismiss)
+        await row.locator("button.drain").click()
+        await expect(tab.locator("#drain-status")).to_have_text("not done")
+        assert not worker.drained
+        tab.once("dialog", accept)
+        await row.locator("button.drain").click()
+        await expect(tab.locator("#drain-status")).to_have_text(f"{worker.consumer}: draining")
+        async with asyncio.timeout(WAIT_MS / 1000):
+            while not worker.drained:
+                await asyncio.sleep(0.02)
+        await row.locator("button.undrain").click()
+        await expect(tab.locator("#drain-status")).to_have_text(
+            f"{worker.consumer}: taking work again"
+        )
+        async with asyncio.timeout(WAIT_MS / 1000):
+            while worker.drained:
+                await asyncio.sleep(0.02)
+        await expect(tab.locator("#audit-list td.action")).to_have_text(["undrain", "drain"])
         assert bad == [], "the page ran into its own CSP"
