@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from datetime import UTC, datetime
 
 import httpx
@@ -11,6 +12,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from gateway.app import create_app
+from shared.embedded import free_port
 from shared.errors import BackendError, InvalidImageError
 from shared.keys import Keys
 from shared.schemas import ScanEvent
@@ -19,6 +21,7 @@ from tests.conftest import SettingsFactory
 from tests.support.anthropic_emulator import run_emulator
 from tests.support.backends import ScriptedBackend
 from tests.support.images import label_png
+from tests.support.processes import spawn, stop, wait_http
 from tests.support.servers import serve
 from tests.support.stack import Stack, running_stack
 
@@ -174,48 +177,99 @@ async def test_admin_routes_are_404_for_tenants_and_bodies_are_checked(
     assert [(e["who"], e["action"]) for e in log] == [("ops", "pause")]
 
 
+LOWERED_RPM = 5
+WINDOW_S = 60.0  # the API's window: a minute
+SETTLE_LIMIT_S = 1.5
+"""The claim is one second (a replica applies a change on the control channel's hint
+at once, or when its copy is half a second old); the rest is for a loaded 2-core
+machine, where a replica's event loop may wait its turn."""
+
+
+def settle_time(arrivals: list[float], changed_at: float, limit: int) -> float:
+    """Seconds after ``changed_at`` until the API stops seeing more than ``limit`` calls
+    in any window ending at a call (counting the calls before the change too)."""
+    late = 0.0
+    for index, at in enumerate(arrivals):
+        in_window = sum(1 for earlier in arrivals[: index + 1] if earlier > at - WINDOW_S)
+        if at >= changed_at and in_window > limit:
+            late = at - changed_at
+    return late
+
+
 async def test_rpm_lowered_at_runtime_is_obeyed_by_three_replicas(
-    make_settings: SettingsFactory,
+    make_settings: SettingsFactory, redis: Redis
 ) -> None:
-    """No RPM configured; an admin sets 5: within a second three analyzers send only 5
-    calls to the API (counted there); restoring the setting frees the waiting scans."""
+    """Three analyzer processes call the (emulated) API freely; an admin lowers the
+    fleet-wide RPM below what the last minute already holds: measured at the API, the
+    calls stop within a second and none follow while scans wait; restoring the setting
+    lets every scan finish."""
     # The emulated API sets no limit of its own: what it counts is what the fleet sent.
-    async with run_emulator() as emulator:
+    async with run_emulator(delay_s=0.3) as emulator:
         settings = make_settings(
             analyzer_backend="claude",
             anthropic_api_key=Secret("sk-rt"),
             anthropic_base_url=emulator.base_url,
+            anthropic_rpm=6000,  # the fleet's calls are booked, far from this limit
             worker_concurrency=4,
+            shutdown_grace_s=0.5,
         )
-        async with running_stack(settings, analyzers=3) as stack:
-            patched = await stack.client.patch("/api/admin/limits", json={"anthropic_rpm": 5})
-            assert patched.json()["limits"]["anthropic_rpm"] == 5
-            assert patched.json()["overridden"] == ["anthropic_rpm"]
-            await asyncio.sleep(1.0)  # every replica's copy is at most 0.5 s old
-            ids = [
-                (await stack.client.post("/api/scans", json=body(f"s{i}", "A"))).json()["scan_id"]
-                for i in range(10)
-            ]
-            async with asyncio.timeout(15):
-                while emulator.ok_count < 5:
-                    await asyncio.sleep(0.05)
-            await asyncio.sleep(1.0)
-            assert emulator.ok_count == 5
-            stages = [
-                (await stack.client.get(f"/api/scans/{sid}/status")).json()["progress"]["stage"]
-                for sid in ids
-            ]
-            assert stages.count("waiting") == 5, stages
-            limiter = (await stack.client.get("/api/queue/stats")).json()["limiter"]
-            assert limiter["requests_per_minute_limit"] == 5
-            assert limiter["requests_last_minute"] == 5
-
-            restored = await stack.client.patch("/api/admin/limits", json={"anthropic_rpm": None})
-            assert restored.json()["limits"]["anthropic_rpm"] == 0
-            async with asyncio.timeout(5):
+        ports = [free_port() for _ in range(3)]
+        procs = [spawn("analyzer", settings, ANALYZER_HEALTH_PORT=str(p)) for p in ports]
+        try:
+            for proc, port in zip(procs, ports, strict=True):
+                await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/healthz", proc)
+            async with running_stack(settings, analyzers=0) as stack:
+                ids = await submit(stack, "A", 60)
+                async with asyncio.timeout(30):
+                    while len(emulator.arrived_at) < 15:
+                        await asyncio.sleep(0.01)
+                changed_at = time.monotonic()
+                patched = await stack.client.patch(
+                    "/api/admin/limits", json={"anthropic_rpm": LOWERED_RPM}
+                )
+                answered_at = time.monotonic()
+                await asyncio.sleep(SETTLE_LIMIT_S + 3.0)
+                arrivals = sorted(emulator.arrived_at)
+                stages = [
+                    (await stack.client.get(f"/api/scans/{sid}/status")).json()["progress"]["stage"]
+                    for sid in ids
+                ]
+                limiter = (await stack.client.get("/api/queue/stats")).json()["limiter"]
+                keys = Keys(settings.prefix, settings.partitions)
+                held_by = {
+                    await redis.hget(keys.scan(sid), "owner")
+                    for sid, stage in zip(ids, stages, strict=True)
+                    if stage == "waiting"
+                }
+                restored = await stack.client.patch(
+                    "/api/admin/limits", json={"anthropic_rpm": None}
+                )
                 for sid in ids:
-                    assert (await stack.wait_terminal(sid))["state"] == "completed"
-    assert emulator.ok_count == 10
+                    assert (await stack.wait_terminal(sid, timeout=60))["state"] == "completed"
+        finally:
+            for proc in procs:
+                stop(proc)
+    before = [t for t in arrivals if t < changed_at]
+    after = [t for t in arrivals if t >= changed_at]
+    settle = settle_time(arrivals, changed_at, LOWERED_RPM)
+    rate = len([t for t in before if t >= changed_at - 1.0])
+    print(
+        f"\nRPM {LOWERED_RPM} set by PATCH (answered in {answered_at - changed_at:.3f} s) "
+        f"with {len(before)} calls already in the minute ({rate} in the second before); "
+        f"calls at the API after it: {len(after)}, the last {settle:.3f} s after the PATCH "
+        f"was sent; none in the {changed_at + SETTLE_LIMIT_S + 3.0 - max(arrivals):.1f} s "
+        f"after that, while {stages.count('waiting')} scans waited"
+    )
+    assert patched.json()["limits"]["anthropic_rpm"] == LOWERED_RPM
+    assert len(before) >= 15 > LOWERED_RPM
+    assert settle <= SETTLE_LIMIT_S, f"calls still reached the API {settle:.2f} s after"
+    assert not [t for t in arrivals if t > changed_at + SETTLE_LIMIT_S]
+    # Every slot of every replica (3 x 4) holds a scan waiting for API capacity.
+    assert stages.count("waiting") == 12, stages
+    assert len(held_by) == 3, held_by  # every replica had scans held back by the limit
+    assert limiter["requests_per_minute_limit"] == LOWERED_RPM
+    assert restored.json()["limits"]["anthropic_rpm"] == 6000
+    assert emulator.ok_count == 60 and emulator.rejected == 0
 
 
 async def test_key_rate_and_daily_quota_change_at_runtime(make_settings: SettingsFactory) -> None:
