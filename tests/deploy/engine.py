@@ -112,12 +112,21 @@ def podman(*args: str, timeout: float = 60, check: bool = True) -> subprocess.Co
 
 
 def remove_orphans() -> list[str]:
-    """Remove containers whose test process is gone; their names."""
+    """Remove pods (``kube play``) and containers whose test process is gone; their names."""
+    pods = podman(
+        "pod", "ps", "--filter", f"label={OWNER_LABEL}",
+        "--format", f'{{{{.Name}}}} {{{{index .Labels "{OWNER_LABEL}"}}}}',
+    )  # fmt: skip
+    orphans = []
+    for line in pods.stdout.splitlines():
+        name, _, pid = line.partition(" ")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            podman("pod", "rm", "--force", "--time", "0", name, check=False)
+            orphans.append(name)
     listed = podman(
         "ps", "--all", "--filter", f"label={OWNER_LABEL}",
         "--format", f'{{{{.Names}}}} {{{{index .Labels "{OWNER_LABEL}"}}}}',
     )  # fmt: skip
-    orphans = []
     for line in listed.stdout.splitlines():
         name, _, pid = line.partition(" ")
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():

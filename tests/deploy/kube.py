@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,6 @@ MANIFEST = engine.ROOT / "deploy/k8s/labelscan.yaml"
 NOT_PLAYED = {
     "Service": "cluster networking: the pods are reached on the host network instead",
     "ScaledObject": "a KEDA custom resource: no KEDA operator here to scale on queue lag",
-    "ServiceMonitor": "a Prometheus-operator custom resource: no operator here",
     "PodMonitor": "a Prometheus-operator custom resource: no operator here",
     "PrometheusRule": "a Prometheus-operator custom resource: no operator here",
     "HorizontalPodAutoscaler": "no metrics server or controller here",
@@ -119,6 +119,9 @@ def _render_deployment(
 ) -> str:
     """Rewrite one Deployment in place; the service it runs."""
     doc["spec"]["replicas"] = 1
+    # Pods and containers carry it: a later run removes those of a killed run.
+    labels = doc["spec"]["template"]["metadata"].setdefault("labels", {})
+    labels[engine.OWNER_LABEL] = str(os.getpid())
     pod = doc["spec"]["template"]["spec"]
     pod["hostNetwork"] = True
     (container,) = pod["containers"]

@@ -124,6 +124,13 @@ def played(image: Image) -> Iterator[Played]:
             valkey.containers.remove_all()
 
 
+def test_every_kind_under_deploy_k8s_is_played_or_left_out_with_a_reason() -> None:
+    """A kind added to the manifests is either played or named in ``NOT_PLAYED``."""
+    for path in sorted((engine.ROOT / "deploy/k8s").glob("*.yaml")):
+        for doc in kube.documents(path):
+            assert doc["kind"] in kube.PLAYED or doc["kind"] in kube.NOT_PLAYED, (path, doc)
+
+
 def test_what_podman_cannot_play_is_left_out_by_name(played: Played) -> None:
     """Only kinds podman plays are given to it; the rest are named, each with a reason."""
     kinds = {doc["kind"] for doc in played.rendered.documents}
