@@ -90,6 +90,7 @@ def played(image: Image) -> Iterator[Played]:
             "PUBLIC_NOTIFIER_URL": f"http://127.0.0.1:{ports['notifier']}",
             "ANALYZER_BACKEND": "local",  # offline: no API key in the test's Secret
             "LABELSCAN_TENANT_RPS": "0",
+            "LABELSCAN_ADMIN_TENANTS": TENANT,  # for the drain below
         },
     )
     with tempfile.TemporaryDirectory(prefix="labelscan-kube-") as tmp:
@@ -169,3 +170,24 @@ def test_scan_end_to_end_through_the_pods(played: Played) -> None:
     scanned = scan_label(played.url("gateway"), played.url("notifier"))
     MEASURED["first scan through the kube-played pods"] = f"{scanned.took_s:.1f} s"
     assert scanned.stats["consumers"] == 1, scanned.stats
+
+
+def test_a_drained_analyzer_pod_is_live_but_not_ready(played: Played) -> None:
+    """Drained through the admin API, the analyzer pod's readiness probe path answers
+    503 (Kubernetes would count it as not ready) and its liveness path 200 (no restart);
+    undrained, it is ready again."""
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    analyzer = played.url("analyzer")
+
+    def probe(path: str) -> int:
+        return httpx.get(f"{analyzer}{path}", timeout=5).status_code
+
+    with httpx.Client(base_url=played.url("gateway"), headers=auth, timeout=10) as client:
+        (consumer,) = client.get("/api/queue/stats").json()["consumer_names"]
+        drained = client.post("/api/admin/drain", json={"consumer": consumer})
+        assert drained.status_code == 200 and drained.json()["delivered"] == 1, drained.text
+        engine.wait_until(lambda: probe("/readyz") == 503, 10, "drained analyzer not ready")
+        live = probe("/healthz")
+        client.post("/api/admin/drain", json={"consumer": consumer, "undo": True})
+        engine.wait_until(lambda: probe("/readyz") == 200, 10, "undrained analyzer ready")
+    assert live == 200
