@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import admin, dashboard, scans
+from gateway import admin, dashboard, listing, scans
 from gateway.auth import Guard
 from gateway.metrics import count_rejection
 from gateway.openapi import openapi_endpoint
@@ -91,7 +91,8 @@ def create_app(settings: Settings) -> Starlette:
             await redis.aclose()
 
     routes = [
-        Route("/api/scans", scans.create_scan, methods=["POST"]),
+        # GET lists, POST submits: one route, so that a 405 there lists both in Allow.
+        Route("/api/scans", listing.scans_root, methods=["GET", "POST"]),
         Route("/api/scans/{scan_id}/status", scans.scan_status, methods=["GET"]),
         Route("/api/scans/{scan_id}/events-url", scans.events_link, methods=["GET"]),
         # One route for both methods, so that a 405 there lists both in Allow.
