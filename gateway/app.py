@@ -18,6 +18,8 @@ from gateway import admin, dashboard, listing, scans
 from gateway.auth import Guard
 from gateway.metrics import count_rejection
 from gateway.openapi import openapi_endpoint
+from gateway.waiters import ScanWaiters
+from shared.connection import connect
 from shared.controls import ControlStore
 from shared.cors import cors
 from shared.http.clients import request_client
@@ -37,6 +39,7 @@ class State(TypedDict):
     settings: Settings
     guard: Guard
     controls: ControlStore
+    waiters: ScanWaiters
 
 
 async def stats(request: Request) -> Response:
@@ -77,6 +80,12 @@ def create_app(settings: Settings) -> Starlette:
     store = ScanStore(redis, settings)
     guard = Guard(settings, store.run, store.keys, store.controls)
     control_store = ControlStore(redis, store.keys, settings)
+    # Long-polls wait on one events reader per process, on its own connections (their
+    # XREAD BLOCK outlasts the request client's short timeout); none open until one waits.
+    reader = connect(settings, max_connections=len(store.keys.partitions) + 1)
+    waiters = ScanWaiters(
+        reader, [part.events for part in store.keys.partitions], limit=settings.scan_wait_max
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -86,8 +95,11 @@ def create_app(settings: Settings) -> Starlette:
                 "settings": settings,
                 "guard": guard,
                 "controls": control_store,
+                "waiters": waiters,
             }
         finally:
+            await waiters.stop()
+            await reader.aclose()
             await redis.aclose()
 
     routes = [

@@ -126,6 +126,32 @@ _LIST_PARAMETERS: list[Schema] = [
         ),
     )
 ]
+_LONG_POLL: list[Schema] = [
+    {
+        "name": "wait",
+        "in": "query",
+        "required": False,
+        "description": (
+            "Long-poll: answer as soon as the scan has ended (completed, failed or cancelled), "
+            "or after this many seconds with the document as it is then. With If-None-Match, "
+            "answer as soon as the document differs from that version instead (304 if it "
+            "never does within the wait). Beyond SCAN_WAIT_MAX waiting requests: 503."
+        ),
+        "schema": {"type": "integer", "minimum": 0, "maximum": 60},
+    },
+    {
+        "name": "If-None-Match",
+        "in": "header",
+        "required": False,
+        "description": "The ETag of the version you have: 304 while it is still current.",
+        "schema": {"type": "string"},
+    },
+]
+_ETAG: Schema = {
+    "description": "The version of the document (strong)",
+    "required": True,
+    "schema": {"type": "string"},
+}
 _LOCATION: Schema = {"description": "Path of the scan", "schema": {"type": "string"}}
 _RETRY_AFTER: Schema = {
     "description": "Seconds to wait",
@@ -147,6 +173,14 @@ def _json(schema: Schema, description: str, headers: Schema | None = None) -> Sc
     if headers:
         response["headers"] = headers
     return response
+
+
+def _conditional(name: str, description: str) -> dict[str, Schema]:
+    """A document with an ETag, and the 304 of an If-None-Match that still names it."""
+    return {
+        "200": _json(_ref(name), description, {"ETag": _ETAG}),
+        "304": {"description": "Unchanged from If-None-Match", "headers": {"ETag": _ETAG}},
+    }
 
 
 def _errors(*codes: int) -> dict[str, Schema]:
@@ -284,11 +318,12 @@ def _paths(auth: bool) -> dict[str, Schema]:
         },
         "/api/scans/{scan_id}": {
             "get": api(
-                "A scan's status and outcome",
-                {"200": _json(_ref("ScanDetail"), "The scan")},
+                "A scan's status and outcome; ?wait= long-polls until it ends",
+                _conditional("ScanDetail", "The scan"),
+                400,
                 404,
                 operationId="getScan",
-                parameters=scan_id,
+                parameters=[*scan_id, *_LONG_POLL],
             ),
             "delete": api(
                 "Cancel a scan that has not finished",
@@ -301,11 +336,12 @@ def _paths(auth: bool) -> dict[str, Schema]:
         },
         "/api/scans/{scan_id}/status": {
             "get": api(
-                "A scan's status",
-                {"200": _json(_ref("ScanStatus"), "The status")},
+                "A scan's status; ?wait= long-polls until it ends",
+                _conditional("ScanStatus", "The status"),
+                400,
                 404,
                 operationId="getScanStatus",
-                parameters=scan_id,
+                parameters=[*scan_id, *_LONG_POLL],
             )
         },
         "/api/scans/{scan_id}/events-url": {
