@@ -13,6 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.app import create_app
+from shared.keys import Keys
 from shared.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.support.backends import ScriptedBackend
@@ -264,3 +265,49 @@ async def test_waiting_requests_make_no_redis_calls(
     for scan_id in ids[20:]:
         await client.delete(f"/api/scans/{scan_id}")
     await asyncio.gather(*polls)
+
+
+async def test_the_reader_resumes_after_its_connection_is_killed(
+    client: httpx.AsyncClient, redis: Redis
+) -> None:
+    """CLIENT KILL of the events reader's connection: it reconnects from where it was, and a
+    cancel made meanwhile still wakes its waiter."""
+    scan_id = await submit(client)
+    poll = asyncio.create_task(client.get(f"/api/scans/{scan_id}", params={"wait": WAIT_S}))
+    async with asyncio.timeout(WAIT_S):
+        while True:  # the reader is blocked in XREAD
+            clients: Any = await redis.client_list()
+            readers = [c for c in clients if c["cmd"] == "xread"]
+            if readers:
+                break
+            await asyncio.sleep(0.05)
+    for reader in readers:
+        await redis.client_kill_filter(_id=reader["id"])
+    await client.delete(f"/api/scans/{scan_id}")  # while the reader is reconnecting
+    response = await poll
+    assert response.status_code == 200 and response.json()["state"] == "cancelled"
+
+
+async def test_long_poll_over_partitions(make_settings: SettingsFactory) -> None:
+    """SCAN_PARTITIONS=3: one reader per partition; a waiter wakes whichever holds its scan."""
+    settings = make_settings(partitions=3)
+    keys = Keys(settings.prefix, 3)
+    async with (
+        serve(create_app(settings)) as server,
+        httpx.AsyncClient(base_url=server.url, timeout=WAIT_S + 10) as http,
+    ):
+        ids: list[str] = []
+        while len({keys.of_scan(i).index for i in ids}) < 3:  # one in each partition at least
+            ids.append(await submit(http))
+        polls = [
+            asyncio.create_task(http.get(f"/api/scans/{i}/status", params={"wait": WAIT_S}))
+            for i in ids
+        ]
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        for scan_id in ids:
+            await http.delete(f"/api/scans/{scan_id}")
+        answers = await asyncio.gather(*polls)
+        elapsed = time.monotonic() - started
+    assert all(a.json()["state"] == "cancelled" for a in answers)
+    assert elapsed < WAIT_S
