@@ -170,9 +170,10 @@ class _Feed:
 class ScanLister:
     """Pages of scans for one deployment's keys."""
 
-    def __init__(self, redis: RedisClient, keys: Keys) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys, *, budget: int = BUDGET) -> None:
         self.redis = redis
         self.keys = keys
+        self.budget = budget
 
     def _feeds(self, query: ListQuery) -> list[_Feed]:
         upper = query.cursor
@@ -195,9 +196,11 @@ class ScanLister:
         examined = 0
         last: Position | None = None
         left_over = False  # entries taken from the feeds but not looked at
-        while len(items) < query.limit and examined < BUDGET and not left_over:
+        while len(items) < query.limit and examined < self.budget and not left_over:
             await asyncio.gather(*(f.refill(self.redis) for f in feeds if f.wants_more))
-            chunk = _merge(feeds, min(max(query.limit, BATCH), BUDGET - examined))
+            # Unfiltered, every live entry is an item: read no more scans than the page needs.
+            wanted = query.limit - len(items) if _unfiltered(query) else max(query.limit, BATCH)
+            chunk = _merge(feeds, min(wanted, self.budget - examined))
             if not chunk:
                 break
             for n, ((_, position), summary) in enumerate(
@@ -274,6 +277,10 @@ def _summary(scan_id: str, fields: list[bytes | None], tail: Any) -> ScanSummary
         percentage=progress.percentage,
         verdict=event.verdict if event is not None else None,
     )
+
+
+def _unfiltered(query: ListQuery) -> bool:
+    return query.state is None and query.priority is None and query.q is None
 
 
 def _matches(summary: ScanSummary, query: ListQuery) -> bool:

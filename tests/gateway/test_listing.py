@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from gateway.app import create_app
 from shared.clock import iso, now_ms
 from shared.keys import Keys
-from shared.scanlist import encode_cursor
+from shared.scanlist import ListQuery, ScanLister, decode_cursor, encode_cursor
 from shared.schemas import ScanJob
 from shared.settings import Secret, Settings
 from shared.store import ScanStore
@@ -327,3 +327,32 @@ async def test_a_cursor_past_everything_is_an_empty_last_page(settings: Settings
     async with serve(create_app(settings)) as server, httpx.AsyncClient(base_url=server.url) as c:
         page = (await c.get("/api/scans", params={"cursor": encode_cursor((0, "0" * 32))})).json()
     assert page == {"items": [], "next": None}
+
+
+async def test_a_rare_match_comes_after_short_pages(settings: Settings, redis: Redis) -> None:
+    """A page looks at a bounded number of scans: past it, a short (even empty) page and a
+    cursor; following the cursors finds the match, once."""
+    store = ScanStore(redis, settings)
+    ids = []
+    for n in range(12):
+        scan_id = store.new_scan_id()
+        job = ScanJob(
+            scan_id=scan_id,
+            category="food",
+            marketplaces=["DE"],
+            product_name="Needle" if n == 0 else f"Hay {n}",
+            submitted_at_ms=now_ms() - 1000 + n,
+            image_url="https://example.invalid/x.png",
+        )
+        assert await store.submit(job, None) is None
+        ids.append(scan_id)
+    lister = ScanLister(redis, Keys(settings.prefix), budget=5)
+    pages = []
+    cursor = None
+    while True:
+        page = await lister.page(ListQuery(tenant=None, q="needle", cursor=cursor, limit=10))
+        pages.append([item.scan_id for item in page.items])
+        if page.next is None:
+            break
+        cursor = decode_cursor(page.next)
+    assert pages == [[], [], [ids[0]]]
