@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 
+from gateway.metrics import LONG_POLLS
 from shared.connection import RedisClient
 
 log = structlog.get_logger("gateway")
@@ -95,11 +96,13 @@ class ScanWaiters:
         watch = Watch(self, scan_id)
         self._watches.setdefault(scan_id, set()).add(watch)
         self._count += 1
+        LONG_POLLS.inc()
         self._start()
         try:
             yield watch
         finally:
             self._count -= 1
+            LONG_POLLS.dec()
             watches = self._watches.get(scan_id)
             if watches is not None:
                 watches.discard(watch)

@@ -257,6 +257,8 @@ async def test_waiting_requests_make_no_redis_calls(
     assert await commands(redis, "hgetall") == before, "no request reads while it waits"
     clients: Any = await redis.client_list()
     assert sum(c["cmd"] == "xread" for c in clients) <= 1, "one events reader"
+    metrics = (await client.get("/metrics")).text
+    assert "\nlabelscan_long_polls_waiting 40.0\n" in metrics
     for scan_id in ids[:20]:
         await client.delete(f"/api/scans/{scan_id}")
     done, pending = await asyncio.wait(polls[:20], timeout=WAIT_S / 2)
