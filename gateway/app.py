@@ -144,4 +144,12 @@ def create_app(settings: Settings) -> Starlette:
     # Starlette would answer "/api/scans/" with a bodiless 307 to "/api/scans": no answer the
     # OpenAPI document lists, and no ErrorBody. A path with a stray slash is an unknown path.
     app.router.redirect_slashes = False
+    app.state.waiters = waiters
     return app
+
+
+def begin_shutdown(app: Starlette) -> None:
+    """Answer every long-poll now; called by the server as soon as it starts shutting down
+    (it waits for open requests before the lifespan ends, and a wait may last a minute)."""
+    waiters: ScanWaiters = app.state.waiters
+    waiters.drain()

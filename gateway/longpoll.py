@@ -96,6 +96,8 @@ async def _wait(
 ) -> _Doc:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
+    if waiters.draining:
+        return doc  # the process is stopping: the client asks again, maybe elsewhere
     try:
         async with waiters.watch(scan_id) as watch:
             if not await watch.ready(deadline):
@@ -104,7 +106,9 @@ async def _wait(
                 # Cleared before reading: an event from here on wakes the next wait.
                 watch.changed.clear()
                 doc = _Doc(await load())
-                if _settled(doc, seen) or not await watch.next_change(deadline):
+                if _settled(doc, seen) or waiters.draining:
+                    return doc
+                if not await watch.next_change(deadline):
                     return doc
     except TooManyWaitersError:
         raise ApiError(

@@ -82,6 +82,7 @@ class ScanWaiters:
         self._last: list[str | None] = [None] * len(self._streams)
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
+        self.draining = False
 
     @property
     def waiting(self) -> int:
@@ -108,6 +109,13 @@ class ScanWaiters:
                 watches.discard(watch)
                 if not watches:
                     del self._watches[scan_id]
+
+    def drain(self) -> None:
+        """Wake every waiter to answer now, and let none wait from here on (shutdown)."""
+        self.draining = True
+        for watches in self._watches.values():
+            for watch in watches:
+                watch.changed.set()
 
     def _start(self) -> None:
         if self._tasks:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import signal
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,11 +15,13 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.app import create_app
+from shared.embedded import free_port
 from shared.keys import Keys
 from shared.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.support.backends import ScriptedBackend
 from tests.support.images import label_png
+from tests.support.processes import spawn, stop, wait_http
 from tests.support.servers import serve
 from tests.support.stack import worker_task
 
@@ -313,3 +317,30 @@ async def test_long_poll_over_partitions(make_settings: SettingsFactory) -> None
         elapsed = time.monotonic() - started
     assert all(a.json()["state"] == "cancelled" for a in answers)
     assert elapsed < WAIT_S
+
+
+async def test_a_stopping_gateway_answers_its_long_polls(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    """SIGTERM to a gateway process: its waiting requests get the current document at once
+    (not a dropped connection after the shutdown grace), and it exits on the signal."""
+    port = free_port()
+    settings = make_settings(gateway_port=port)
+    gateway = spawn("gateway", settings, log=tmp_path / "gateway.log")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        await asyncio.to_thread(wait_http, f"{url}/readyz", gateway)
+        async with httpx.AsyncClient(base_url=url, timeout=WAIT_S + 10) as http:
+            scan_id = await submit(http)
+            poll = asyncio.create_task(http.get(f"/api/scans/{scan_id}", params={"wait": WAIT_S}))
+            await asyncio.sleep(0.5)
+            assert not poll.done()
+            stopping = time.monotonic()
+            gateway.send_signal(signal.SIGTERM)
+            response = await poll
+            answered_s = time.monotonic() - stopping
+    finally:
+        code = await asyncio.to_thread(stop, gateway)
+    assert response.status_code == 200 and response.json()["state"] == "queued"
+    assert answered_s < 5, "answered as the shutdown began, not cut off after its grace"
+    assert code in (0, -signal.SIGTERM), "uvicorn re-raises the SIGTERM once it has stopped"
