@@ -6,17 +6,24 @@ import asyncio
 import socket
 
 import uvicorn
+from starlette.applications import Starlette
 
-from gateway.app import create_app
+from gateway.app import begin_shutdown, create_app
 from shared.http.server import server_config
 from shared.service import boot, exit_on_config_error
 from shared.tracing import setup_tracing, shutdown_tracing
 
 
 class _Server(uvicorn.Server):
-    """uvicorn, sending the last batched spans once requests have drained."""
+    """uvicorn, answering long-polls first and sending the last batched spans once requests
+    have drained."""
+
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self._app = app
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        begin_shutdown(self._app)
         await super().shutdown(sockets)
         # Here, not after run(): uvicorn re-raises SIGTERM once it has stopped, which
         # ends the process before any finally or atexit hook could flush.
@@ -43,7 +50,7 @@ def main() -> None:
         loop="uvloop",
         timeout_graceful_shutdown=10,
     )
-    _Server(config).run()
+    _Server(config, app).run()
 
 
 if __name__ == "__main__":

@@ -14,10 +14,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import admin, dashboard, scans
+from gateway import admin, dashboard, listing, scans
 from gateway.auth import Guard
 from gateway.metrics import count_rejection
 from gateway.openapi import openapi_endpoint
+from gateway.waiters import ScanWaiters
+from shared.connection import connect
 from shared.controls import ControlStore
 from shared.cors import cors
 from shared.http.clients import request_client
@@ -37,6 +39,7 @@ class State(TypedDict):
     settings: Settings
     guard: Guard
     controls: ControlStore
+    waiters: ScanWaiters
 
 
 async def stats(request: Request) -> Response:
@@ -77,6 +80,12 @@ def create_app(settings: Settings) -> Starlette:
     store = ScanStore(redis, settings)
     guard = Guard(settings, store.run, store.keys, store.controls)
     control_store = ControlStore(redis, store.keys, settings)
+    # Long-polls wait on one events reader per process, on its own connections (their
+    # XREAD BLOCK outlasts the request client's short timeout); none open until one waits.
+    reader = connect(settings, max_connections=len(store.keys.partitions) + 1)
+    waiters = ScanWaiters(
+        reader, [part.events for part in store.keys.partitions], limit=settings.scan_wait_max
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -86,12 +95,16 @@ def create_app(settings: Settings) -> Starlette:
                 "settings": settings,
                 "guard": guard,
                 "controls": control_store,
+                "waiters": waiters,
             }
         finally:
+            await waiters.stop()
+            await reader.aclose()
             await redis.aclose()
 
     routes = [
-        Route("/api/scans", scans.create_scan, methods=["POST"]),
+        # GET lists, POST submits: one route, so that a 405 there lists both in Allow.
+        Route("/api/scans", listing.scans_root, methods=["GET", "POST"]),
         Route("/api/scans/{scan_id}/status", scans.scan_status, methods=["GET"]),
         Route("/api/scans/{scan_id}/events-url", scans.events_link, methods=["GET"]),
         # One route for both methods, so that a 405 there lists both in Allow.
@@ -131,4 +144,12 @@ def create_app(settings: Settings) -> Starlette:
     # Starlette would answer "/api/scans/" with a bodiless 307 to "/api/scans": no answer the
     # OpenAPI document lists, and no ErrorBody. A path with a stray slash is an unknown path.
     app.router.redirect_slashes = False
+    app.state.waiters = waiters
     return app
+
+
+def begin_shutdown(app: Starlette) -> None:
+    """Answer every long-poll now; called by the server as soon as it starts shutting down
+    (it waits for open requests before the lifespan ends, and a wait may last a minute)."""
+    waiters: ScanWaiters = app.state.waiters
+    waiters.drain()

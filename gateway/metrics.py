@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 SUBMITTED = Counter(
     "labelscan_scans_submitted_total",
@@ -11,6 +11,11 @@ SUBMITTED = Counter(
 )
 REJECTED = Counter(
     "labelscan_rejected_total", "POST /api/scans answers that refused the scan.", ["reason"]
+)
+
+LONG_POLLS = Gauge(
+    "labelscan_long_polls_waiting",
+    "Requests of this gateway process waiting in a long-poll (?wait=) now.",
 )
 
 SUBMIT_ROUTE = "/api/scans"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 from starlette.requests import Request
@@ -13,7 +13,9 @@ from starlette.responses import Response
 from gateway.admin import Drain, Drained
 from shared.bulk import BulkResult, CancelQueued, DeadFilter
 from shared.controls import AuditLog, ControlsView, LimitsPatch, PauseTarget
+from shared.scanlist import ScanPage
 from shared.schemas import (
+    PRIORITIES,
     CancelResult,
     DeadLetters,
     ErrorBody,
@@ -21,6 +23,7 @@ from shared.schemas import (
     ScanAccepted,
     ScanCreate,
     ScanDetail,
+    ScanState,
     ScanStatus,
 )
 from shared.settings import Settings
@@ -45,9 +48,11 @@ _STRUCTS: tuple[type[msgspec.Struct], ...] = (
     BulkResult,
     Drain,
     Drained,
+    ScanPage,
 )
 _REASONS = {
-    400: "Malformed request (JSON, multipart, Content-Length or Idempotency-Key)",
+    400: "Malformed request (JSON, multipart, Content-Length, Idempotency-Key or a query "
+    "parameter; `field` names it)",
     401: "Missing or unknown API key",
     404: "No such scan (or it belongs to another tenant, or it has expired); admin routes: "
     "the key is not an admin's",
@@ -72,6 +77,81 @@ _IDEMPOTENCY_KEY: Schema = {
     "description": "Replaying a request with the same key and body returns the first scan (200).",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
+_LIST_PARAMETERS: list[Schema] = [
+    {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+    for name, description, schema in (
+        (
+            "state",
+            "Only scans in this state.",
+            {"enum": list(get_args(ScanState))},
+        ),
+        ("priority", "Only scans of this priority.", {"enum": list(PRIORITIES)}),
+        (
+            "since",
+            "Only scans created at or after this time (RFC 3339 with an offset).",
+            {"type": "string", "format": "date-time"},
+        ),
+        (
+            "until",
+            "Only scans created at or before this time (RFC 3339 with an offset).",
+            {"type": "string", "format": "date-time"},
+        ),
+        (
+            "q",
+            "A case-insensitive part of the product name, or the start of the scan id.",
+            {"type": "string", "minLength": 1, "maxLength": 200},
+        ),
+        (
+            "tenant",
+            "Admin keys (or auth off): only this tenant's scans. Another key may name only "
+            "its own tenant.",
+            {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+        ),
+        (
+            "cursor",
+            "The `next` of the previous page (opaque). A page may hold fewer than `limit` "
+            "scans when the filters skip many; follow `next` until it is null.",
+            {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,80}$"},
+        ),
+        (
+            "limit",
+            "Page size.",
+            {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+        ),
+    )
+]
+_LONG_POLL: list[Schema] = [
+    {
+        "name": "wait",
+        "in": "query",
+        "required": False,
+        "description": (
+            "Long-poll: answer as soon as the scan has ended (completed, failed or cancelled), "
+            "or after this many seconds with the document as it is then. With If-None-Match, "
+            "answer as soon as the document differs from that version instead (304 if it "
+            "never does within the wait). Beyond SCAN_WAIT_MAX waiting requests: 503."
+        ),
+        "schema": {"type": "integer", "minimum": 0, "maximum": 60},
+    },
+    {
+        "name": "If-None-Match",
+        "in": "header",
+        "required": False,
+        "description": "The ETag of the version you have: 304 while it is still current.",
+        "schema": {"type": "string"},
+    },
+]
+_ETAG: Schema = {
+    "description": "The version of the document (strong)",
+    "required": True,
+    "schema": {"type": "string"},
+}
 _LOCATION: Schema = {"description": "Path of the scan", "schema": {"type": "string"}}
 _RETRY_AFTER: Schema = {
     "description": "Seconds to wait",
@@ -93,6 +173,14 @@ def _json(schema: Schema, description: str, headers: Schema | None = None) -> Sc
     if headers:
         response["headers"] = headers
     return response
+
+
+def _conditional(name: str, description: str) -> dict[str, Schema]:
+    """A document with an ETag, and the 304 of an If-None-Match that still names it."""
+    return {
+        "200": _json(_ref(name), description, {"ETag": _ETAG}),
+        "304": {"description": "Unchanged from If-None-Match", "headers": {"ETag": _ETAG}},
+    }
 
 
 def _errors(*codes: int) -> dict[str, Schema]:
@@ -187,6 +275,13 @@ def _paths(auth: bool) -> dict[str, Schema]:
     scan_id = [_SCAN_ID]
     return {
         "/api/scans": {
+            "get": api(
+                "Your scans (an admin key: everyone's), newest first, filtered, cursor-paged",
+                {"200": _json(_ref("ScanPage"), "A page of scans; follow `next` for older ones")},
+                400,
+                operationId="listScans",
+                parameters=_LIST_PARAMETERS,
+            ),
             "post": api(
                 "Submit a scan",
                 {
@@ -219,15 +314,16 @@ def _paths(auth: bool) -> dict[str, Schema]:
                         },
                     },
                 },
-            )
+            ),
         },
         "/api/scans/{scan_id}": {
             "get": api(
-                "A scan's status and outcome",
-                {"200": _json(_ref("ScanDetail"), "The scan")},
+                "A scan's status and outcome; ?wait= long-polls until it ends",
+                _conditional("ScanDetail", "The scan"),
+                400,
                 404,
                 operationId="getScan",
-                parameters=scan_id,
+                parameters=[*scan_id, *_LONG_POLL],
             ),
             "delete": api(
                 "Cancel a scan that has not finished",
@@ -240,11 +336,12 @@ def _paths(auth: bool) -> dict[str, Schema]:
         },
         "/api/scans/{scan_id}/status": {
             "get": api(
-                "A scan's status",
-                {"200": _json(_ref("ScanStatus"), "The status")},
+                "A scan's status; ?wait= long-polls until it ends",
+                _conditional("ScanStatus", "The status"),
+                400,
                 404,
                 operationId="getScanStatus",
-                parameters=scan_id,
+                parameters=[*scan_id, *_LONG_POLL],
             )
         },
         "/api/scans/{scan_id}/events-url": {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from opentelemetry import trace
@@ -11,6 +12,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway import longpoll
 from gateway.auth import Caller, Guard
 from gateway.intake import read_scan
 from gateway.metrics import SUBMITTED
@@ -185,11 +187,29 @@ async def _owned(request: Request) -> tuple[Caller, ScanDetail]:
     return caller, detail
 
 
+async def _loader(request: Request) -> tuple[str, Callable[[], Awaitable[ScanDetail]]]:
+    """The scan id and a reader of its detail, for the caller (authenticated once)."""
+    caller = await _caller(request)
+    scan_id = request.path_params["scan_id"]
+    store = _store(request)
+
+    async def load() -> ScanDetail:
+        detail = await store.get(scan_id)
+        # Someone else's scan is as unknown as a missing one: no hint that it exists.
+        if detail is None or not caller.owns(detail.tenant):
+            raise not_found()
+        return detail
+
+    return scan_id, load
+
+
 async def scan_status(request: Request) -> Response:
-    """``GET /api/scans/{scan_id}/status``."""
-    _, d = await _owned(request)
-    return JSONResponse(
-        ScanStatus(
+    """``GET /api/scans/{scan_id}/status[?wait=]``: with an ETag; 304 on If-None-Match."""
+    scan_id, load = await _loader(request)
+
+    async def status() -> ScanStatus:
+        d = await load()
+        return ScanStatus(
             scan_id=d.scan_id,
             state=d.state,
             progress=d.progress,
@@ -199,13 +219,14 @@ async def scan_status(request: Request) -> Response:
             next_attempt_at=d.next_attempt_at,
             trace_id=d.trace_id,
         )
-    )
+
+    return await longpoll.answer(request, scan_id, status)
 
 
 async def scan_detail(request: Request) -> Response:
-    """``GET /api/scans/{scan_id}``: status plus result or error."""
-    _, detail = await _owned(request)
-    return JSONResponse(detail)
+    """``GET /api/scans/{scan_id}[?wait=]``: status plus result or error, as ``scan_status``."""
+    scan_id, load = await _loader(request)
+    return await longpoll.answer(request, scan_id, load)
 
 
 async def scan_item(request: Request) -> Response:

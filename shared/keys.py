@@ -107,6 +107,15 @@ class Partition:
         """Idempotency key -> scan id."""
         return f"{self._p}:idem:{key}"
 
+    @property
+    def scan_index(self) -> str:
+        """Sorted set of this partition's scans by creation time (admin listing)."""
+        return f"{self._p}:list"
+
+    def tenant_scan_index(self, tenant: str) -> str:
+        """Sorted set of one tenant's scans of this partition by creation time."""
+        return f"{self._p}:list:tenant:{tenant}"
+
 
 class Keys:
     """Key names under one deployment prefix, split into ``partitions``."""

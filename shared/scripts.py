@@ -36,6 +36,10 @@ class SubmitKeys(_S, frozen=True, kw_only=True):
     image: str
     idempotency: str
     delayed: str
+    scan_index: str
+    """The partition's listing of every scan (GET /api/scans)."""
+    tenant_scan_index: str
+    """The partition's listing of the tenant's scans."""
 
 
 class SubmitArgs(_S, frozen=True, kw_only=True):
@@ -56,6 +60,10 @@ class SubmitArgs(_S, frozen=True, kw_only=True):
     body_hash: str
     """Empty when the request has no idempotency key."""
     idempotency_ttl: int
+    index_horizon_ms: int
+    """Listing entries created longer ago than this are trimmed: their scans have expired."""
+    index_max: int
+    """Most entries a listing keeps (the oldest go first)."""
 
 
 class Accepted(msgspec.Struct, frozen=True):

@@ -140,6 +140,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """OpenTelemetry traces on: an exporter or an OTLP endpoint is configured (see README)."""
     trace_exporters: tuple[TraceExporter, ...] = ()
     """Where spans go when ``tracing``: the SDK reads each exporter's own OTEL_* settings."""
+    scan_index_max: int = 100_000
+    """Most scans one listing index keeps per partition (GET /api/scans); the oldest go first."""
+    scan_wait_max: int = 1_000
+    """Most requests one gateway process holds in a long-poll (``?wait=``) at once."""
 
     def price_of(self, model: str) -> Price | None:
         """The price of ``model`` (longest matching prefix), or None if unknown."""
@@ -289,6 +293,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 "METRICS_QUEUE_CACHE", _non_negative_float, d.metrics_queue_cache_s
             ),
             anthropic_prices=r.get("ANTHROPIC_PRICES", _prices, d.anthropic_prices),
+            scan_index_max=r.get("SCAN_INDEX_MAX", _positive, d.scan_index_max),
+            scan_wait_max=r.get("SCAN_WAIT_MAX", _positive, d.scan_wait_max),
             **_tracing(r),
         )
         if settings.max_body_bytes < settings.max_image_bytes:

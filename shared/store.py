@@ -18,6 +18,7 @@ from shared.controls import LiveControls
 from shared.keys import GROUP, Keys, Partition
 from shared.luascript import ScriptRunner
 from shared.record import ScanRecord, decode_record, latest_event
+from shared.scanlist import index_horizon_ms
 from shared.schemas import DeadLetter, DeadLetters, ScanDetail, ScanError, ScanEvent, ScanJob
 from shared.scripts import OverQuota
 from shared.settings import Settings
@@ -138,6 +139,8 @@ class ScanStore(StoreBase):
                 image=k.image(sid),
                 idempotency=k.idempotency(idem_key),
                 delayed=k.delayed,
+                scan_index=k.scan_index,
+                tenant_scan_index=k.tenant_scan_index(job.tenant),
             ),
             scripts.SubmitArgs(
                 scan_id=sid,
@@ -154,6 +157,8 @@ class ScanStore(StoreBase):
                 scan_maxlen=self.scan_maxlen,
                 body_hash=body_hash,
                 idempotency_ttl=self.settings.idempotency_ttl_s,
+                index_horizon_ms=index_horizon_ms(self.settings),
+                index_max=self.settings.scan_index_max,
             ),
         )
         if isinstance(reply, scripts.Duplicate):

@@ -141,6 +141,7 @@ function stop() {
   clearTimeout(statsTimer);
   clearTimeout(detailTimer);
   clearTimeout(deadTimer);
+  clearTimeout(scanTimer);
   closeEvents();
 }
 
@@ -156,6 +157,7 @@ async function start() {
   openEvents(mine);
   loadDead(null);
   loadOperator(mine);
+  reloadScans();
 }
 
 // --- queue stats ---------------------------------------------------------------------
@@ -565,6 +567,7 @@ async function loadOperator(mine) {
     const controls = await api("GET", "/api/admin/controls");
     if (mine !== epoch) return;
     $("operator").hidden = false;
+    $("scans-tenant-box").hidden = false; // an admin lists every tenant's scans
     renderControls(controls);
     const stats = await api("GET", "/api/queue/stats");
     if (mine !== epoch) return;
@@ -688,6 +691,124 @@ async function confirmed(statusId, path, body, verb, what) {
   refreshDeadSoon();
 }
 
+// --- scan list: GET /api/scans, per state, filtered, paged -----------------------------------
+//
+// The pages shown are a stack of cursors: "Older" pushes the `next` of the page on display,
+// "Newer" pops back. The newest page reloads itself every few seconds; older pages stay put.
+
+const SCANS_EVERY_MS = 5000;
+let scanCursors = [null]; // the cursor of each page from the newest to the one shown
+let scanNext = null;
+let scanSeq = 0; // only the latest request may draw
+let scanTimer = null;
+
+function scanQuery() {
+  const query = new URLSearchParams();
+  const state = document.querySelector('#scans-tabs button[aria-pressed="true"]');
+  if (state && state.dataset.state) query.set("state", state.dataset.state);
+  const q = $("scans-q").value.trim();
+  if (q) query.set("q", q);
+  if ($("scans-priority").value) query.set("priority", $("scans-priority").value);
+  const tenant = $("scans-tenant").value.trim();
+  if (tenant && !$("scans-tenant-box").hidden) query.set("tenant", tenant);
+  const limit = Number.parseInt($("scans-limit").value, 10);
+  query.set("limit", String(Number.isFinite(limit) ? Math.max(1, Math.min(100, limit)) : 20));
+  return query;
+}
+
+async function loadScans() {
+  clearTimeout(scanTimer);
+  const mine = epoch;
+  const seq = ++scanSeq;
+  const cursor = scanCursors[scanCursors.length - 1];
+  const query = scanQuery();
+  if (cursor) query.set("cursor", cursor);
+  show($("scans-error"), "");
+  try {
+    const page = await api("GET", `/api/scans?${query}`);
+    if (mine !== epoch || seq !== scanSeq) return;
+    scanNext = page.next || null;
+    renderScans(page.items || []);
+  } catch (err) {
+    if (mine !== epoch || seq !== scanSeq) return;
+    report(err, $("scans-error"));
+  }
+  if (mine === epoch && seq === scanSeq && scanCursors.length === 1) {
+    scanTimer = setTimeout(loadScans, SCANS_EVERY_MS);
+  }
+}
+
+/** Back to the newest page of the current filters. */
+function reloadScans() {
+  scanCursors = [null];
+  scanNext = null;
+  loadScans();
+}
+
+function renderScans(items) {
+  const newest = scanCursors.length === 1;
+  $("scans-older").disabled = !scanNext;
+  $("scans-newer").disabled = newest;
+  $("scans-page").textContent = newest ? "newest first" : `page ${scanCursors.length}`;
+  const list = $("scans-list");
+  if (!items.length) {
+    list.replaceChildren(el("tr", {class: "empty"},
+      el("td", {colspan: 8, class: "muted", text: "No scans match."})));
+    return;
+  }
+  list.replaceChildren(...items.map(scanRow));
+}
+
+function scanRow(s) {
+  const open = el("button", {type: "button", class: "link", text: s.scan_id});
+  open.addEventListener("click", () => lookup(s.scan_id));
+  return el("tr", {"data-scan-id": s.scan_id, "data-state": s.state},
+    el("td", {class: "created", text: when(s.created_at)}),
+    el("td", {class: "scan"}, open),
+    el("td", {class: "product", text: s.product_name}),
+    el("td", {class: "state"}, el("span", {class: "badge", "data-state": s.state, text: s.state})),
+    el("td", {class: "priority", text: s.priority}),
+    el("td", {class: "stage"}, progressBar(s.percentage), el("span", {text: label(s.stage)})),
+    el("td", {class: "tenant", text: s.tenant}),
+    el("td", {class: "updated", text: when(s.updated_at)}));
+}
+
+function clearScans() {
+  clearTimeout(scanTimer);
+  scanCursors = [null];
+  scanNext = null;
+  $("scans-list").replaceChildren();
+  $("scans-page").textContent = "";
+  $("scans-older").disabled = $("scans-newer").disabled = true;
+  $("scans-tenant-box").hidden = true;
+  show($("scans-error"), "");
+}
+
+function wireScans() {
+  for (const tab of document.querySelectorAll("#scans-tabs button")) {
+    tab.addEventListener("click", () => {
+      for (const other of document.querySelectorAll("#scans-tabs button")) {
+        other.setAttribute("aria-pressed", String(other === tab));
+      }
+      reloadScans();
+    });
+  }
+  $("scans-filters").addEventListener("submit", (e) => {
+    e.preventDefault();
+    reloadScans();
+  });
+  $("scans-priority").addEventListener("change", reloadScans);
+  $("scans-older").addEventListener("click", () => {
+    if (!scanNext) return;
+    scanCursors.push(scanNext);
+    loadScans();
+  });
+  $("scans-newer").addEventListener("click", () => {
+    if (scanCursors.length > 1) scanCursors.pop();
+    loadScans();
+  });
+}
+
 // --- wiring ----------------------------------------------------------------------------------
 
 /** Empty every panel: what one key was shown is not left on screen for the next. */
@@ -713,6 +834,7 @@ function clearPanels() {
   $("drain-status").textContent = "";
   $("limits").replaceChildren();
   $("audit-list").replaceChildren();
+  clearScans();
   for (const id of ["pause-status", "limits-status", "bulk-status", "cancel-queued-status"]) {
     $(id).textContent = "";
   }
@@ -768,5 +890,6 @@ document.addEventListener("DOMContentLoaded", () => {
     confirmed("cancel-queued-status", "/api/admin/cancel-queued", {tenant}, "Cancel",
               "waiting scans");
   });
+  wireScans();
   if (sessionStorage.getItem(KEY_STORAGE)) start();
 });

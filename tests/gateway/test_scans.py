@@ -322,17 +322,22 @@ async def test_dead_letter_query_at_its_bounds_is_accepted(client: httpx.AsyncCl
 
 
 async def test_json_answers_are_never_cached_or_sniffed(client: httpx.AsyncClient) -> None:
-    """Results and errors are private: every JSON answer says no-store and nosniff."""
+    """Results and errors are private: every JSON answer says no-store and nosniff; a scan's
+    status and result (which carry an ETag) may be kept by the caller only, revalidated."""
     accepted = await client.post("/api/scans", json=scan_body())
+    scan_id = accepted.json()["scan_id"]
     for response in (
         accepted,
-        await client.get(f"/api/scans/{accepted.json()['scan_id']}"),
         await client.get("/api/scans/nope"),
         await client.get("/api/queue/stats"),
         await client.put("/api/queue/stats"),
     ):
         assert response.headers["cache-control"] == "no-store", response.request.url
         assert response.headers["x-content-type-options"] == "nosniff", response.request.url
+    for path in (f"/api/scans/{scan_id}", f"/api/scans/{scan_id}/status"):
+        response = await client.get(path)
+        assert response.headers["cache-control"] == "private, no-cache", path
+        assert response.headers["x-content-type-options"] == "nosniff", path
 
 
 async def test_idempotent_replay_answers_the_scans_current_state(
