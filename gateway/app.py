@@ -14,10 +14,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import admin, dashboard, scans
+from gateway import admin, batches, dashboard, scans
 from gateway.auth import Guard
+from gateway.batchintake import InvalidBatchError
 from gateway.metrics import count_rejection
 from gateway.openapi import openapi_endpoint
+from shared.batchstore import BatchStore
 from shared.controls import ControlStore
 from shared.cors import cors
 from shared.http.clients import request_client
@@ -37,6 +39,7 @@ class State(TypedDict):
     settings: Settings
     guard: Guard
     controls: ControlStore
+    batches: BatchStore
 
 
 async def stats(request: Request) -> Response:
@@ -77,6 +80,7 @@ def create_app(settings: Settings) -> Starlette:
     store = ScanStore(redis, settings)
     guard = Guard(settings, store.run, store.keys, store.controls)
     control_store = ControlStore(redis, store.keys, settings)
+    batch_store = BatchStore(redis, settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -86,6 +90,7 @@ def create_app(settings: Settings) -> Starlette:
                 "settings": settings,
                 "guard": guard,
                 "controls": control_store,
+                "batches": batch_store,
             }
         finally:
             await redis.aclose()
@@ -98,6 +103,9 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/scans/{scan_id}", scans.scan_item, methods=["GET", "DELETE"]),
         Route("/api/scans/{scan_id}/retry", scans.retry_scan, methods=["POST"]),
         Route("/api/events-url", scans.tenant_events_link, methods=["GET"]),
+        Route("/api/batches", batches.create_batch, methods=["POST"]),
+        Route("/api/batches/{batch_id}", batches.batch_item, methods=["GET", "DELETE"]),
+        Route("/api/batches/{batch_id}/retry", batches.retry_batch, methods=["POST"]),
         Route("/api/dead", scans.dead_letters, methods=["GET"]),
         Route("/api/queue/stats", stats, methods=["GET"]),
         Route("/api/admin/pause", admin.pause, methods=["POST"]),
@@ -124,9 +132,10 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
         # The dashboard's page and files answer ahead of the router, which holds the API only.
         middleware=middleware,
-        exception_handlers=exception_handlers(
-            redis_down("the queue is unreachable; retry shortly")
-        ),
+        exception_handlers={
+            **exception_handlers(redis_down("the queue is unreachable; retry shortly")),
+            InvalidBatchError: batches.on_invalid_batch,
+        },
     )
     # Starlette would answer "/api/scans/" with a bodiless 307 to "/api/scans": no answer the
     # OpenAPI document lists, and no ErrorBody. A path with a stray slash is an unknown path.

@@ -21,6 +21,10 @@ MAX_PARTITIONS = 256
 """Enough for a cluster of 256 primaries; partition tags are found at start in ~N² slot checks."""
 
 
+MAX_BATCH_SCANS = 1000
+"""A batch is accepted by one Lua call whose arguments Lua unpacks (8,000 at most)."""
+
+
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names it."""
 
@@ -140,6 +144,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """OpenTelemetry traces on: an exporter or an OTLP endpoint is configured (see README)."""
     trace_exporters: tuple[TraceExporter, ...] = ()
     """Where spans go when ``tracing``: the SDK reads each exporter's own OTEL_* settings."""
+    batch_max_scans: int = 500
+    """Scans one ``POST /api/batches`` may carry (at most MAX_BATCH_SCANS)."""
+    batch_max_body_bytes: int = 64 * 1024 * 1024
+    """Cap on a batch request's body (the scans' own cap is ``max_body_bytes``)."""
 
     def price_of(self, model: str) -> Price | None:
         """The price of ``model`` (longest matching prefix), or None if unknown."""
@@ -289,6 +297,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 "METRICS_QUEUE_CACHE", _non_negative_float, d.metrics_queue_cache_s
             ),
             anthropic_prices=r.get("ANTHROPIC_PRICES", _prices, d.anthropic_prices),
+            batch_max_scans=r.get(
+                "BATCH_MAX_SCANS", _between(1, MAX_BATCH_SCANS), d.batch_max_scans
+            ),
+            batch_max_body_bytes=r.get("BATCH_MAX_BODY_BYTES", _positive, d.batch_max_body_bytes),
             **_tracing(r),
         )
         if settings.max_body_bytes < settings.max_image_bytes:
@@ -350,6 +362,16 @@ def _partitions(raw: str) -> int:
     if not 1 <= value <= MAX_PARTITIONS:
         raise ValueError(f"must be 1..{MAX_PARTITIONS}")
     return value
+
+
+def _between(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be {low}..{high}")
+        return value
+
+    return parse
 
 
 def _at_least(low: int) -> Callable[[str], int]:
