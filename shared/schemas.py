@@ -381,6 +381,7 @@ class BatchErrors(Base, frozen=True, kw_only=True):
 
     error: str = "invalid_batch"
     detail: str
+    field: str | None = "scans"
     errors: list[ItemError]
 
 

@@ -253,8 +253,10 @@ async def test_request_rate_counts_a_batch_as_one_request(make_settings: Setting
         assert (await http.get("/api/queue/stats")).status_code == 429
 
 
-async def test_other_tenants_batch_is_not_found(make_settings: SettingsFactory) -> None:
-    """A batch is its tenant's: another key gets the 404 of a missing one."""
+async def test_other_tenants_batch_is_not_found(
+    make_settings: SettingsFactory, redis: Redis
+) -> None:
+    """No key: 401, nothing written; a batch is its tenant's: another key gets a 404."""
     settings = make_settings(
         auth=True,
         api_keys=(("acme", Secret(KEY)), ("other", Secret("o" * 40))),
@@ -264,6 +266,9 @@ async def test_other_tenants_batch_is_not_found(make_settings: SettingsFactory) 
         serve(create_app(settings)) as server,
         httpx.AsyncClient(base_url=server.url, timeout=10) as http,
     ):
+        anonymous = await http.post("/api/batches", json=batch(1))
+        assert anonymous.status_code == 401
+        assert await prefix_keys(redis, settings.prefix) == set()
         made = await http.post(
             "/api/batches", json=batch(1), headers={"authorization": f"Bearer {KEY}"}
         )
