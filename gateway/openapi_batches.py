@@ -91,7 +91,7 @@ def components(settings: Settings, scan_create: Schema) -> dict[str, Schema]:
     }
 
 
-_NOT_IN_FORM = ("image_base64", "image_url", "product_name", "run_at")
+_NOT_IN_FORM = ("image_base64", "image_url")
 
 
 def paths(api: Callable[..., Schema], idempotency_key: Schema) -> dict[str, Schema]:

@@ -231,6 +231,8 @@ class ScanDetail(ScanStatus, frozen=True, kw_only=True):
     tenant: str = "default"
     result: ScanResult | None = None
     error: ScanError | None = None
+    batch_id: str | None = None
+    """The batch it was submitted in, if any."""
 
 
 class CancelResult(Base, frozen=True, kw_only=True):

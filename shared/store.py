@@ -365,6 +365,7 @@ def _detail(scan_id: str, record: ScanRecord, event: ScanEvent | None) -> ScanDe
         tenant=job.tenant,
         result=record.result,
         error=record.error,
+        batch_id=record.batch,
     )
 
 

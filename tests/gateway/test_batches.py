@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from gateway.app import create_app
 from shared.keys import Keys
 from shared.schemas import ScanJob
-from shared.settings import Secret, Settings
+from shared.settings import Secret, Settings, SettingsError
 from tests.conftest import SettingsFactory
 from tests.support.images import label_png
 from tests.support.redis import prefix_keys
@@ -90,6 +90,7 @@ async def test_json_batch_is_accepted_in_order(
     assert "aggregate" not in status or status["aggregate"] is None
     scan = (await client.get(f"/api/scans/{scan_ids[0]}")).json()
     assert scan["state"] == "queued"
+    assert scan["batch_id"] == batch_id
 
 
 async def test_scan_ids_are_paged(client: httpx.AsyncClient) -> None:
@@ -276,3 +277,12 @@ async def test_other_tenants_batch_is_not_found(
         theirs = await http.get(url, headers={"authorization": f"Bearer {'o' * 40}"})
         assert theirs.status_code == 404
         assert theirs.json()["field"] == "batch_id"
+
+
+def test_batch_settings_are_bounded() -> None:
+    """BATCH_MAX_SCANS is 1..1000 (one script call unpacks its arguments); both are read."""
+    settings = Settings.from_env({"BATCH_MAX_SCANS": "20", "BATCH_MAX_BODY_BYTES": "1000"})
+    assert (settings.batch_max_scans, settings.batch_max_body_bytes) == (20, 1000)
+    for bad in ("0", "1001", "many"):
+        with pytest.raises(SettingsError, match="BATCH_MAX_SCANS"):
+            Settings.from_env({"BATCH_MAX_SCANS": bad})
