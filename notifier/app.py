@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias, TypedDict
@@ -292,7 +293,11 @@ def create_app(
     routes = [
         Route("/api/scans/{scan_id}/events", StreamEndpoint(stream_scan), methods=["GET"]),
         Route("/api/events", StreamEndpoint(stream_tenant), methods=["GET"]),
-        Route("/api/batches/{batch_id}/events", StreamEndpoint(stream_batch), methods=["GET"]),
+        Route(
+            "/api/batches/{batch_id}/events",
+            StreamEndpoint(functools.partial(stream_batch, come_back=_come_back)),
+            methods=["GET"],
+        ),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]

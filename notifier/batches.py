@@ -8,7 +8,7 @@ batch's subscribers like a scan's. The stream ends after ``batch.completed``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import structlog
@@ -24,7 +24,7 @@ from notifier.hub import StreamLimitError
 from notifier.inbox import Subscription
 from notifier.sse import EventStream
 from notifier.stream import UNAVAILABLE, Source, end_frame
-from shared.http.errors import ApiError, not_found, unavailable
+from shared.http.errors import ApiError, not_found
 from shared.settings import Settings
 from shared.store import is_scan_id
 from shared.streamids import StreamId, parse_stream_id
@@ -50,8 +50,13 @@ def _after(request: Request) -> str | None:
     return after
 
 
-async def stream_batch(request: Request) -> Response | EventStream:
-    """``GET /api/batches/{batch_id}/events``: the history after Last-Event-ID, then live."""
+async def stream_batch(
+    request: Request, *, come_back: Callable[[Request, str], Response]
+) -> Response | EventStream:
+    """``GET /api/batches/{batch_id}/events``: the history after Last-Event-ID, then live.
+
+    ``come_back``: the app's answer for "not now" (EventSource gets a 200 saying reconnect).
+    """
     batch_id: str = request.path_params["batch_id"]
     if not is_scan_id(batch_id):
         raise not_found("batch")
@@ -65,7 +70,7 @@ async def stream_batch(request: Request) -> Response | EventStream:
     await check_batch(settings, request, batch_id, tenant.decode())
     after = _after(request)
     if src.hub.draining:
-        raise unavailable("shutting down; reconnect")
+        return come_back(request, "shutting down; reconnect")
     if finished is not None and after is not None:
         newer: Any = await src.redis.xrange(part.batch_events(batch_id), min="(" + after, count=1)
         if not newer:

@@ -303,6 +303,8 @@ class BatchStore(ScanStore):
             if outcome == "recount":  # it moved on meanwhile: the one-scan path retries
                 outcome = (await self.cancel(sid)).outcome
             stopped += outcome == "ok"
+        if open_ and not stopped:  # every one ended on its own meanwhile: not a cancelled batch
+            await self.redis.hdel(part.batch(head.batch_id), "cancelled_ms")
         after = await self.head(head.batch_id) or head
         return BatchCancelled(
             batch_id=head.batch_id,

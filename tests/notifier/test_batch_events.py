@@ -7,12 +7,16 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
+from redis.asyncio import Redis
 
 from gateway.app import create_app as create_gateway
 from notifier.app import create_app as create_notifier
 from shared import tokens
+from shared.batchstore import BatchItem, BatchStore
+from shared.schemas import ScanJob
 from shared.settings import Secret, Settings
 from tests.conftest import SettingsFactory
+from tests.notifier.conftest import Notifier
 from tests.support.images import label_png
 from tests.support.servers import serve
 from tests.support.sse import EventStream, open_batch_stream
@@ -119,3 +123,30 @@ async def test_tenant_streams_do_not_carry_batch_progress(make_settings: Setting
         assert "batch" not in kinds
         assert "batch.completed" not in kinds
         assert kinds[-1] == "completed"
+
+
+async def test_a_draining_notifier_tells_batch_streams_to_reconnect(
+    notifier: Notifier, redis: Redis, settings: Settings
+) -> None:
+    """Shutdown ends an open batch stream with `reconnect`; a new one is told to come back."""
+    store = BatchStore(redis, settings)
+    batch_id, scan_ids = store.new_ids(2, None)
+    jobs = [
+        BatchItem(
+            job=ScanJob(scan_id=s, category="toys", marketplaces=["US"], product_name="p"),
+            image=None,
+        )
+        for s in scan_ids
+    ]
+    assert await store.submit_batch(batch_id, "default", jobs) is None
+    async with open_batch_stream(notifier.client, batch_id) as stream:
+        first = await stream.next_event()
+        assert first is not None and first.event == "batch"
+        notifier.hub.drain()
+        rest = await stream.rest(within=5)
+    assert [m.event for m in rest] == ["reconnect"]
+    again = await notifier.client.get(
+        f"/api/batches/{batch_id}/events", headers={"accept": "text/event-stream"}
+    )
+    assert again.status_code == 200
+    assert "event: reconnect" in again.text
