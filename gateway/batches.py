@@ -12,7 +12,8 @@ from gateway.auth import Caller, Guard
 from gateway.batchintake import InvalidBatchError, Scan, body_hash, read_batch
 from gateway.metrics import SUBMITTED
 from shared import tokens
-from shared.batchstore import BatchHead, BatchItem, BatchStore
+from shared.batchrecord import BatchHead
+from shared.batchstore import BatchItem, BatchStore
 from shared.clock import now_ms
 from shared.http.errors import ApiError, not_found
 from shared.http.responses import JSONResponse

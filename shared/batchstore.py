@@ -3,10 +3,8 @@
 A batch lives in one partition, with its scans: its id and theirs carry that
 partition's tag (:meth:`shared.keys.Keys.new_scan_id`), so the accept is one
 Lua call and every script that ends a scan (finish, cancel, requeue) updates
-the batch's hash and stream in the same atomic step. The batch hash holds
-``total``, ``tenant``, ``created_ms``, the terminal counts (``completed``,
-``failed``, ``cancelled``), ``finished_ms`` once every scan has ended,
-``cancelled_ms`` once it was cancelled and the cached ``aggregate``.
+the batch's hash and stream in the same atomic step (the hash's fields:
+:mod:`shared.batchrecord`).
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ from typing import Any
 import msgspec
 
 from shared import events, scripts
+from shared.batchrecord import BatchHead, decode_head, summarize
 from shared.clock import iso, now_ms
 from shared.keys import GROUP, Partition
 from shared.replies import text
@@ -29,14 +28,10 @@ from shared.schemas import (
     BatchEvent,
     BatchRetried,
     BatchStatus,
-    RuleCount,
     ScanJob,
     ScanResult,
 )
 from shared.store import Duplicate, OverQuota, ScanStore, encode, is_scan_id
-
-TOP_RULES = 10
-"""Failing rules an aggregate lists, most frequent first."""
 
 _decode_result = msgspec.json.Decoder(ScanResult).decode
 _decode_aggregate = msgspec.json.Decoder(BatchAggregate).decode
@@ -48,68 +43,6 @@ class BatchItem(msgspec.Struct, frozen=True, kw_only=True):
     job: ScanJob
     image: bytes | None
     due_ms: int = 0
-
-
-class BatchHead(msgspec.Struct, frozen=True, kw_only=True):
-    """A batch's hash, decoded."""
-
-    batch_id: str
-    tenant: str
-    total: int
-    created_ms: int
-    completed: int
-    failed: int
-    cancelled: int
-    finished_ms: int | None
-    cancelled_ms: int | None
-    aggregate: bytes | None
-
-    @property
-    def state(self) -> str:
-        """running until every scan has ended; then finished, or cancelled if it was."""
-        if self.finished_ms is None:
-            return "running"
-        return "cancelled" if self.cancelled_ms is not None else "finished"
-
-
-def _head(batch_id: str, raw: dict[bytes, bytes]) -> BatchHead | None:
-    if b"total" not in raw:
-        return None
-
-    def number(name: bytes) -> int | None:
-        value = raw.get(name)
-        return int(value) if value is not None else None
-
-    return BatchHead(
-        batch_id=batch_id,
-        tenant=raw.get(b"tenant", b"default").decode(),
-        total=int(raw[b"total"]),
-        created_ms=number(b"created_ms") or 0,
-        completed=number(b"completed") or 0,
-        failed=number(b"failed") or 0,
-        cancelled=number(b"cancelled") or 0,
-        finished_ms=number(b"finished_ms"),
-        cancelled_ms=number(b"cancelled_ms"),
-        aggregate=raw.get(b"aggregate"),
-    )
-
-
-def aggregate(results: list[ScanResult]) -> BatchAggregate:
-    """Verdicts per marketplace and the rules failed most often, over ``results``."""
-    verdicts: dict[str, dict[str, int]] = {}
-    failing: Counter[str] = Counter()
-    for result in results:
-        for report in result.analysis.marketplaces:
-            tally = verdicts.setdefault(
-                report.marketplace, {"compliant": 0, "non_compliant": 0, "needs_review": 0}
-            )
-            tally[report.verdict] += 1
-            failing.update(f.rule for f in report.findings if f.status == "fail")
-    top = sorted(failing.items(), key=lambda item: (-item[1], item[0]))[:TOP_RULES]
-    return BatchAggregate(
-        verdicts=dict(sorted(verdicts.items())),
-        top_failing_rules=[RuleCount(rule=rule, count=count) for rule, count in top],
-    )
 
 
 class BatchStore(ScanStore):
@@ -210,7 +143,7 @@ class BatchStore(ScanStore):
         if not is_scan_id(batch_id):
             return None
         raw: Any = await self.redis.hgetall(self.keys.of_scan(batch_id).batch(batch_id))
-        return _head(batch_id, raw)
+        return decode_head(batch_id, raw)
 
     async def scan_ids(self, batch_id: str, start: int = 0, stop: int = -1) -> list[str]:
         """The batch's scan ids from ``start`` to ``stop`` (inclusive), in the order sent."""
@@ -256,7 +189,7 @@ class BatchStore(ScanStore):
             return _decode_aggregate(head.aggregate[len(stamp) :])
         part = self.keys.of_scan(head.batch_id)
         raw = await self._states(part, await self.scan_ids(head.batch_id), "result")
-        made = aggregate([_decode_result(result) for (result,) in raw if result])
+        made = summarize([_decode_result(result) for (result,) in raw if result])
         # Stamped with the finish it describes: a replay (requeue) makes it stale.
         await self.redis.hset(part.batch(head.batch_id), "aggregate", stamp + encode(made))
         return made
