@@ -146,7 +146,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Where spans go when ``tracing``: the SDK reads each exporter's own OTEL_* settings."""
     batch_max_scans: int = 500
     """Scans one ``POST /api/batches`` may carry (at most MAX_BATCH_SCANS)."""
-    batch_max_body_bytes: int = 64 * 1024 * 1024
+    batch_max_body_bytes: int = 32 * 1024 * 1024
     """Cap on a batch request's body (the scans' own cap is ``max_body_bytes``)."""
 
     def price_of(self, model: str) -> Price | None:
