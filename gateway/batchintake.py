@@ -23,6 +23,7 @@ from gateway.intake import (
     _decode_json,
     _due_ms,
     _form_int,
+    invalid,
 )
 from shared.http.errors import ApiError
 from shared.schemas import ItemError, ScanCreate
@@ -99,7 +100,7 @@ async def _read_json(body: bytes, settings: Settings) -> list[Scan]:
     try:
         batch = _decode_body(body)
     except msgspec.ValidationError as exc:
-        raise ApiError(422, "invalid_field", str(exc), "scans") from None
+        raise invalid(exc) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, "malformed_json", str(exc), "body") from None
     _check_count(len(batch.scans), settings)

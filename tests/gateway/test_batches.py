@@ -139,6 +139,10 @@ async def test_batch_size_and_body_caps(make_settings: SettingsFactory) -> None:
         assert many.json()["field"] == "scans"
         empty = await http.post("/api/batches", json={"scans": []})
         assert empty.status_code == 422
+        odd = await http.post("/api/batches", json={"scans": [], "defaults": 3})
+        assert (odd.status_code, odd.json()["field"]) == (422, "defaults")
+        stray = await http.post("/api/batches", json={"scans": [], "extra": 1})
+        assert (stray.status_code, stray.json()["field"]) == (422, "extra")
         big = batch(3)
         big["scans"][0]["product_name"] = "x" * 100_000
         too_large = await http.post("/api/batches", json=big)
