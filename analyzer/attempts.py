@@ -175,6 +175,7 @@ class AttemptStore(StoreBase):
     async def _finish(self, claim: Claim, state: str, outcome: bytes, ev: bytes) -> bool:
         sid = claim.job.scan_id
         k = self.keys.of_scan(sid)
+        batch, batch_events, batch_scans = self.batch_of(sid, claim.job.batch)
         return await self.run(
             scripts.FINISH,
             scripts.FinishKeys(
@@ -186,6 +187,9 @@ class AttemptStore(StoreBase):
                 image=k.image(sid),
                 dead=k.dead,
                 tenant_active=k.tenant_active,
+                batch=batch,
+                batch_events=batch_events,
+                batch_scans=batch_scans,
             ),
             scripts.FinishArgs(
                 scan_id=sid,
@@ -202,6 +206,7 @@ class AttemptStore(StoreBase):
                 maxlen=self.maxlen,
                 scan_maxlen=self.scan_maxlen,
                 dead_maxlen=self.settings.dead_maxlen,
+                batch_id=claim.job.batch or "",
             ),
         )
 

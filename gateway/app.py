@@ -14,11 +14,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import admin, dashboard, listing, scans
+from gateway import admin, batches, dashboard, listing, scans
 from gateway.auth import Guard
+from gateway.batchintake import InvalidBatchError
 from gateway.metrics import count_rejection
 from gateway.openapi import openapi_endpoint
 from gateway.waiters import ScanWaiters
+from shared.batchstore import BatchStore
 from shared.connection import connect
 from shared.controls import ControlStore
 from shared.cors import cors
@@ -40,6 +42,7 @@ class State(TypedDict):
     guard: Guard
     controls: ControlStore
     waiters: ScanWaiters
+    batches: BatchStore
 
 
 async def stats(request: Request) -> Response:
@@ -86,6 +89,7 @@ def create_app(settings: Settings) -> Starlette:
     waiters = ScanWaiters(
         reader, [part.events for part in store.keys.partitions], limit=settings.scan_wait_max
     )
+    batch_store = BatchStore(redis, settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -96,6 +100,7 @@ def create_app(settings: Settings) -> Starlette:
                 "guard": guard,
                 "controls": control_store,
                 "waiters": waiters,
+                "batches": batch_store,
             }
         finally:
             await waiters.stop()
@@ -111,6 +116,9 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/scans/{scan_id}", scans.scan_item, methods=["GET", "DELETE"]),
         Route("/api/scans/{scan_id}/retry", scans.retry_scan, methods=["POST"]),
         Route("/api/events-url", scans.tenant_events_link, methods=["GET"]),
+        Route("/api/batches", batches.create_batch, methods=["POST"]),
+        Route("/api/batches/{batch_id}", batches.batch_item, methods=["GET", "DELETE"]),
+        Route("/api/batches/{batch_id}/retry", batches.retry_batch, methods=["POST"]),
         Route("/api/dead", scans.dead_letters, methods=["GET"]),
         Route("/api/queue/stats", stats, methods=["GET"]),
         Route("/api/admin/pause", admin.pause, methods=["POST"]),
@@ -137,9 +145,10 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
         # The dashboard's page and files answer ahead of the router, which holds the API only.
         middleware=middleware,
-        exception_handlers=exception_handlers(
-            redis_down("the queue is unreachable; retry shortly")
-        ),
+        exception_handlers={
+            **exception_handlers(redis_down("the queue is unreachable; retry shortly")),
+            InvalidBatchError: batches.on_invalid_batch,
+        },
     )
     # Starlette would answer "/api/scans/" with a bodiless 307 to "/api/scans": no answer the
     # OpenAPI document lists, and no ErrorBody. A path with a stray slash is an unknown path.

@@ -10,6 +10,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway import openapi_batches
 from gateway.admin import Drain, Drained
 from shared.bulk import BulkResult, CancelQueued, DeadFilter
 from shared.controls import AuditLog, ControlsView, LimitsPatch, PauseTarget
@@ -49,6 +50,7 @@ _STRUCTS: tuple[type[msgspec.Struct], ...] = (
     Drain,
     Drained,
     ScanPage,
+    *openapi_batches.STRUCTS,
 )
 _REASONS = {
     400: "Malformed request (JSON, multipart, Content-Length, Idempotency-Key or a query "
@@ -211,7 +213,7 @@ def _api(
 
 
 @functools.cache
-def _components() -> dict[str, Schema]:
+def _components(settings: Settings) -> dict[str, Schema]:
     _, components = msgspec.json.schema_components(
         _STRUCTS, ref_template="#/components/schemas/{name}"
     )
@@ -245,6 +247,7 @@ def _components() -> dict[str, Schema]:
         "Repeat the field, or send one comma-separated value."
     )
     components["ScanCreateForm"] = form
+    components.update(openapi_batches.components(settings, components["ScanCreate"]))
     components["EventsLink"] = {
         "title": "EventsLink",
         "type": "object",
@@ -620,9 +623,11 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             ),
         },
         "servers": [{"url": settings.gateway_url}],
-        "paths": _paths(settings.auth) | _metrics_path(settings),
+        "paths": _paths(settings.auth)
+        | openapi_batches.paths(functools.partial(_api, settings.auth), _IDEMPOTENCY_KEY)
+        | _metrics_path(settings),
         "components": {
-            "schemas": _components(),
+            "schemas": _components(settings),
             "securitySchemes": {
                 "bearer": {
                     "type": "http",

@@ -62,3 +62,15 @@ def require_keys(settings: Settings) -> None:
         from shared.settings import SettingsError
 
         raise SettingsError("LABELSCAN_EVENT_KEYS is required when auth is on")
+
+
+async def check_batch(settings: Settings, request: Request, batch_id: str, tenant: str) -> None:
+    """Allow a batch's stream to a token for that batch, or for the batch's tenant."""
+    if not settings.auth:
+        return
+    grant = _grant(settings, request)
+    if (grant.scope == "b" and grant.subject == batch_id) or (
+        grant.scope == "t" and grant.subject == tenant
+    ):
+        return
+    raise not_found("batch")

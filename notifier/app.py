@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias, TypedDict
@@ -15,6 +16,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from notifier.access import check_scan, check_tenant, require_keys
+from notifier.batches import stream_batch
 from notifier.events import reconnect_frame, retry_frame
 from notifier.hub import Hub, StreamLimitError
 from notifier.position import Position, parse_position
@@ -291,6 +293,11 @@ def create_app(
     routes = [
         Route("/api/scans/{scan_id}/events", StreamEndpoint(stream_scan), methods=["GET"]),
         Route("/api/events", StreamEndpoint(stream_tenant), methods=["GET"]),
+        Route(
+            "/api/batches/{batch_id}/events",
+            StreamEndpoint(functools.partial(stream_batch, come_back=_come_back)),
+            methods=["GET"],
+        ),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]

@@ -10,7 +10,7 @@ import msgspec
 from shared.schemas import TERMINAL_STATES
 from shared.streamids import StreamId, parse_stream_id
 
-_TYPE = re.compile(r"^[A-Za-z_]{1,32}$")
+_TYPE = re.compile(r"^[A-Za-z_][A-Za-z_.]{0,31}$")  # "batch.completed" too
 _LINES = re.compile(r"\r\n|\r|\n")  # SSE's line ends only; str.splitlines knows more
 _encode = msgspec.json.Encoder().encode
 

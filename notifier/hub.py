@@ -266,7 +266,8 @@ class Hub:
         for _stream, entries in reply or ():
             for entry_id, fields in entries:
                 self._last[index] = entry_id.decode("ascii")
-                raw_scan = fields.get(b"scan_id")
+                # A batch's entries name their batch instead: its id shares the scans' table.
+                raw_scan = fields.get(b"scan_id") or fields.get(b"batch_id")
                 raw_tenant = fields.get(b"tenant")
                 by_scan = scans.get(raw_scan.decode("ascii", "replace")) if raw_scan else None
                 by_tenant = (

@@ -116,6 +116,18 @@ class Partition:
         """Sorted set of one tenant's scans of this partition by creation time."""
         return f"{self._p}:list:tenant:{tenant}"
 
+    def batch(self, batch_id: str) -> str:
+        """Hash of one batch: total, terminal counts, tenant, when it finished."""
+        return f"{self._p}:batch:{batch_id}"
+
+    def batch_events(self, batch_id: str) -> str:
+        """One batch's events (its scans' ends and its progress), for replay."""
+        return f"{self._p}:batch:{batch_id}:events"
+
+    def batch_scans(self, batch_id: str) -> str:
+        """List of a batch's scan ids, in the order they were sent."""
+        return f"{self._p}:batch:{batch_id}:scans"
+
 
 class Keys:
     """Key names under one deployment prefix, split into ``partitions``."""

@@ -231,6 +231,8 @@ class ScanDetail(ScanStatus, frozen=True, kw_only=True):
     tenant: str = "default"
     result: ScanResult | None = None
     error: ScanError | None = None
+    batch_id: str | None = None
+    """The batch it was submitted in, if any."""
 
 
 class CancelResult(Base, frozen=True, kw_only=True):
@@ -280,6 +282,8 @@ class ScanJob(Base, frozen=True, kw_only=True):
     submitted_at_ms: int = 0
     trace: str | None = None
     """W3C ``traceparent`` of the gateway's accept span: the analyzer's attempts continue it."""
+    batch: str | None = None
+    """The batch the scan was submitted in, if any (its keys share the scan's partition)."""
 
 
 class ScanEvent(Base, frozen=True, kw_only=True):
@@ -293,3 +297,106 @@ class ScanEvent(Base, frozen=True, kw_only=True):
     at_ms: int = 0
     error: ScanError | None = None
     verdict: Verdict | None = None
+
+
+# --- batches ---------------------------------------------------------------------
+
+
+class BatchCounts(Base, frozen=True, kw_only=True):
+    """A batch's scans per state; ``pending`` is every scan not yet terminal."""
+
+    scheduled: int = 0
+    queued: int = 0
+    active: int = 0
+    retrying: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    pending: int = 0
+
+
+class BatchAccepted(Base, frozen=True, kw_only=True):
+    """Answer to an accepted batch: its id and every scan id, in the order sent."""
+
+    batch_id: str
+    scan_ids: list[str]
+    status_url: str
+    events_url: str
+    events_token: str | None = None
+
+
+class RuleCount(Base, frozen=True, kw_only=True):
+    """How many findings of a batch failed one rule."""
+
+    rule: str
+    count: int
+
+
+class BatchAggregate(Base, frozen=True, kw_only=True):
+    """A finished batch in numbers: verdicts per marketplace, the rules failed most."""
+
+    verdicts: dict[str, dict[str, int]]
+    top_failing_rules: list[RuleCount]
+
+
+class BatchStatus(Base, frozen=True, kw_only=True):
+    """Answer of ``GET /api/batches/{id}``."""
+
+    batch_id: str
+    state: Literal["running", "finished", "cancelled"]
+    total: int
+    counts: BatchCounts
+    progress: Annotated[int, Meta(ge=0, le=100)]
+    scan_ids: list[str]
+    next_cursor: str | None = None
+    created_at: str
+    finished_at: str | None = None
+    aggregate: BatchAggregate | None = None
+
+
+class BatchCancelled(Base, frozen=True, kw_only=True):
+    """Answer of ``DELETE /api/batches/{id}``: how many scans it stopped, and the counts after."""
+
+    batch_id: str
+    state: Literal["running", "finished", "cancelled"]
+    cancelled: int
+    counts: BatchCounts
+
+
+class BatchRetried(Base, frozen=True, kw_only=True):
+    """Answer of ``POST /api/batches/{id}/retry``: the failed scans queued again."""
+
+    batch_id: str
+    scan_ids: list[str]
+
+
+class ItemError(Base, frozen=True, kw_only=True):
+    """Why one scan of a batch was refused."""
+
+    index: int
+    field: str | None = None
+    reason: str
+
+
+class BatchErrors(Base, frozen=True, kw_only=True):
+    """The 400 of a refused batch: every refused scan, by its index; nothing was written."""
+
+    error: str = "invalid_batch"
+    detail: str
+    field: str | None = "scans"
+    errors: list[ItemError]
+
+
+class BatchEvent(Base, frozen=True, kw_only=True):
+    """A batch's progress on its stream (``batch``) and its end (``batch.completed``).
+
+    Written by the terminal scripts, which alone know the counts at that moment.
+    """
+
+    type: Literal["batch", "batch.completed"]
+    batch_id: str
+    total: int
+    counts: BatchCounts
+    progress: int
+    at_ms: int = 0
+    state: Literal["running", "finished", "cancelled"] = "running"

@@ -212,6 +212,10 @@ class FinishKeys(_S, frozen=True, kw_only=True):
     image: str
     dead: str
     tenant_active: str
+    batch: str
+    """The scan's batch's keys (see :mod:`shared.batchstore`); unused without ``batch_id``."""
+    batch_events: str
+    batch_scans: str
 
 
 class FinishArgs(_S, frozen=True, kw_only=True):
@@ -231,6 +235,8 @@ class FinishArgs(_S, frozen=True, kw_only=True):
     maxlen: int
     scan_maxlen: int
     dead_maxlen: int
+    batch_id: str = ""
+    """The scan's batch; empty: none."""
 
 
 FINISH = Script("finish", FinishKeys, FinishArgs, bool)
@@ -369,6 +375,9 @@ class CancelKeys(_S, frozen=True, kw_only=True):
     stats: str
     image: str
     tenant_active: str
+    batch: str
+    batch_events: str
+    batch_scans: str
 
 
 class CancelArgs(_S, frozen=True, kw_only=True):
@@ -381,6 +390,8 @@ class CancelArgs(_S, frozen=True, kw_only=True):
     channel: str
     maxlen: int
     scan_maxlen: int
+    batch_id: str = ""
+    now_ms: int = 0
 
 
 CANCEL = Script("cancel", CancelKeys, CancelArgs, _outcome)
@@ -393,6 +404,9 @@ class RequeueKeys(_S, frozen=True, kw_only=True):
     stream: str
     dead: str
     stats: str
+    batch: str
+    batch_events: str
+    batch_scans: str
 
 
 class RequeueArgs(_S, frozen=True, kw_only=True):
@@ -402,6 +416,8 @@ class RequeueArgs(_S, frozen=True, kw_only=True):
     history_ttl: int
     maxlen: int
     scan_maxlen: int
+    batch_id: str = ""
+    now_ms: int = 0
 
 
 REQUEUE = Script("requeue", RequeueKeys, RequeueArgs, _outcome)
@@ -503,3 +519,71 @@ class TenantRateArgs(_S, frozen=True, kw_only=True):
 
 TENANT_RATE = Script("tenant_rate", TenantRateKeys, TenantRateArgs, int)
 """0 when allowed, else milliseconds until the next request is."""
+
+
+# --- batches ----------------------------------------------------------------------------
+
+
+class SubmitBatchKeys(_S, frozen=True, kw_only=True):
+    batch: str
+    batch_events: str
+    batch_scans: str
+    events: str
+    idempotency: str
+    delayed: str
+    stream_high: str
+    stream_normal: str
+    stream_low: str
+    scan_index: str
+    tenant_scan_index: str
+    scans: tuple[str, ...]
+    """Per scan, in order: its hash, its history, its image."""
+
+
+class SubmitBatchArgs(_S, frozen=True, kw_only=True):
+    batch_id: str
+    tenant: str
+    now_ms: int
+    image_ttl: int
+    history_ttl: int
+    maxlen: int
+    scan_maxlen: int
+    body_hash: str
+    """Empty when the request has no idempotency key."""
+    idempotency_ttl: int
+    batch_event: bytes
+    """The batch's first progress event (nothing finished yet)."""
+    index_horizon_ms: int
+    index_max: int
+    items: tuple[bytes | str | int, ...]
+    """Per scan, in order: id, priority, job, due_ms (0: now), event, image (or empty)."""
+
+
+ITEM_KEYS = 3
+ITEM_ARGS = 6
+
+
+class BatchSubmitted(msgspec.Struct, frozen=True):
+    """Every scan of the batch is in Redis."""
+
+
+def _batch_submitted(reply: list[Any]) -> BatchSubmitted | Duplicate:
+    if reply[0] == b"duplicate":
+        return Duplicate(_text(reply[1]), _text(reply[2]))
+    return BatchSubmitted()
+
+
+SUBMIT_BATCH = Script("submit_batch", SubmitBatchKeys, SubmitBatchArgs, _batch_submitted)
+"""Accept every scan of a batch, or none: one call, whatever the batch's size."""
+
+
+class TakeQuotaArgs(_S, frozen=True, kw_only=True):
+    per_day: int
+    ttl: int
+    count: int
+
+
+TAKE_QUOTA_N = Script(
+    "take_quota_n", QuotaKeys, TakeQuotaArgs, lambda r: Taken(bool(r[0]), int(r[1]))
+)
+"""Spend ``count`` of a tenant's scans for today at once, or none."""

@@ -21,6 +21,10 @@ MAX_PARTITIONS = 256
 """Enough for a cluster of 256 primaries; partition tags are found at start in ~N² slot checks."""
 
 
+MAX_BATCH_SCANS = 1000
+"""A batch is accepted by one Lua call whose arguments Lua unpacks (8,000 at most)."""
+
+
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names it."""
 
@@ -144,6 +148,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Most scans one listing index keeps per partition (GET /api/scans); the oldest go first."""
     scan_wait_max: int = 1_000
     """Most requests one gateway process holds in a long-poll (``?wait=``) at once."""
+    batch_max_scans: int = 500
+    """Scans one ``POST /api/batches`` may carry (at most MAX_BATCH_SCANS)."""
+    batch_max_body_bytes: int = 32 * 1024 * 1024
+    """Cap on a batch request's body (the scans' own cap is ``max_body_bytes``)."""
 
     def price_of(self, model: str) -> Price | None:
         """The price of ``model`` (longest matching prefix), or None if unknown."""
@@ -295,6 +303,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             anthropic_prices=r.get("ANTHROPIC_PRICES", _prices, d.anthropic_prices),
             scan_index_max=r.get("SCAN_INDEX_MAX", _positive, d.scan_index_max),
             scan_wait_max=r.get("SCAN_WAIT_MAX", _positive, d.scan_wait_max),
+            batch_max_scans=r.get(
+                "BATCH_MAX_SCANS", _between(1, MAX_BATCH_SCANS), d.batch_max_scans
+            ),
+            batch_max_body_bytes=r.get("BATCH_MAX_BODY_BYTES", _positive, d.batch_max_body_bytes),
             **_tracing(r),
         )
         if settings.max_body_bytes < settings.max_image_bytes:
@@ -356,6 +368,16 @@ def _partitions(raw: str) -> int:
     if not 1 <= value <= MAX_PARTITIONS:
         raise ValueError(f"must be 1..{MAX_PARTITIONS}")
     return value
+
+
+def _between(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be {low}..{high}")
+        return value
+
+    return parse
 
 
 def _at_least(low: int) -> Callable[[str], int]:

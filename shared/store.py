@@ -12,7 +12,7 @@ import msgspec
 from redis.exceptions import ResponseError
 
 from shared import events, scripts
-from shared.clock import iso
+from shared.clock import iso, now_ms
 from shared.connection import RedisClient
 from shared.controls import LiveControls
 from shared.keys import GROUP, Keys, Partition
@@ -80,6 +80,16 @@ class StoreBase:
         return scripts.EventKeys(
             scan=part.scan(scan_id), events=part.events, history=part.scan_events(scan_id)
         )
+
+    def batch_of(self, scan_id: str, batch: str | None) -> tuple[str, str, str]:
+        """The keys of a scan's batch (its hash, events, scan list) for a terminal script.
+
+        A scan without a batch gets names in its partition that the script leaves alone
+        (a key outside the slot would be refused by a cluster).
+        """
+        part = self.keys.of_scan(scan_id)
+        name = batch or ""
+        return part.batch(name), part.batch_events(name), part.batch_scans(name)
 
     async def record(self, scan_id: str) -> ScanRecord | None:
         """The scan's hash, decoded; None when unknown or expired."""
@@ -213,6 +223,7 @@ class ScanStore(StoreBase):
             if record is None:
                 return CancelOutcome("missing", None)
             ev = events.event(scan_id, "cancelled", "cancelled", events.CANCELLED, record.attempts)
+            batch, batch_events, batch_scans = self.batch_of(scan_id, record.batch)
             reply = await self.run(
                 scripts.CANCEL,
                 scripts.CancelKeys(
@@ -224,6 +235,9 @@ class ScanStore(StoreBase):
                     stats=k.stats,
                     image=k.image(scan_id),
                     tenant_active=k.tenant_active,
+                    batch=batch,
+                    batch_events=batch_events,
+                    batch_scans=batch_scans,
                 ),
                 scripts.CancelArgs(
                     scan_id=scan_id,
@@ -235,6 +249,8 @@ class ScanStore(StoreBase):
                     channel=self.keys.control,
                     maxlen=self.maxlen,
                     scan_maxlen=self.scan_maxlen,
+                    batch_id=record.batch or "",
+                    now_ms=now_ms(),
                 ),
             )
             if reply.outcome != "recount":
@@ -247,6 +263,7 @@ class ScanStore(StoreBase):
         if record is None:
             return CancelOutcome("missing", None)
         k = self.keys.of_scan(scan_id)
+        batch, batch_events, batch_scans = self.batch_of(scan_id, record.batch)
         reply = await self.run(
             scripts.REQUEUE,
             scripts.RequeueKeys(
@@ -256,6 +273,9 @@ class ScanStore(StoreBase):
                 stream=k.requests(record.priority),
                 dead=k.dead,
                 stats=k.stats,
+                batch=batch,
+                batch_events=batch_events,
+                batch_scans=batch_scans,
             ),
             scripts.RequeueArgs(
                 scan_id=scan_id,
@@ -264,6 +284,8 @@ class ScanStore(StoreBase):
                 history_ttl=self.history_ttl,
                 maxlen=self.maxlen,
                 scan_maxlen=self.scan_maxlen,
+                batch_id=record.batch or "",
+                now_ms=now_ms(),
             ),
         )
         return CancelOutcome(reply.outcome, reply.state)
@@ -348,6 +370,7 @@ def _detail(scan_id: str, record: ScanRecord, event: ScanEvent | None) -> ScanDe
         tenant=job.tenant,
         result=record.result,
         error=record.error,
+        batch_id=record.batch,
     )
 
 

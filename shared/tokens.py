@@ -1,8 +1,8 @@
 """Short-lived signed tokens that let a browser's EventSource (which cannot send headers)
 read one scan's events, or one tenant's.
 
-A token is ``v1.<scope>.<subject>.<expiry>.<signature>``: scope ``s`` (a scan id)
-or ``t`` (a tenant), expiry in epoch seconds, and itsdangerous's HMAC-SHA256
+A token is ``v1.<scope>.<subject>.<expiry>.<signature>``: scope ``s`` (a scan id),
+``b`` (a batch id) or ``t`` (a tenant), expiry in epoch seconds, and itsdangerous's HMAC-SHA256
 signature over the rest. The subject may hold dots (tenant ``acme.eu``): the
 scope is read from the left and the expiry and signature from the right, which
 never hold one. The first configured key signs; every key verifies, so keys
@@ -21,11 +21,11 @@ from itsdangerous import BadSignature, Signer
 
 from shared.settings import Secret
 
-Scope = Literal["s", "t"]
+Scope = Literal["s", "t", "b"]
 
 VERSION = "v1"
 # Scope from the left, expiry (ASCII digits) from the right; the subject is what is between.
-_BODY = re.compile(r"v1\.([st])\.(.+)\.([0-9]{1,20})")
+_BODY = re.compile(r"v1\.([stb])\.(.+)\.([0-9]{1,20})")
 # Tells these signatures apart from any other use of the same keys.
 _SALT = b"labelscan.event-token"
 
@@ -72,5 +72,5 @@ def verify(keys: tuple[Secret, ...], token: str) -> Grant:
     expires = int(match[3])
     if expires < time.time():
         raise TokenError("token expired")
-    scope: Scope = "s" if match[1] == "s" else "t"
+    scope: Scope = "s" if match[1] == "s" else "b" if match[1] == "b" else "t"
     return Grant(scope=scope, subject=match[2], expires=expires)

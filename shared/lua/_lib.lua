@@ -24,3 +24,65 @@ end
 local function is_terminal(state)
   return state == 'completed' or state == 'failed' or state == 'cancelled'
 end
+
+-- A scan of a batch became terminal as `state` (delta 1), or left `failed` for a
+-- replay (delta -1): count it in the batch's hash and append to the batch's stream
+-- (and, under the same id, to the partition's events stream, named by `batch_id`
+-- and no tenant, so notifiers route it and tenant streams skip it) the scan's
+-- event, then the batch's progress; the last scan to end also ends the batch.
+-- The progress events hold only numbers, so they are encoded here, where the
+-- counts of this moment are known.
+local function batch_note(batch_key, batch_events_key, batch_scans_key, events_key, batch_id,
+                          state, delta, scan_event, now_ms, maxlen, ttl)
+  if batch_id == '' or redis.call('EXISTS', batch_key) == 0 then
+    return
+  end
+  local function add(ev)
+    local id = redis.call('XADD', events_key, 'MAXLEN', '~', maxlen, '*',
+      'batch_id', batch_id, 'event', ev)
+    redis.call('XADD', batch_events_key, id, 'event', ev)
+  end
+  redis.call('HINCRBY', batch_key, state, delta)
+  local total, completed, failed, cancelled, finished_ms, stopped = unpack(redis.call('HMGET',
+    batch_key, 'total', 'completed', 'failed', 'cancelled', 'finished_ms', 'cancelled_ms'))
+  total, completed = tonumber(total), tonumber(completed or '0')
+  failed, cancelled = tonumber(failed or '0'), tonumber(cancelled or '0')
+  local ended = completed + failed + cancelled
+  local body = {batch_id = batch_id, total = total, at_ms = now_ms, state = 'running',
+    progress = math.floor(ended * 100 / total),
+    counts = {completed = completed, failed = failed, cancelled = cancelled,
+      pending = total - ended}}
+  if scan_event ~= '' then
+    add(scan_event)
+  end
+  body.type = 'batch'
+  add(cjson.encode(body))
+  if ended == total and not finished_ms then
+    redis.call('HSET', batch_key, 'finished_ms', now_ms)
+    body.type = 'batch.completed'
+    body.state = stopped and 'cancelled' or 'finished'
+    add(cjson.encode(body))
+  elseif ended < total and finished_ms then
+    redis.call('HDEL', batch_key, 'finished_ms', 'aggregate')
+  end
+  for _, key in ipairs({batch_key, batch_events_key, batch_scans_key}) do
+    redis.call('EXPIRE', key, ttl)
+  end
+end
+
+-- Enter new scans in the listings (GET /api/scans), scored by creation time; each
+-- write trims them by age and by size, and they expire once none of their scans can
+-- still exist.
+local function list_scans(list_keys, now_ms, scan_ids, horizon_ms, index_max)
+  local members = {}
+  for i, scan_id in ipairs(scan_ids) do
+    members[2 * i - 1] = now_ms
+    members[2 * i] = scan_id
+  end
+  for _, list_key in ipairs(list_keys) do
+    redis.call('ZADD', list_key, unpack(members))
+    redis.call('ZREMRANGEBYSCORE', list_key, '-inf', '(' .. (now_ms - horizon_ms))
+    redis.call('ZREMRANGEBYRANK', list_key, 0, -(index_max + 1))
+    redis.call('PEXPIRE', list_key, horizon_ms)
+  end
+end

@@ -18,6 +18,8 @@ emit(scan_key, events_key, history_key, scan_id, tenant, event, maxlen, scan_max
 redis.call('XACK', stream_key, group, entry_id)
 redis.call('XDEL', stream_key, entry_id)
 redis.call('HINCRBY', stats_key, state, 1)
+batch_note(batch_key, batch_events_key, batch_scans_key, events_key, batch_id, state, 1, event,
+  now_ms, maxlen, retention_ttl)
 redis.call('EXPIRE', scan_key, retention_ttl)
 redis.call('EXPIRE', history_key, retention_ttl)
 if state == 'completed' then

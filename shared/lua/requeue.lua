@@ -15,6 +15,8 @@ if dead_id then
   redis.call('XDEL', dead_key, dead_id)
 end
 redis.call('HINCRBY', stats_key, 'failed', -1)
+batch_note(batch_key, batch_events_key, batch_scans_key, events_key, batch_id, 'failed', -1, '',
+  now_ms, maxlen, history_ttl)
 redis.call('EXPIRE', scan_key, history_ttl)
 emit(scan_key, events_key, history_key, scan_id, tenant, event, maxlen, scan_maxlen)
 redis.call('EXPIRE', history_key, history_ttl)

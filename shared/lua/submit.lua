@@ -28,12 +28,5 @@ end
 redis.call('EXPIRE', scan_key, history_ttl)
 emit(scan_key, events_key, history_key, scan_id, tenant, event, maxlen, scan_maxlen)
 redis.call('EXPIRE', history_key, history_ttl)
--- The listings (GET /api/scans), newest by creation: trimmed here by age and by size,
--- and expiring once no scan of theirs can still exist.
-for _, list_key in ipairs({scan_index_key, tenant_scan_index_key}) do
-  redis.call('ZADD', list_key, now_ms, scan_id)
-  redis.call('ZREMRANGEBYSCORE', list_key, '-inf', '(' .. (now_ms - index_horizon_ms))
-  redis.call('ZREMRANGEBYRANK', list_key, 0, -(index_max + 1))
-  redis.call('PEXPIRE', list_key, index_horizon_ms)
-end
+list_scans({scan_index_key, tenant_scan_index_key}, now_ms, {scan_id}, index_horizon_ms, index_max)
 return {'new', entry_id}

@@ -114,3 +114,21 @@ async def open_stream(
     url = f"/api/scans/{scan_id}/events"
     async with client.stream("GET", url, headers=headers, params=params) as response:
         yield EventStream(response)
+
+
+@contextlib.asynccontextmanager
+async def open_batch_stream(
+    client: httpx.AsyncClient,
+    batch_id: str,
+    last_event_id: str | None = None,
+    *,
+    token: str | None = None,
+) -> AsyncIterator[EventStream]:
+    """GET a batch's event stream; the response is closed when the block exits."""
+    headers = {"accept": "text/event-stream"}
+    if last_event_id is not None:
+        headers["last-event-id"] = last_event_id
+    params = {"token": token} if token is not None else None
+    url = f"/api/batches/{batch_id}/events"
+    async with client.stream("GET", url, headers=headers, params=params) as response:
+        yield EventStream(response)
