@@ -1,0 +1,483 @@
+"""Sync and async clients for the gateway's API and the notifier's event streams.
+
+Both clients build the same requests and decode the same answers (``_Requests``);
+they differ only in how they send them. Answers are the services' own msgspec
+structs, and every refusal is raised as a typed ``ApiError`` with the API's
+``error``, ``detail`` and ``field``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+import msgspec
+
+from labelscan import errors
+from labelscan.models import BatchAccepted, BatchStatus, EventsLink
+from labelscan.sse import messages
+from notifier.reset import ScanReset
+from shared.schemas import (
+    TERMINAL_STATES,
+    CancelResult,
+    DeadLetters,
+    QueueStats,
+    ScanAccepted,
+    ScanDetail,
+    ScanEvent,
+    ScanStatus,
+)
+
+T = TypeVar("T")
+Image = str | os.PathLike[str] | bytes
+"""A label: a file path, its bytes, or an ``http(s)://`` URL the analyzer fetches."""
+
+LONG_POLL_S = 30
+"""How long one ``GET /api/scans/{id}?wait=`` may hold (the API caps it at 60)."""
+_EVENT_TYPES = frozenset(
+    {"scheduled", "queued", "progress", "retrying", "completed", "failed", "cancelled"}
+)
+_event = msgspec.json.Decoder(ScanEvent)
+_reset = msgspec.json.Decoder(ScanReset)
+
+
+def _is_url(image: Image) -> bool:
+    return isinstance(image, str) and image.startswith(("http://", "https://"))
+
+
+def _read(image: Image) -> bytes:
+    return image if isinstance(image, bytes) else Path(image).read_bytes()
+
+
+def default_name(image: Image, index: int = 0) -> str:
+    """A product name for a label nobody named: the file's stem, else its position."""
+    if isinstance(image, bytes) or _is_url(image):
+        return f"label {index + 1}"
+    return Path(image).stem[:200] or f"label {index + 1}"
+
+
+class _Requests:
+    """Builds the API's requests and decodes its answers, for both clients."""
+
+    def __init__(self, http: httpx.Client | httpx.AsyncClient) -> None:
+        self.http = http
+
+    def scan(
+        self,
+        image: Image,
+        *,
+        category: str,
+        marketplaces: Sequence[str],
+        product_name: str,
+        priority: str,
+        idempotency_key: str | None,
+    ) -> httpx.Request:
+        headers = {"idempotency-key": idempotency_key} if idempotency_key else {}
+        fields = {"category": category, "product_name": product_name, "priority": priority}
+        if _is_url(image):
+            body = {**fields, "marketplaces": list(marketplaces), "image_url": image}
+            return self.http.build_request("POST", "/api/scans", json=body, headers=headers)
+        # Multipart: the file goes as it is, a third smaller than base64 in JSON.
+        form = {**fields, "marketplaces": ",".join(marketplaces)}
+        files = {"image": (default_name(image) or "label", _read(image))}
+        return self.http.build_request(
+            "POST", "/api/scans", data=form, files=files, headers=headers
+        )
+
+    def batch(
+        self,
+        images: Sequence[Image],
+        *,
+        category: str,
+        marketplaces: Sequence[str],
+        product_names: Sequence[str] | None,
+        priority: str,
+        idempotency_key: str | None,
+    ) -> httpx.Request:
+        headers = {"idempotency-key": idempotency_key} if idempotency_key else {}
+        scans: list[dict[str, Any]] = []
+        for i, image in enumerate(images):
+            # Every field on every item (not in `defaults`): each scan reads whole on its own.
+            item: dict[str, Any] = {
+                "category": category,
+                "marketplaces": list(marketplaces),
+                "priority": priority,
+                "product_name": product_names[i] if product_names else default_name(image, i),
+            }
+            if _is_url(image):
+                item["image_url"] = image
+            else:
+                item["image_base64"] = base64.b64encode(_read(image)).decode()
+            scans.append(item)
+        body = msgspec.json.encode({"scans": scans})
+        headers["content-type"] = "application/json"
+        return self.http.build_request("POST", "/api/batches", content=body, headers=headers)
+
+    def get(self, path: str, **params: str | int) -> httpx.Request:
+        return self.http.build_request("GET", path, params=params or None)
+
+    def send(self, method: str, path: str, body: object = None) -> httpx.Request:
+        return self.http.build_request(method, path, json=body)
+
+
+def decode(response: httpx.Response, into: type[T]) -> T:
+    """The answer as ``into``, or the typed error for a refusal."""
+    if not response.is_success:
+        raise errors.from_response(response)
+    return msgspec.json.decode(response.content, type=into)
+
+
+def _http_args(url: str, api_key: str | None, timeout: float) -> dict[str, Any]:
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    # Long polls hold the read for up to LONG_POLL_S: the read timeout must outlast them.
+    limits = httpx.Timeout(timeout, read=max(timeout, LONG_POLL_S + 10))
+    return {"base_url": url.rstrip("/"), "headers": headers, "timeout": limits}
+
+
+class _Resume:
+    """Where a scan's event stream stands: its URL, the last id seen, the server's delay."""
+
+    def __init__(self, url: str, last_event_id: str | None) -> None:
+        self.url = url
+        self.last_event_id = last_event_id
+        self.delay_s = 1.0
+        self.ended = False
+
+    def headers(self) -> dict[str, str]:
+        headers = {"accept": "text/event-stream"}
+        if self.last_event_id is not None:
+            headers["last-event-id"] = self.last_event_id
+        return headers
+
+    async def read(self, response: httpx.Response) -> AsyncIterator[ScanEvent | ScanReset]:
+        """The events of one connection, until it ends, says reconnect, or the scan ends."""
+        async for message in messages(response):
+            self.last_event_id = message.id or self.last_event_id
+            if message.retry_ms is not None:
+                self.delay_s = message.retry_ms / 1000
+            if message.data is None:
+                continue
+            if message.event == "reconnect":
+                return
+            item: ScanEvent | ScanReset
+            if message.event in _EVENT_TYPES:
+                item = _event.decode(message.data)
+                self.ended = item.type in TERMINAL_STATES
+            elif message.event == "reset":
+                item = _reset.decode(message.data)
+                self.ended = item.state in TERMINAL_STATES
+            else:
+                continue
+            yield item
+            if self.ended:
+                return
+
+
+def _still_waiting(detail: ScanDetail) -> bool:
+    return detail.state not in TERMINAL_STATES
+
+
+class AsyncClient:
+    """The API from asyncio code: ``async with AsyncClient(url, api_key) as client: ...``."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(**_http_args(url, api_key, timeout), transport=transport)
+        self._build = _Requests(self._http)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self._http.aclose()
+
+    async def _send(self, request: httpx.Request, into: type[T]) -> T:
+        try:
+            response = await self._http.send(request)
+        except httpx.TransportError as exc:
+            raise errors.ConnectionLost(f"{request.url}: {exc!r}") from exc
+        return decode(response, into)
+
+    async def scan(
+        self,
+        image: Image,
+        *,
+        category: str,
+        marketplaces: Sequence[str],
+        product_name: str | None = None,
+        priority: str = "normal",
+        idempotency_key: str | None = None,
+    ) -> ScanAccepted:
+        """Submit one label (a path, bytes or URL); answers at once with its id and links."""
+        name = product_name or default_name(image)
+        request = self._build.scan(
+            image,
+            category=category,
+            marketplaces=marketplaces,
+            product_name=name,
+            priority=priority,
+            idempotency_key=idempotency_key,
+        )
+        return await self._send(request, ScanAccepted)
+
+    async def batch(
+        self,
+        images: Sequence[Image],
+        *,
+        category: str,
+        marketplaces: Sequence[str],
+        product_names: Sequence[str] | None = None,
+        priority: str = "normal",
+        idempotency_key: str | None = None,
+    ) -> BatchAccepted:
+        """Submit many labels as one batch: all accepted, or none (``errors`` per item)."""
+        request = self._build.batch(
+            images,
+            category=category,
+            marketplaces=marketplaces,
+            product_names=product_names,
+            priority=priority,
+            idempotency_key=idempotency_key,
+        )
+        return await self._send(request, BatchAccepted)
+
+    async def get(self, scan_id: str) -> ScanDetail:
+        """The scan's state, progress and, once finished, its result or error."""
+        return await self._send(self._build.get(f"/api/scans/{scan_id}"), ScanDetail)
+
+    async def status(self, scan_id: str) -> ScanStatus:
+        """The scan's state and progress, without the result."""
+        return await self._send(self._build.get(f"/api/scans/{scan_id}/status"), ScanStatus)
+
+    # The deadline also shortens the last long poll's `wait=`, which asyncio.timeout cannot.
+    async def wait(self, scan_id: str, timeout: float | None = None) -> ScanDetail:  # noqa: ASYNC109
+        """The scan once finished: long polls, or polls with backoff if the API answers at once."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.1
+        while True:
+            hold = LONG_POLL_S if deadline is None else int(deadline - time.monotonic())
+            hold = max(0, min(LONG_POLL_S, hold))
+            started = time.monotonic()
+            request = self._build.get(f"/api/scans/{scan_id}", wait=hold)
+            detail = await self._send(request, ScanDetail)
+            if not _still_waiting(detail):
+                return detail
+            if deadline is not None and time.monotonic() >= deadline:
+                raise errors.WaitTimeout(f"scan {scan_id} is still {detail.state}")
+            if time.monotonic() - started < hold / 2:
+                # The answer came long before the wait ended: a gateway without long polls.
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
+    async def events_link(self, scan_id: str) -> EventsLink:
+        """A fresh token and URL for the scan's event stream."""
+        return await self._send(self._build.get(f"/api/scans/{scan_id}/events-url"), EventsLink)
+
+    async def events(
+        self,
+        scan_id: str,
+        *,
+        events_url: str | None = None,
+        last_event_id: str | None = None,
+        max_failures: int = 10,
+    ) -> AsyncIterator[ScanEvent | ScanReset]:
+        """The scan's events, history first, until its terminal one.
+
+        A dropped connection is resumed from the last event id seen (``Last-Event-ID``),
+        so nothing is missed or repeated; an expired token is renewed. A ``ScanReset``
+        stands for events the notifier no longer holds. After ``max_failures`` failed
+        connections in a row it raises ``ConnectionLost``.
+        """
+        stream = _Resume(events_url or (await self.events_link(scan_id)).events_url, last_event_id)
+        failures = 0
+        while not stream.ended:
+            try:
+                async with self._http.stream("GET", stream.url, headers=stream.headers()) as answer:
+                    if answer.status_code in (401, 403):  # the token expired: a fresh one
+                        failures += 1
+                        stream.url = (await self.events_link(scan_id)).events_url
+                    elif answer.status_code == 204:  # the notifier says we have seen the end
+                        return
+                    elif not answer.is_success:
+                        await answer.aread()
+                        raise errors.from_response(answer)
+                    else:
+                        failures = 0
+                        async for item in stream.read(answer):
+                            yield item
+            except (httpx.TransportError, errors.ServerError) as exc:
+                failures += 1
+                if failures > max_failures:
+                    raise errors.ConnectionLost(f"event stream of {scan_id}: {exc!r}") from exc
+            if not stream.ended:
+                await asyncio.sleep(min(stream.delay_s, 5.0) * min(failures + 1, 4))
+
+    async def batch_status(self, batch_id: str, cursor: str | None = None) -> BatchStatus:
+        """The batch's counts per state, progress, a page of scan ids, and its aggregate."""
+        params: dict[str, str | int] = {"cursor": cursor} if cursor else {}
+        return await self._send(self._build.get(f"/api/batches/{batch_id}", **params), BatchStatus)
+
+    async def cancel(self, scan_id: str) -> CancelResult:
+        """Cancel a scan that has not finished (``ConflictError`` once it has)."""
+        return await self._send(self._build.send("DELETE", f"/api/scans/{scan_id}"), CancelResult)
+
+    async def retry(self, scan_id: str) -> ScanAccepted:
+        """Replay a failed scan (also how a dead letter is retried)."""
+        request = self._build.send("POST", f"/api/scans/{scan_id}/retry")
+        return await self._send(request, ScanAccepted)
+
+    async def stats(self) -> QueueStats:
+        """The queue's counts (waiting, active, finished, consumers, rate limiter)."""
+        return await self._send(self._build.get("/api/queue/stats"), QueueStats)
+
+    async def dead_letters(self, count: int = 50, before: str | None = None) -> DeadLetters:
+        """A page of dead letters, newest first; pass its ``next`` as ``before`` for older."""
+        params: dict[str, str | int] = {"count": count}
+        if before is not None:
+            params["before"] = before
+        return await self._send(self._build.get("/api/dead", **params), DeadLetters)
+
+
+class Client:
+    """The API from plain code: ``with Client(url, api_key) as client: ...``."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(**_http_args(url, api_key, timeout), transport=transport)
+        self._build = _Requests(self._http)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._http.close()
+
+    def _send(self, request: httpx.Request, into: type[T]) -> T:
+        try:
+            response = self._http.send(request)
+        except httpx.TransportError as exc:
+            raise errors.ConnectionLost(f"{request.url}: {exc!r}") from exc
+        return decode(response, into)
+
+    def scan(
+        self,
+        image: Image,
+        *,
+        category: str,
+        marketplaces: Sequence[str],
+        product_name: str | None = None,
+        priority: str = "normal",
+        idempotency_key: str | None = None,
+    ) -> ScanAccepted:
+        """Submit one label (a path, bytes or URL); answers at once with its id and links."""
+        name = product_name or default_name(image)
+        request = self._build.scan(
+            image,
+            category=category,
+            marketplaces=marketplaces,
+            product_name=name,
+            priority=priority,
+            idempotency_key=idempotency_key,
+        )
+        return self._send(request, ScanAccepted)
+
+    def batch(
+        self,
+        images: Sequence[Image],
+        *,
+        category: str,
+        marketplaces: Sequence[str],
+        product_names: Sequence[str] | None = None,
+        priority: str = "normal",
+        idempotency_key: str | None = None,
+    ) -> BatchAccepted:
+        """Submit many labels as one batch: all accepted, or none (``errors`` per item)."""
+        request = self._build.batch(
+            images,
+            category=category,
+            marketplaces=marketplaces,
+            product_names=product_names,
+            priority=priority,
+            idempotency_key=idempotency_key,
+        )
+        return self._send(request, BatchAccepted)
+
+    def get(self, scan_id: str) -> ScanDetail:
+        """The scan's state, progress and, once finished, its result or error."""
+        return self._send(self._build.get(f"/api/scans/{scan_id}"), ScanDetail)
+
+    def status(self, scan_id: str) -> ScanStatus:
+        """The scan's state and progress, without the result."""
+        return self._send(self._build.get(f"/api/scans/{scan_id}/status"), ScanStatus)
+
+    def wait(self, scan_id: str, timeout: float | None = None) -> ScanDetail:
+        """The scan once finished: long polls, or polls with backoff if the API answers at once."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.1
+        while True:
+            hold = LONG_POLL_S if deadline is None else int(deadline - time.monotonic())
+            hold = max(0, min(LONG_POLL_S, hold))
+            started = time.monotonic()
+            detail = self._send(self._build.get(f"/api/scans/{scan_id}", wait=hold), ScanDetail)
+            if not _still_waiting(detail):
+                return detail
+            if deadline is not None and time.monotonic() >= deadline:
+                raise errors.WaitTimeout(f"scan {scan_id} is still {detail.state}")
+            if time.monotonic() - started < hold / 2:
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
+    def batch_status(self, batch_id: str, cursor: str | None = None) -> BatchStatus:
+        """The batch's counts per state, progress, a page of scan ids, and its aggregate."""
+        params: dict[str, str | int] = {"cursor": cursor} if cursor else {}
+        return self._send(self._build.get(f"/api/batches/{batch_id}", **params), BatchStatus)
+
+    def cancel(self, scan_id: str) -> CancelResult:
+        """Cancel a scan that has not finished (``ConflictError`` once it has)."""
+        return self._send(self._build.send("DELETE", f"/api/scans/{scan_id}"), CancelResult)
+
+    def retry(self, scan_id: str) -> ScanAccepted:
+        """Replay a failed scan (also how a dead letter is retried)."""
+        return self._send(self._build.send("POST", f"/api/scans/{scan_id}/retry"), ScanAccepted)
+
+    def stats(self) -> QueueStats:
+        """The queue's counts (waiting, active, finished, consumers, rate limiter)."""
+        return self._send(self._build.get("/api/queue/stats"), QueueStats)
+
+    def dead_letters(self, count: int = 50, before: str | None = None) -> DeadLetters:
+        """A page of dead letters, newest first; pass its ``next`` as ``before`` for older."""
+        params: dict[str, str | int] = {"count": count}
+        if before is not None:
+            params["before"] = before
+        return self._send(self._build.get("/api/dead", **params), DeadLetters)
