@@ -25,6 +25,7 @@ from shared.schemas import CATEGORIES, MARKETPLACES, PRIORITIES, ScanDetail
 
 COMPLIANT, NOT_COMPLIANT, ERROR = 0, 1, 2
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif"})
+DEFAULT_URL = "http://127.0.0.1:8000"  # where `make run` puts the gateway
 BATCH_POLL_S = 0.5
 DETAIL_READS = 8  # a batch's scans are read this many at a time for its report
 
@@ -32,14 +33,14 @@ DETAIL_READS = 8  # a batch's scans are read this many at a time for its report
 class CliConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Where the gateway is and the key to use: flags first, then the environment."""
 
-    url: str = "http://127.0.0.1:8000"
+    url: str = DEFAULT_URL
     api_key: str | None = None
 
     @classmethod
     def resolve(cls, url: str | None, api_key: str | None, env: Mapping[str, str]) -> CliConfig:
         """The config from ``--url``/``--api-key``, else ``LABELSCAN_URL``/``LABELSCAN_API_KEY``."""
         return cls(
-            url=url or env.get("LABELSCAN_URL") or cls.url,
+            url=url or env.get("LABELSCAN_URL") or DEFAULT_URL,
             api_key=api_key or env.get("LABELSCAN_API_KEY") or None,
         )
 
