@@ -1,6 +1,6 @@
 """Sync and async clients for the gateway's API and the notifier's event streams.
 
-Both clients build the same requests and decode the same answers (``_Requests``);
+Both clients build the same requests and decode the same answers (``labelscan.api``);
 they differ only in how they send them. Answers are the services' own msgspec
 structs, and every refusal is raised as a typed ``ApiError`` with the API's
 ``error``, ``detail`` and ``field``.
@@ -9,20 +9,17 @@ structs, and every refusal is raised as a typed ``ApiError`` with the API's
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 import time
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Self, TypeVar
 
 import httpx
-import msgspec
 
 from labelscan import errors
+from labelscan.api import LONG_POLL_S, Image, Requests, decode, default_name, http_args
 from labelscan.models import BatchAccepted, BatchStatus, EventsLink
-from labelscan.sse import messages
+from labelscan.sse import ScanStream
 from notifier.reset import ScanReset
 from shared.schemas import (
     TERMINAL_STATES,
@@ -35,149 +32,9 @@ from shared.schemas import (
     ScanStatus,
 )
 
+__all__ = ["AsyncClient", "Client", "Image"]
+
 T = TypeVar("T")
-Image = str | os.PathLike[str] | bytes
-"""A label: a file path, its bytes, or an ``http(s)://`` URL the analyzer fetches."""
-
-LONG_POLL_S = 30
-"""How long one ``GET /api/scans/{id}?wait=`` may hold (the API caps it at 60)."""
-_EVENT_TYPES = frozenset(
-    {"scheduled", "queued", "progress", "retrying", "completed", "failed", "cancelled"}
-)
-_event = msgspec.json.Decoder(ScanEvent)
-_reset = msgspec.json.Decoder(ScanReset)
-
-
-def _is_url(image: Image) -> bool:
-    return isinstance(image, str) and image.startswith(("http://", "https://"))
-
-
-def _read(image: Image) -> bytes:
-    return image if isinstance(image, bytes) else Path(image).read_bytes()
-
-
-def default_name(image: Image, index: int = 0) -> str:
-    """A product name for a label nobody named: the file's stem, else its position."""
-    if isinstance(image, bytes) or _is_url(image):
-        return f"label {index + 1}"
-    return Path(image).stem[:200] or f"label {index + 1}"
-
-
-class _Requests:
-    """Builds the API's requests and decodes its answers, for both clients."""
-
-    def __init__(self, http: httpx.Client | httpx.AsyncClient) -> None:
-        self.http = http
-
-    def scan(
-        self,
-        image: Image,
-        *,
-        category: str,
-        marketplaces: Sequence[str],
-        product_name: str,
-        priority: str,
-        idempotency_key: str | None,
-    ) -> httpx.Request:
-        headers = {"idempotency-key": idempotency_key} if idempotency_key else {}
-        fields = {"category": category, "product_name": product_name, "priority": priority}
-        if _is_url(image):
-            body = {**fields, "marketplaces": list(marketplaces), "image_url": image}
-            return self.http.build_request("POST", "/api/scans", json=body, headers=headers)
-        # Multipart: the file goes as it is, a third smaller than base64 in JSON.
-        form = {**fields, "marketplaces": ",".join(marketplaces)}
-        files = {"image": (default_name(image) or "label", _read(image))}
-        return self.http.build_request(
-            "POST", "/api/scans", data=form, files=files, headers=headers
-        )
-
-    def batch(
-        self,
-        images: Sequence[Image],
-        *,
-        category: str,
-        marketplaces: Sequence[str],
-        product_names: Sequence[str] | None,
-        priority: str,
-        idempotency_key: str | None,
-    ) -> httpx.Request:
-        headers = {"idempotency-key": idempotency_key} if idempotency_key else {}
-        scans: list[dict[str, Any]] = []
-        for i, image in enumerate(images):
-            # Every field on every item (not in `defaults`): each scan reads whole on its own.
-            item: dict[str, Any] = {
-                "category": category,
-                "marketplaces": list(marketplaces),
-                "priority": priority,
-                "product_name": product_names[i] if product_names else default_name(image, i),
-            }
-            if _is_url(image):
-                item["image_url"] = image
-            else:
-                item["image_base64"] = base64.b64encode(_read(image)).decode()
-            scans.append(item)
-        body = msgspec.json.encode({"scans": scans})
-        headers["content-type"] = "application/json"
-        return self.http.build_request("POST", "/api/batches", content=body, headers=headers)
-
-    def get(self, path: str, **params: str | int) -> httpx.Request:
-        return self.http.build_request("GET", path, params=params or None)
-
-    def send(self, method: str, path: str, body: object = None) -> httpx.Request:
-        return self.http.build_request(method, path, json=body)
-
-
-def decode(response: httpx.Response, into: type[T]) -> T:
-    """The answer as ``into``, or the typed error for a refusal."""
-    if not response.is_success:
-        raise errors.from_response(response)
-    return msgspec.json.decode(response.content, type=into)
-
-
-def _http_args(url: str, api_key: str | None, timeout: float) -> dict[str, Any]:
-    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-    # Long polls hold the read for up to LONG_POLL_S: the read timeout must outlast them.
-    limits = httpx.Timeout(timeout, read=max(timeout, LONG_POLL_S + 10))
-    return {"base_url": url.rstrip("/"), "headers": headers, "timeout": limits}
-
-
-class _Resume:
-    """Where a scan's event stream stands: its URL, the last id seen, the server's delay."""
-
-    def __init__(self, url: str, last_event_id: str | None) -> None:
-        self.url = url
-        self.last_event_id = last_event_id
-        self.delay_s = 1.0
-        self.ended = False
-
-    def headers(self) -> dict[str, str]:
-        headers = {"accept": "text/event-stream"}
-        if self.last_event_id is not None:
-            headers["last-event-id"] = self.last_event_id
-        return headers
-
-    async def read(self, response: httpx.Response) -> AsyncIterator[ScanEvent | ScanReset]:
-        """The events of one connection, until it ends, says reconnect, or the scan ends."""
-        async for message in messages(response):
-            self.last_event_id = message.id or self.last_event_id
-            if message.retry_ms is not None:
-                self.delay_s = message.retry_ms / 1000
-            if message.data is None:
-                continue
-            if message.event == "reconnect":
-                return
-            item: ScanEvent | ScanReset
-            if message.event in _EVENT_TYPES:
-                item = _event.decode(message.data)
-                self.ended = item.type in TERMINAL_STATES
-            elif message.event == "reset":
-                item = _reset.decode(message.data)
-                self.ended = item.state in TERMINAL_STATES
-            else:
-                continue
-            yield item
-            if self.ended:
-                return
 
 
 def _still_waiting(detail: ScanDetail) -> bool:
@@ -195,8 +52,8 @@ class AsyncClient:
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._http = httpx.AsyncClient(**_http_args(url, api_key, timeout), transport=transport)
-        self._build = _Requests(self._http)
+        self._http = httpx.AsyncClient(**http_args(url, api_key, timeout), transport=transport)
+        self._build = Requests(self._http)
 
     async def __aenter__(self) -> Self:
         return self
@@ -307,7 +164,9 @@ class AsyncClient:
         stands for events the notifier no longer holds. After ``max_failures`` failed
         connections in a row it raises ``ConnectionLost``.
         """
-        stream = _Resume(events_url or (await self.events_link(scan_id)).events_url, last_event_id)
+        stream = ScanStream(
+            events_url or (await self.events_link(scan_id)).events_url, last_event_id
+        )
         failures = 0
         while not stream.ended:
             try:
@@ -368,8 +227,8 @@ class Client:
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._http = httpx.Client(**_http_args(url, api_key, timeout), transport=transport)
-        self._build = _Requests(self._http)
+        self._http = httpx.Client(**http_args(url, api_key, timeout), transport=transport)
+        self._build = Requests(self._http)
 
     def __enter__(self) -> Self:
         return self

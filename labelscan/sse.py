@@ -11,6 +11,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
+import msgspec
+
+from notifier.reset import ScanReset
+from shared.schemas import TERMINAL_STATES, ScanEvent
+
+_EVENT_TYPES = frozenset(
+    {"scheduled", "queued", "progress", "retrying", "completed", "failed", "cancelled"}
+)
+_event = msgspec.json.Decoder(ScanEvent)
+_reset = msgspec.json.Decoder(ScanReset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +61,42 @@ async def messages(response: httpx.Response) -> AsyncIterator[Message]:
             event_id = value
         elif name == "retry" and value.isascii() and value.isdigit():
             retry_ms = int(value)
+
+
+class ScanStream:
+    """Where a scan's event stream stands: its URL, the last id seen, the server's delay."""
+
+    def __init__(self, url: str, last_event_id: str | None) -> None:
+        self.url = url
+        self.last_event_id = last_event_id
+        self.delay_s = 1.0
+        self.ended = False
+
+    def headers(self) -> dict[str, str]:
+        headers = {"accept": "text/event-stream"}
+        if self.last_event_id is not None:
+            headers["last-event-id"] = self.last_event_id
+        return headers
+
+    async def read(self, response: httpx.Response) -> AsyncIterator[ScanEvent | ScanReset]:
+        """The events of one connection, until it ends, says reconnect, or the scan ends."""
+        async for message in messages(response):
+            self.last_event_id = message.id or self.last_event_id
+            if message.retry_ms is not None:
+                self.delay_s = message.retry_ms / 1000
+            if message.data is None:
+                continue
+            if message.event == "reconnect":
+                return
+            item: ScanEvent | ScanReset
+            if message.event in _EVENT_TYPES:
+                item = _event.decode(message.data)
+                self.ended = item.type in TERMINAL_STATES
+            elif message.event == "reset":
+                item = _reset.decode(message.data)
+                self.ended = item.state in TERMINAL_STATES
+            else:
+                continue
+            yield item
+            if self.ended:
+                return
