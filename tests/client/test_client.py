@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
+import msgspec
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from labelscan.client import AsyncClient, Client
 from labelscan.errors import AuthError, ConflictError, InvalidRequest, NotFound
@@ -14,6 +20,7 @@ from shared.schemas import ScanEvent
 from tests.client.conftest import KEY, Services, VerdictBackend, running_services, secured
 from tests.conftest import SettingsFactory
 from tests.support.images import label_png
+from tests.support.servers import serve
 
 
 async def test_async_scan_of_a_file_and_of_bytes_waits_for_findings(
@@ -115,3 +122,40 @@ async def test_events_resume_after_the_connection_is_dropped(
     resumed = [r for r in services.proxy.requests if b"GET /api/scans/" in r]
     assert len(resumed) >= 2
     assert b"last-event-id:" in resumed[1].lower()
+
+
+async def test_events_renew_an_expired_token_and_resume(make_settings: SettingsFactory) -> None:
+    """A reconnect refused for an expired token fetches a fresh link and resumes from the id."""
+    settings = msgspec.structs.replace(secured(make_settings), event_token_ttl_s=1)
+    async with (
+        running_services(settings, VerdictBackend(stage_s=2.0)) as services,
+        AsyncClient(services.gateway_url, KEY) as client,
+    ):
+        accepted = await client.scan(label_png(), category="toys", marketplaces=["US"])
+        stages: list[str] = []
+        async with asyncio.timeout(30):
+            async for event in client.events(accepted.scan_id, events_url=accepted.events_url):
+                stages.append(event.progress.stage)
+                if event.progress.stage == "checking_rules":  # the first token has expired
+                    services.proxy.cut()
+    assert stages[-3:] == ["ocr", "checking_rules", "completed"]
+    assert len(stages) == len(set(stages))
+    streams = [r for r in services.proxy.requests if b"/events" in r]
+    tokens = {re.search(rb"token=([^ &]+)", r).group(1) for r in streams}  # type: ignore[union-attr]
+    assert len(tokens) >= 2, "a fresh token was fetched after the refusal"
+
+
+async def test_scan_of_a_url_the_analyzer_fetches(services: Services) -> None:
+    """An http(s) URL goes as image_url in JSON; the analyzer fetches it."""
+
+    async def image(request: Request) -> Response:
+        return Response(label_png(), media_type="image/png")
+
+    async with serve(Starlette(routes=[Route("/label.png", image)])) as origin:
+
+        def use() -> str:
+            with Client(services.gateway_url, KEY) as client:
+                scan = client.scan(f"{origin.url}/label.png", category="toys", marketplaces=["US"])
+                return client.wait(scan.scan_id, timeout=30).product_name
+
+        assert await asyncio.to_thread(use) == "label 1"
