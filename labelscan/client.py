@@ -140,7 +140,7 @@ class AsyncClient:
                 return detail
             if deadline is not None and time.monotonic() >= deadline:
                 raise errors.WaitTimeout(f"scan {scan_id} is still {detail.state}")
-            if time.monotonic() - started < hold / 2:
+            if hold == 0 or time.monotonic() - started < hold / 2:
                 # The answer came long before the wait ended: a gateway without long polls.
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 2.0)
@@ -313,7 +313,7 @@ class Client:
                 return detail
             if deadline is not None and time.monotonic() >= deadline:
                 raise errors.WaitTimeout(f"scan {scan_id} is still {detail.state}")
-            if time.monotonic() - started < hold / 2:
+            if hold == 0 or time.monotonic() - started < hold / 2:
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
 

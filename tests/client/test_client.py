@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from labelscan.client import AsyncClient, Client
-from labelscan.errors import AuthError, ConflictError, InvalidRequest, NotFound
+from labelscan.errors import AuthError, ConflictError, InvalidRequest, NotFound, WaitTimeout
 from notifier.reset import ScanReset
 from shared.schemas import ScanEvent
 from tests.client.conftest import KEY, Services, VerdictBackend, running_services, secured
@@ -106,6 +106,8 @@ async def test_events_resume_after_the_connection_is_dropped(
         AsyncClient(services.gateway_url, KEY) as client,
     ):
         accepted = await client.scan(label_png(), category="toys", marketplaces=["US"])
+        with pytest.raises(WaitTimeout):  # the scan takes over a second
+            await client.wait(accepted.scan_id, timeout=0.3)
         seen: list[ScanEvent | ScanReset] = []
         cut = 0
         async with asyncio.timeout(30):
