@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+import msgspec
 import pytest
 
 from gateway.app import create_app as create_gateway
@@ -166,3 +167,43 @@ async def test_two_labels_progress_live_resume_after_a_drop_and_show_findings(
         assert bad == [], "the page ran into its own CSP"
     streams = [r.lower() for r in services.proxy.requests if b"/events" in r]
     assert sum(b"last-event-id:" in r for r in streams) >= 2, "both streams resumed by id"
+
+
+@needs_browser
+async def test_a_bad_key_is_said_and_an_expired_event_token_is_renewed(
+    make_settings: SettingsFactory, chromium: Browser, label_files: list[Path]
+) -> None:
+    """401 reads "Bad key" and forgets it; a reconnect refused (expired token) relinks, resumes."""
+    from playwright.async_api import expect
+
+    settings = msgspec.structs.replace(secured(make_settings), event_token_ttl_s=1)
+    async with (
+        running_services(settings, VerdictBackend(stage_s=2.0)) as services,
+        opened(chromium, f"{services.gateway_url}/") as (tab, bad),
+    ):
+        await tab.fill("#key-input", "wrong-key-0123456789")
+        await tab.click("#key-use")
+        await tab.set_input_files("#files", [str(label_files[0])])
+        await tab.click("#submit")
+        await expect(tab.locator("#alert")).to_have_text(re.compile(r"Bad key.*401"))
+        await expect(tab.locator("#key-status")).to_have_text("no key")
+        assert await tab.evaluate("sessionStorage.length") == 0
+
+        await tab.fill("#key-input", KEY)
+        await tab.click("#key-use")
+        await tab.set_input_files("#files", [str(label_files[0])])
+        await tab.click("#submit")
+        card = tab.locator("article.scan")
+        await expect(card.locator(".stage")).to_have_text("checking_rules")
+        services.proxy.cut()  # the page's token is over a second old: the reconnect is refused
+        await expect(card.locator(".state")).to_have_text("completed")
+        await expect(card.locator(".verdict")).to_have_text("non_compliant")
+        stages = await card.locator(".steps li").evaluate_all(
+            "(items) => items.map((li) => li.dataset.stage)"
+        )
+        assert stages[-3:] == ["ocr", "checking_rules", "completed"], stages
+        assert len(stages) == len(set(stages)), stages
+        assert bad == []
+    links = [r for r in services.proxy.requests if b"/events" in r]
+    assert len({re.search(rb"token=([^ &]+)", r).group(1) for r in links}) >= 2  # type: ignore[union-attr]
+    assert b"last_event_id=" in links[-1], "the fresh link resumes from the last event"

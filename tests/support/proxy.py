@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 
 from shared.embedded import free_port
+
+_REQUEST_LINE = re.compile(rb"[A-Z]+ /\S* HTTP/1\.[01]\r\n")
 
 
 class CuttableProxy:
@@ -16,7 +19,7 @@ class CuttableProxy:
         self.target_port = target_port
         self.port = free_port()
         self.requests: list[bytes] = []
-        """The first bytes (the request head) each connection sent, in order."""
+        """Each request head the clients sent (with what followed it in its chunk), in order."""
         self._open: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
@@ -34,13 +37,14 @@ class CuttableProxy:
         return cut
 
     async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first: bool
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, outbound: bool
     ) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             while data := await reader.read(65536):
-                if first:
+                # A request head starts a chunk: the first on a connection, or the next one
+                # on a connection kept alive after an answer (EventSource reuses them).
+                if outbound and _REQUEST_LINE.match(data):
                     self.requests.append(data)
-                    first = False
                 writer.write(data)
                 await writer.drain()
         writer.transport.abort()
