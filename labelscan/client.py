@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import TYPE_CHECKING, Self, TypeVar
 
 import httpx
 
@@ -20,7 +20,6 @@ from labelscan import errors
 from labelscan.api import LONG_POLL_S, Image, Requests, decode, default_name, http_args
 from labelscan.models import BatchAccepted, BatchStatus, EventsLink
 from labelscan.sse import ScanStream
-from notifier.reset import ScanReset
 from shared.schemas import (
     TERMINAL_STATES,
     CancelResult,
@@ -31,6 +30,9 @@ from shared.schemas import (
     ScanEvent,
     ScanStatus,
 )
+
+if TYPE_CHECKING:
+    from notifier.reset import ScanReset
 
 __all__ = ["AsyncClient", "Client", "Image"]
 

@@ -9,18 +9,28 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 import msgspec
 
-from notifier.reset import ScanReset
 from shared.schemas import TERMINAL_STATES, ScanEvent
+
+if TYPE_CHECKING:
+    from notifier.reset import ScanReset
 
 _EVENT_TYPES = frozenset(
     {"scheduled", "queued", "progress", "retrying", "completed", "failed", "cancelled"}
 )
 _event = msgspec.json.Decoder(ScanEvent)
-_reset = msgspec.json.Decoder(ScanReset)
+
+
+def _decode_reset(data: str) -> ScanReset:
+    # Imported when a reset arrives (rarely): the notifier's module pulls in the Redis
+    # client, half a second of start-up the command line would pay on every run.
+    from notifier.reset import ScanReset
+
+    return msgspec.json.decode(data, type=ScanReset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +103,7 @@ class ScanStream:
                 item = _event.decode(message.data)
                 self.ended = item.type in TERMINAL_STATES
             elif message.event == "reset":
-                item = _reset.decode(message.data)
+                item = _decode_reset(message.data)
                 self.ended = item.state in TERMINAL_STATES
             else:
                 continue

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,6 +17,7 @@ from starlette.routing import Route
 from labelscan.client import AsyncClient, Client
 from labelscan.errors import AuthError, ConflictError, InvalidRequest, NotFound, WaitTimeout
 from notifier.reset import ScanReset
+from shared.keys import Keys
 from shared.schemas import ScanEvent
 from tests.client.conftest import KEY, Services, VerdictBackend, running_services, secured
 from tests.conftest import SettingsFactory
@@ -161,3 +163,20 @@ async def test_scan_of_a_url_the_analyzer_fetches(services: Services) -> None:
                 return client.wait(scan.scan_id, timeout=30).product_name
 
         assert await asyncio.to_thread(use) == "label 1"
+
+
+async def test_events_from_a_trimmed_resume_point_yield_a_reset(
+    services: Services, redis: Redis
+) -> None:
+    """Resuming from an id the capped history no longer holds gives a ScanReset, not a gap."""
+    async with AsyncClient(services.gateway_url, KEY) as client:
+        accepted = await client.scan(label_png(), category="toys", marketplaces=["US"])
+        await client.wait(accepted.scan_id, timeout=30)
+        history = Keys(services.settings.prefix, services.settings.partitions).scan_events(
+            accepted.scan_id
+        )
+        first = (await redis.xrange(history, count=1))[0][0].decode()
+        await redis.xtrim(history, maxlen=1, approximate=False)  # what the cap does, sooner
+        seen = [e async for e in client.events(accepted.scan_id, last_event_id=first)]
+    assert len(seen) == 1 and isinstance(seen[0], ScanReset)
+    assert seen[0].state == "completed" and seen[0].progress.percentage == 100
