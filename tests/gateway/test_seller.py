@@ -7,6 +7,7 @@ Last-Event-ID, and each card ends with its findings per marketplace, failures fi
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import re
@@ -173,7 +174,8 @@ async def test_two_labels_progress_live_resume_after_a_drop_and_show_findings(
 async def test_a_bad_key_is_said_and_an_expired_event_token_is_renewed(
     make_settings: SettingsFactory, chromium: Browser, label_files: list[Path]
 ) -> None:
-    """401 reads "Bad key" and forgets it; a reconnect refused (expired token) relinks, resumes."""
+    """401 reads "Bad key" and forgets it; a dropped label is scanned; a reconnect refused
+    for an expired token gets a fresh link and resumes from the last event id."""
     from playwright.async_api import expect
 
     settings = msgspec.structs.replace(secured(make_settings), event_token_ttl_s=1)
@@ -191,9 +193,21 @@ async def test_a_bad_key_is_said_and_an_expired_event_token_is_renewed(
 
         await tab.fill("#key-input", KEY)
         await tab.click("#key-use")
-        await tab.set_input_files("#files", [str(label_files[0])])
+        # Dropped this time, as a file dragged from the desktop arrives.
+        await tab.evaluate(
+            """(b64) => {
+                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const dropped = new DataTransfer();
+                dropped.items.add(new File([bytes], "bad-2.png", {type: "image/png"}));
+                document.getElementById("drop").dispatchEvent(
+                    new DragEvent("drop", {dataTransfer: dropped, bubbles: true}));
+            }""",
+            base64.b64encode(label_png()).decode(),
+        )
+        await expect(tab.locator("#picked li")).to_have_text(["bad-2.png"])
         await tab.click("#submit")
         card = tab.locator("article.scan")
+        await expect(card.locator(".name")).to_have_text("bad-2.png")
         await expect(card.locator(".stage")).to_have_text("checking_rules")
         services.proxy.cut()  # the page's token is over a second old: the reconnect is refused
         await expect(card.locator(".state")).to_have_text("completed")
