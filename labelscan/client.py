@@ -171,6 +171,7 @@ class AsyncClient:
         )
         failures = 0
         while not stream.ended:
+            pause = min(stream.delay_s, 5.0)
             try:
                 async with self._http.stream("GET", stream.url, headers=stream.headers()) as answer:
                     if answer.status_code in (401, 403):  # the token expired: a fresh one
@@ -185,12 +186,15 @@ class AsyncClient:
                         failures = 0
                         async for item in stream.read(answer):
                             yield item
-            except (httpx.TransportError, errors.ServerError) as exc:
+            except (httpx.TransportError, errors.ServerError, errors.RateLimited) as exc:
                 failures += 1
-                if failures > max_failures:
-                    raise errors.ConnectionLost(f"event stream of {scan_id}: {exc!r}") from exc
+                if isinstance(exc, errors.ApiError) and exc.retry_after is not None:
+                    pause = max(pause, exc.retry_after)
+            if failures > max_failures:
+                raise errors.ConnectionLost(f"event stream of {scan_id}: {failures} failures")
             if not stream.ended:
-                await asyncio.sleep(min(stream.delay_s, 5.0) * min(failures + 1, 4))
+                # The server's `retry:` delay, longer after repeated failures.
+                await asyncio.sleep(pause * min(failures + 1, 4))
 
     async def batch_status(self, batch_id: str, cursor: str | None = None) -> BatchStatus:
         """The batch's counts per state, progress, a page of scan ids, and its aggregate."""

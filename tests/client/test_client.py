@@ -15,8 +15,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from labelscan.client import AsyncClient, Client
-from labelscan.errors import AuthError, ConflictError, InvalidRequest, NotFound, WaitTimeout
+from labelscan.errors import (
+    AuthError,
+    ConflictError,
+    ConnectionLost,
+    InvalidRequest,
+    NotFound,
+    WaitTimeout,
+)
 from notifier.reset import ScanReset
+from shared.embedded import free_port
 from shared.keys import Keys
 from shared.schemas import ScanEvent
 from tests.client.conftest import KEY, Services, VerdictBackend, running_services, secured
@@ -180,3 +188,15 @@ async def test_events_from_a_trimmed_resume_point_yield_a_reset(
         seen = [e async for e in client.events(accepted.scan_id, last_event_id=first)]
     assert len(seen) == 1 and isinstance(seen[0], ScanReset)
     assert seen[0].state == "completed" and seen[0].progress.percentage == 100
+
+
+async def test_events_give_up_with_connection_lost(services: Services) -> None:
+    """A notifier that cannot be reached ends the iterator with ConnectionLost, not a hang."""
+    async with AsyncClient(services.gateway_url, KEY) as client:
+        accepted = await client.scan(label_png(), category="toys", marketplaces=["US"])
+        nowhere = f"http://127.0.0.1:{free_port()}/api/scans/{accepted.scan_id}/events"
+        with pytest.raises(ConnectionLost) as lost:
+            async with asyncio.timeout(30):
+                async for _ in client.events(accepted.scan_id, events_url=nowhere, max_failures=1):
+                    pass
+    assert lost.value.retryable
