@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -82,9 +83,14 @@ async def cmd_scan(client: AsyncClient, args: argparse.Namespace, out: Console) 
             out.print(f"scan {accepted.scan_id} {accepted.status}", markup=False)
             out.print(f"status: {accepted.status_url}", markup=False)
         return COMPLIANT
+    loop = asyncio.get_running_loop()
+    deadline = None if args.timeout is None else loop.time() + args.timeout
     if not args.json:
-        await _follow(client, out, accepted.scan_id, accepted.events_url)
-    detail = await client.wait(accepted.scan_id, timeout=args.timeout)
+        with contextlib.suppress(TimeoutError):  # then wait() below says how it stands
+            async with asyncio.timeout_at(deadline):
+                await _follow(client, out, accepted.scan_id, accepted.events_url)
+    left = None if deadline is None else max(0.0, deadline - loop.time())
+    detail = await client.wait(accepted.scan_id, timeout=left)
     if args.json:
         _print_json(detail)
     else:

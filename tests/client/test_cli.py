@@ -256,3 +256,24 @@ async def test_scan_watch_under_a_terminal_draws_a_progress_bar(
     # The bar itself: stage, bar glyphs, percentage, the stage's message, redrawn in place.
     assert re.search(r"\rchecking_rules +━+╺━+ +80% Checking the marketplace rules", plain)
     assert "US-MISSING-ADDRESS" in screen and "non_compliant" in screen
+
+
+async def test_scan_watch_gives_up_at_its_timeout_with_exit_2(
+    make_settings: SettingsFactory, labels: Path
+) -> None:
+    """--timeout bounds the watch: a scan still running then is an error, said on stderr."""
+    async with running_services(secured(make_settings), VerdictBackend(stage_s=3.0)) as services:
+        run = await labelscan(
+            "scan",
+            str(labels / "ok-1.png"),
+            "--category",
+            "toys",
+            "--marketplace",
+            "US",
+            "--watch",
+            "--timeout",
+            "1",
+            env=cli_env(services.gateway_url),
+        )
+    assert run.code == 2
+    assert re.search(r"labelscan: scan [0-9a-f]{32} is still active", run.err), run.err
