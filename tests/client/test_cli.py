@@ -206,7 +206,8 @@ async def test_flags_override_the_environment(services: Services) -> None:
     assert CliConfig.resolve(None, None, {"LABELSCAN_URL": "http://x:1"}).url == "http://x:1"
 
 
-def _read_all(fd: int) -> bytes:
+def read_all(fd: int) -> bytes:
+    """Everything the child writes to its terminal, until it closes it."""
     chunks = []
     while True:
         try:
@@ -245,7 +246,7 @@ async def test_scan_watch_under_a_terminal_draws_a_progress_bar(
             stderr=secondary,
         )
         os.close(secondary)
-        reading = asyncio.create_task(asyncio.to_thread(_read_all, primary))
+        reading = asyncio.create_task(asyncio.to_thread(read_all, primary))
         async with asyncio.timeout(60):
             code = await proc.wait()
             screen = (await reading).decode(errors="replace")

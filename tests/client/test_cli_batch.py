@@ -9,13 +9,27 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import os
+import re
+import sys
 from pathlib import Path
 
 import pytest
 
 from labelscan.client import AsyncClient, Client
 from labelscan.errors import InvalidRequest
-from tests.client.conftest import KEY, Services, cli_env, labelscan
+from tests.client.conftest import (
+    KEY,
+    ROOT,
+    Services,
+    VerdictBackend,
+    cli_env,
+    labelscan,
+    running_services,
+    secured,
+)
+from tests.client.test_cli import read_all
+from tests.conftest import SettingsFactory
 from tests.support.images import label_png
 
 
@@ -140,3 +154,38 @@ async def test_refused_batch_names_the_item_and_field(services: Services) -> Non
     assert refused.value.status == 400 and refused.value.error == "invalid_batch"
     assert [e.index for e in refused.value.errors] == [1]
     assert refused.value.errors[0].field
+
+
+async def test_cli_batch_under_a_terminal_draws_one_overall_bar(
+    make_settings: SettingsFactory, labels: Path
+) -> None:
+    """Under a pseudo-terminal: one rich bar for the whole batch, then the summary table."""
+    async with running_services(secured(make_settings), VerdictBackend(stage_s=0.5)) as services:
+        primary, secondary = os.openpty()
+        env = cli_env(services.gateway_url) | {"TERM": "xterm-256color", "COLUMNS": "120"}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "labelscan.cli",
+            "batch",
+            str(labels),
+            "--category",
+            "toys",
+            "--marketplace",
+            "US",
+            cwd=ROOT,
+            env=env,
+            stdin=secondary,
+            stdout=secondary,
+            stderr=secondary,
+        )
+        os.close(secondary)
+        reading = asyncio.create_task(asyncio.to_thread(read_all, primary))
+        async with asyncio.timeout(60):
+            code = await proc.wait()
+            screen = (await reading).decode(errors="replace")
+        os.close(primary)
+    assert code == 1, screen
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
+    assert re.search(r"\rbatch +━+.* +\d+% [0-3]/3 done", plain), plain
+    assert "3/3 done" in plain and "bad-1.png" in plain
