@@ -13,6 +13,7 @@ from labelscan.errors import (
     NotFound,
     RateLimited,
     ServerError,
+    UnexpectedAnswer,
     WaitTimeout,
 )
 
@@ -28,5 +29,6 @@ __all__ = [
     "NotFound",
     "RateLimited",
     "ServerError",
+    "UnexpectedAnswer",
     "WaitTimeout",
 ]

@@ -104,7 +104,13 @@ def decode(response: httpx.Response, into: type[T]) -> T:
     """The answer as ``into``, or the typed error for a refusal."""
     if not response.is_success:
         raise errors.from_response(response)
-    return msgspec.json.decode(response.content, type=into)
+    try:
+        return msgspec.json.decode(response.content, type=into)
+    except msgspec.DecodeError as exc:  # ValidationError included
+        raise errors.UnexpectedAnswer(
+            f"{response.request.method} {response.url.path} answered {response.status_code} "
+            f"with what a {into.__name__} cannot hold: {exc}"
+        ) from exc
 
 
 def http_args(url: str, api_key: str | None, timeout: float) -> dict[str, Any]:

@@ -72,6 +72,14 @@ class ConnectionLost(LabelscanError):
     retryable = True
 
 
+class UnexpectedAnswer(LabelscanError):
+    """A 2xx answer this client cannot read: not JSON, or not the shape it expects.
+
+    Usually something else answers at the URL (a proxy's page, another service), so
+    check ``LABELSCAN_URL``; else the gateway and the client are too far apart in version.
+    """
+
+
 class WaitTimeout(LabelscanError):
     """A scan or batch did not finish within the time the caller gave it."""
 

@@ -14,6 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from labelscan.cli import CliConfig
 from tests.client.conftest import (
@@ -27,6 +31,7 @@ from tests.client.conftest import (
     secured,
 )
 from tests.conftest import SettingsFactory
+from tests.support.servers import serve
 
 ESCAPE = "\x1b["
 
@@ -187,6 +192,14 @@ async def test_errors_exit_2_with_the_field(services: Services, labels: Path) ->
     }
     nowhere = await labelscan("stats", env=cli_env("http://127.0.0.1:9"))
     assert nowhere.code == 2 and "labelscan:" in nowhere.err
+
+    async def page(request: Request) -> Response:
+        return Response("<html>a login page</html>", media_type="text/html")
+
+    async with serve(Starlette(routes=[Route("/api/queue/stats", page)])) as elsewhere:
+        stranger = await labelscan("stats", env=cli_env(elsewhere.url))
+    assert stranger.code == 2
+    assert "GET /api/queue/stats answered 200 with what a QueueStats cannot hold" in stranger.err
     no_file = await labelscan(
         "scan", str(labels / "nope.png"), "--category", "toys", "--marketplace", "US", env=good
     )
