@@ -23,6 +23,7 @@ from labelscan.client import AsyncClient
 from labelscan.errors import ApiError, ConnectionLost, LabelscanError
 from labelscan.models import BatchAccepted, BatchStatus
 from shared.schemas import CATEGORIES, MARKETPLACES, PRIORITIES, ScanDetail
+from shared.settings import Secret
 
 COMPLIANT, NOT_COMPLIANT, ERROR = 0, 1, 2
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif"})
@@ -35,14 +36,16 @@ class CliConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Where the gateway is and the key to use: flags first, then the environment."""
 
     url: str = DEFAULT_URL
-    api_key: str | None = None
+    api_key: Secret | None = None
+    """Prints as ``**********``: a config shown in an error or a log never leaks it."""
 
     @classmethod
     def resolve(cls, url: str | None, api_key: str | None, env: Mapping[str, str]) -> CliConfig:
         """The config from ``--url``/``--api-key``, else ``LABELSCAN_URL``/``LABELSCAN_API_KEY``."""
+        key = api_key or env.get("LABELSCAN_API_KEY")
         return cls(
             url=url or env.get("LABELSCAN_URL") or DEFAULT_URL,
-            api_key=api_key or env.get("LABELSCAN_API_KEY") or None,
+            api_key=Secret(key) if key else None,
         )
 
 
@@ -279,7 +282,8 @@ def _report_error(exc: LabelscanError, as_json: bool, err: Console) -> None:
 async def run(args: argparse.Namespace, config: CliConfig) -> int:
     """Run the chosen command with one client."""
     out, err = render.console(), render.console(stderr=True)
-    async with AsyncClient(config.url, config.api_key) as client:
+    key = config.api_key.value if config.api_key is not None else None
+    async with AsyncClient(config.url, key) as client:
         try:
             code: int = await args.run(client, args, out)
         except LabelscanError as exc:

@@ -217,6 +217,9 @@ async def test_flags_override_the_environment(services: Services) -> None:
     assert run.code == 0, run.err
     assert CliConfig.resolve(None, None, {}) == CliConfig()
     assert CliConfig.resolve(None, None, {"LABELSCAN_URL": "http://x:1"}).url == "http://x:1"
+    config = CliConfig.resolve(None, None, {"LABELSCAN_API_KEY": KEY})
+    assert config.api_key is not None and config.api_key.value == KEY
+    assert KEY not in repr(config) and KEY not in str(config)
 
 
 def read_all(fd: int) -> bytes:
