@@ -135,7 +135,8 @@ async def test_client_batch_and_status_async_and_sync(services: Services) -> Non
     assert [d.product_name for d in details] == ["ok one", "bad two"]
     assert status.total == 2 and status.done == 2 and status.progress == 100
     assert status.aggregate is not None
-    assert status.aggregate.verdicts["FR"] == {"compliant": 1, "non_compliant": 1}
+    counted = {verdict: n for verdict, n in status.aggregate.verdicts["FR"].items() if n}
+    assert counted == {"compliant": 1, "non_compliant": 1}
     assert [r.rule for r in status.aggregate.top_failing_rules] == ["FR-MISSING-ADDRESS"]
 
     def sync() -> list[str]:
