@@ -90,6 +90,7 @@ class ScanCard {
     this.id = accepted.scan_id;
     this.lastEventId = null;
     this.source = null;
+    this.relinkMs = 500;
     this.state = el("span", {class: "state", text: accepted.status});
     this.conn = el("span", {class: "conn", text: "connecting"});
     this.bar = el("progress", {max: 100, value: 0});
@@ -113,7 +114,10 @@ class ScanCard {
   listen(url) {
     const source = new EventSource(url);
     this.source = source;
-    source.onopen = () => { this.conn.textContent = "live"; };
+    source.onopen = () => {
+      this.conn.textContent = "live";
+      this.relinkMs = 500;
+    };
     source.onerror = () => {
       if (source.readyState === EventSource.CONNECTING) {
         this.conn.textContent = "reconnecting";  // the browser resumes with Last-Event-ID
@@ -130,6 +134,9 @@ class ScanCard {
 
   async relink() {
     this.source.close();
+    // A stream refused again and again (not only an expired token) is asked for less often.
+    await new Promise((resolve) => setTimeout(resolve, this.relinkMs));
+    this.relinkMs = Math.min(this.relinkMs * 2, 30000);
     try {
       const link = await api("GET", `/api/scans/${this.id}/events-url`);
       const url = new URL(link.events_url);
