@@ -9,8 +9,9 @@ structs, and every refusal is raised as a typed ``ApiError`` with the API's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Self, TypeVar
 
@@ -19,7 +20,7 @@ import httpx
 from labelscan import errors
 from labelscan.api import LONG_POLL_S, Image, Requests, decode, default_name, http_args
 from labelscan.models import BatchAccepted, BatchStatus, EventsLink
-from labelscan.sse import ScanStream
+from labelscan.sse import Message, Resumable, ends_scan, scan_item
 from shared.schemas import (
     TERMINAL_STATES,
     CancelResult,
@@ -151,6 +152,41 @@ class AsyncClient:
         """A fresh token and URL for the scan's event stream."""
         return await self._send(self._build.get(f"/api/scans/{scan_id}/events-url"), EventsLink)
 
+    async def _follow(
+        self,
+        stream: Resumable,
+        relink: Callable[[], Awaitable[str]] | None,
+        max_failures: int,
+        what: str,
+    ) -> AsyncGenerator[Message, None]:
+        """Every event of ``stream``, reconnecting from the last id seen until the server
+        says it is over (``204``); ``relink`` gives a fresh URL for a refused token."""
+        failures = 0
+        while True:
+            pause = min(stream.delay_s, 5.0)
+            try:
+                async with self._http.stream("GET", stream.url, headers=stream.headers()) as answer:
+                    if answer.status_code == 204:  # the notifier says we have seen the end
+                        return
+                    if answer.status_code in (401, 403) and relink is not None:
+                        failures += 1  # the token expired: a fresh one
+                        stream.url = await relink()
+                    elif not answer.is_success:
+                        await answer.aread()
+                        raise errors.from_response(answer)
+                    else:
+                        failures = 0
+                        async for message in stream.read(answer):
+                            yield message
+            except (httpx.TransportError, errors.ServerError, errors.RateLimited) as exc:
+                failures += 1
+                if isinstance(exc, errors.ApiError) and exc.retry_after is not None:
+                    pause = max(pause, exc.retry_after)
+            if failures > max_failures:
+                raise errors.ConnectionLost(f"{what}: {failures} failed connections in a row")
+            # The server's `retry:` delay, longer after repeated failures.
+            await asyncio.sleep(pause * min(failures + 1, 4))
+
     async def events(
         self,
         scan_id: str,
@@ -166,35 +202,28 @@ class AsyncClient:
         stands for events the notifier no longer holds. After ``max_failures`` failed
         connections in a row it raises ``ConnectionLost``.
         """
-        stream = ScanStream(
-            events_url or (await self.events_link(scan_id)).events_url, last_event_id
-        )
-        failures = 0
-        while not stream.ended:
-            pause = min(stream.delay_s, 5.0)
-            try:
-                async with self._http.stream("GET", stream.url, headers=stream.headers()) as answer:
-                    if answer.status_code in (401, 403):  # the token expired: a fresh one
-                        failures += 1
-                        stream.url = (await self.events_link(scan_id)).events_url
-                    elif answer.status_code == 204:  # the notifier says we have seen the end
+
+        async def relink() -> str:
+            return (await self.events_link(scan_id)).events_url
+
+        url = events_url or await relink()
+        follow = self._follow(Resumable(url, last_event_id), relink, max_failures, scan_id)
+        async with contextlib.aclosing(follow) as messages:
+            async for message in messages:
+                item = scan_item(message)
+                if item is not None:
+                    yield item
+                    if ends_scan(item):
                         return
-                    elif not answer.is_success:
-                        await answer.aread()
-                        raise errors.from_response(answer)
-                    else:
-                        failures = 0
-                        async for item in stream.read(answer):
-                            yield item
-            except (httpx.TransportError, errors.ServerError, errors.RateLimited) as exc:
-                failures += 1
-                if isinstance(exc, errors.ApiError) and exc.retry_after is not None:
-                    pause = max(pause, exc.retry_after)
-            if failures > max_failures:
-                raise errors.ConnectionLost(f"event stream of {scan_id}: {failures} failures")
-            if not stream.ended:
-                # The server's `retry:` delay, longer after repeated failures.
-                await asyncio.sleep(pause * min(failures + 1, 4))
+
+    async def batch_events(
+        self, events_url: str, *, last_event_id: str | None = None, max_failures: int = 10
+    ) -> AsyncIterator[Message]:
+        """A batch's event stream (``events_url`` of ``batch()``), resumed after drops."""
+        follow = self._follow(Resumable(events_url, last_event_id), None, max_failures, "batch")
+        async with contextlib.aclosing(follow) as messages:
+            async for message in messages:
+                yield message
 
     async def batch_status(self, batch_id: str, cursor: str | None = None) -> BatchStatus:
         """The batch's counts per state, progress, a page of scan ids, and its aggregate."""

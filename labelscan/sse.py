@@ -73,23 +73,23 @@ async def messages(response: httpx.Response) -> AsyncIterator[Message]:
             retry_ms = int(value)
 
 
-class ScanStream:
-    """Where a scan's event stream stands: its URL, the last id seen, the server's delay."""
+class Resumable:
+    """Where an event stream stands: its URL, the last id seen, the server's retry delay."""
 
     def __init__(self, url: str, last_event_id: str | None) -> None:
         self.url = url
         self.last_event_id = last_event_id
         self.delay_s = 1.0
-        self.ended = False
 
     def headers(self) -> dict[str, str]:
+        """The request's headers: ``Last-Event-ID`` once an id was seen."""
         headers = {"accept": "text/event-stream"}
         if self.last_event_id is not None:
             headers["last-event-id"] = self.last_event_id
         return headers
 
-    async def read(self, response: httpx.Response) -> AsyncIterator[ScanEvent | ScanReset]:
-        """The events of one connection, until it ends, says reconnect, or the scan ends."""
+    async def read(self, response: httpx.Response) -> AsyncIterator[Message]:
+        """The events of one connection, until it ends or the server says reconnect."""
         async for message in messages(response):
             self.last_event_id = message.id or self.last_event_id
             if message.retry_ms is not None:
@@ -98,15 +98,21 @@ class ScanStream:
                 continue
             if message.event == "reconnect":
                 return
-            item: ScanEvent | ScanReset
-            if message.event in _EVENT_TYPES:
-                item = _event.decode(message.data)
-                self.ended = item.type in TERMINAL_STATES
-            elif message.event == "reset":
-                item = _decode_reset(message.data)
-                self.ended = item.state in TERMINAL_STATES
-            else:
-                continue
-            yield item
-            if self.ended:
-                return
+            yield message
+
+
+def scan_item(message: Message) -> ScanEvent | ScanReset | None:
+    """A scan stream's message as the client yields it (None: not one of its events)."""
+    if message.data is None:
+        return None
+    if message.event in _EVENT_TYPES:
+        return _event.decode(message.data)
+    if message.event == "reset":
+        return _decode_reset(message.data)
+    return None
+
+
+def ends_scan(item: ScanEvent | ScanReset) -> bool:
+    """Whether nothing can follow ``item`` on its scan's stream."""
+    state = item.type if isinstance(item, ScanEvent) else item.state
+    return state in TERMINAL_STATES
