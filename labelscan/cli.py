@@ -28,7 +28,8 @@ from shared.settings import Secret
 COMPLIANT, NOT_COMPLIANT, ERROR = 0, 1, 2
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif"})
 DEFAULT_URL = "http://127.0.0.1:8000"  # where `make run` puts the gateway
-BATCH_POLL_S = 0.5
+BATCH_POLL_S = 1.0  # without events from the batch's stream, its status is read this often
+BATCH_COALESCE_S = 0.1
 DETAIL_READS = 8  # a batch's scans are read this many at a time for its report
 
 
@@ -113,21 +114,46 @@ def expand(paths: Sequence[str]) -> list[Path]:
     return found
 
 
+async def _wake_on_events(client: AsyncClient, url: str, wake: asyncio.Event, err: Console) -> None:
+    """Set ``wake`` on every event of the batch's stream: its status is read again then."""
+    try:
+        async for _ in client.batch_events(url):
+            wake.set()
+    except LabelscanError as exc:
+        err.print(f"batch events unavailable ({exc}); polling instead", markup=False)
+
+
 async def _batch_until_done(
     client: AsyncClient, out: Console, accepted: BatchAccepted, within: float | None
 ) -> BatchStatus:
     loop = asyncio.get_running_loop()
     # Past the deadline the batch is reported as it stands (running), not abandoned silently.
     deadline = None if within is None else loop.time() + within
-    with render.batch_bar(out, accepted.batch_id, len(accepted.scan_ids)) as bar:
-        while True:
-            status = await client.batch_status(accepted.batch_id)
-            bar.update(status)
-            if status.state != "running":
-                return status
-            if deadline is not None and loop.time() >= deadline:
-                return status
-            await asyncio.sleep(BATCH_POLL_S)
+    wake = asyncio.Event()
+    events = None
+    if accepted.events_url:
+        err = render.console(stderr=True) if not out.quiet else out
+        events = asyncio.create_task(_wake_on_events(client, accepted.events_url, wake, err))
+    try:
+        with render.batch_bar(out, accepted.batch_id, len(accepted.scan_ids)) as bar:
+            while True:
+                status = await client.batch_status(accepted.batch_id)
+                bar.update(status)
+                if status.state != "running":
+                    return status
+                if deadline is not None and loop.time() >= deadline:
+                    return status
+                # An event, or a poll's worth of time, whichever comes first; events that
+                # arrive together are read as one status.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(BATCH_POLL_S):
+                        await wake.wait()
+                await asyncio.sleep(BATCH_COALESCE_S)
+                wake.clear()
+    finally:
+        if events is not None:
+            events.cancel()
+            await asyncio.wait([events])  # its cancellation ends here; ours would not
 
 
 async def _rows(
