@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import admin, batches, dashboard, listing, scans
+from gateway import admin, batches, dashboard, listing, scans, seller
 from gateway.auth import Guard
 from gateway.batchintake import InvalidBatchError
 from gateway.metrics import count_rejection
@@ -135,6 +135,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
     ]
     middleware = [dashboard.middleware(settings), cors(settings)]
+    # The seller page at `/`: like the dashboard, a page ahead of the router, not an API route.
+    middleware.insert(1, seller.middleware(settings))
     if settings.metrics:
         queue = QueueGauges(redis, store.keys, settings.metrics_queue_cache_s)
         routes.append(metrics_route(settings, queue.refresh))

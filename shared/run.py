@@ -143,10 +143,12 @@ def main() -> None:
         sup.spawn(name, [sys.executable, "-m", name], env)
     sup.say(f"gateway   {settings.gateway_url}  (POST /api/scans, GET /api/queue/stats)")
     sup.say(f"dashboard {settings.gateway_url}/admin  (asks for an API key)")
+    sup.say(f"sellers   {settings.gateway_url}/  (drop labels, watch them; asks for a key)")
     sup.say(f"notifier  {settings.notifier_url}  (GET /api/scans/<id>/events)")
     if key:
         sup.say(f"development API key (tenant 'dev'): {key}")
         sup.say(f"  curl -H 'Authorization: Bearer {key}' {settings.gateway_url}/api/queue/stats")
+        sup.say(f"  LABELSCAN_URL={settings.gateway_url} LABELSCAN_API_KEY={key} labelscan stats")
     sup.say("Ctrl-C stops everything")
     code = sup.watch()
     sup.say("stopping")

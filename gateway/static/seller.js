@@ -1,0 +1,271 @@
+// labelscan seller page: plain DOM, no framework, no build step.
+//
+// Each dropped label is one POST /api/scans (multipart); each scan's progress comes from
+// its EventSource on the notifier, which resumes by itself with Last-Event-ID after a
+// dropped connection; a refused reconnect (an expired token) gets a fresh link and resumes
+// from the last event id. Everything from the API reaches the page as text: the CSP
+// enforces Trusted Types, so a string put into an HTML sink would throw.
+"use strict";
+
+const KEY_STORAGE = "labelscan.apiKey";
+const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+const EVENT_TYPES = ["scheduled", "queued", "progress", "retrying", "completed", "failed",
+                     "cancelled"];
+const STATUS_ORDER = {fail: 0, unclear: 1, pass: 2};
+const SEVERITY_ORDER = {critical: 0, major: 1, minor: 2, info: 3};
+const VERDICT_ORDER = {non_compliant: 0, needs_review: 1, compliant: 2};
+
+const $ = (id) => document.getElementById(id);
+let pending = [];
+
+/** An element with text-only content: strings become text nodes, never markup. */
+function el(tag, props, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(props || {})) {
+    if (value === undefined || value === null) continue;
+    if (name === "text") node.textContent = String(value);
+    else if (name === "class") node.className = value;
+    else node.setAttribute(name, String(value));
+  }
+  for (const child of children) {
+    if (child !== undefined && child !== null) node.append(child);
+  }
+  return node;
+}
+
+function alertUser(message) {
+  $("alert").textContent = message || "";
+  $("alert").hidden = !message;
+}
+
+// --- the key -------------------------------------------------------------------------
+
+const key = () => sessionStorage.getItem(KEY_STORAGE);
+
+function showKey() {
+  $("key-status").textContent = key() ? "key set" : "no key";
+}
+
+async function api(method, path, body) {
+  const headers = {};
+  if (key()) headers.Authorization = `Bearer ${key()}`;
+  let response;
+  try {
+    response = await fetch(path, {method, headers, body});
+  } catch (err) {
+    throw new Error(`Network error: ${err.message}`);
+  }
+  const data = await response.json().catch(() => ({}));
+  if (response.status === 401) {
+    sessionStorage.removeItem(KEY_STORAGE);
+    showKey();
+    throw new Error("Bad key: the gateway answered 401");
+  }
+  if (!response.ok) {
+    const where = data.field ? ` (${data.field})` : "";
+    throw new Error(`${data.error || response.status}: ${data.detail || ""}${where}`);
+  }
+  return data;
+}
+
+// --- picking labels ---------------------------------------------------------------------
+
+function addFiles(files) {
+  for (const file of files) {
+    if (file.type.startsWith("image/")) pending.push(file);
+  }
+  $("picked").replaceChildren(...pending.map((f) => el("li", {text: f.name})));
+}
+
+function marketplaces() {
+  return [...$("marketplaces").querySelectorAll("input:checked")].map((box) => box.value);
+}
+
+const stem = (name) => name.replace(/\.[^.]*$/, "").slice(0, 200) || "label";
+
+// --- one scan's card ----------------------------------------------------------------------
+
+class ScanCard {
+  constructor(file, accepted) {
+    this.id = accepted.scan_id;
+    this.lastEventId = null;
+    this.source = null;
+    this.relinkMs = 500;
+    this.state = el("span", {class: "state", text: accepted.status});
+    this.conn = el("span", {class: "conn", text: "connecting"});
+    this.bar = el("progress", {max: 100, value: 0});
+    this.pct = el("span", {class: "pct", text: "0 %"});
+    this.stage = el("span", {class: "stage", text: "queued"});
+    this.message = el("span", {class: "message"});
+    this.steps = el("ol", {class: "steps"});
+    this.outcome = el("div", {class: "outcome"});
+    this.node = el(
+      "article", {class: "scan", "data-scan-id": this.id},
+      el("h3", {}, el("span", {class: "name", text: file.name}), this.state, this.conn),
+      el("div", {class: "bar"}, this.bar, this.pct, this.stage, this.message),
+      this.steps,
+      this.outcome,
+    );
+    $("scans").prepend(this.node);
+    $("empty").hidden = true;
+    this.listen(accepted.events_url);
+  }
+
+  listen(url) {
+    const source = new EventSource(url);
+    this.source = source;
+    source.onopen = () => {
+      this.conn.textContent = "live";
+      this.relinkMs = 500;
+    };
+    source.onerror = () => {
+      if (source.readyState === EventSource.CONNECTING) {
+        this.conn.textContent = "reconnecting";  // the browser resumes with Last-Event-ID
+      } else if (this.source === source) {
+        this.conn.textContent = "reconnecting";
+        this.relink();  // refused (an expired token): a fresh link, from the last id
+      }
+    };
+    for (const type of EVENT_TYPES) {
+      source.addEventListener(type, (e) => this.onEvent(e, JSON.parse(e.data)));
+    }
+    source.addEventListener("reset", (e) => this.onEvent(e, JSON.parse(e.data)));
+  }
+
+  async relink() {
+    this.source.close();
+    // A stream refused again and again (not only an expired token) is asked for less often.
+    await new Promise((resolve) => setTimeout(resolve, this.relinkMs));
+    this.relinkMs = Math.min(this.relinkMs * 2, 30000);
+    try {
+      const link = await api("GET", `/api/scans/${this.id}/events-url`);
+      const url = new URL(link.events_url);
+      if (this.lastEventId) url.searchParams.set("last_event_id", this.lastEventId);
+      this.listen(url.toString());
+    } catch (err) {
+      this.conn.textContent = "lost";
+      alertUser(err.message);
+    }
+  }
+
+  onEvent(e, data) {
+    if (e.lastEventId) this.lastEventId = e.lastEventId;
+    const progress = data.progress || {};
+    this.state.textContent = data.state || this.state.textContent;
+    this.bar.value = Number(progress.percentage) || 0;
+    this.pct.textContent = `${this.bar.value} %`;
+    this.stage.textContent = progress.stage || "";
+    this.message.textContent = progress.message || "";
+    this.steps.append(el("li", {"data-stage": progress.stage || "", text:
+      `${this.bar.value} % ${progress.stage || ""}: ${progress.message || ""}`}));
+    if (TERMINAL.has(data.state)) this.finish();
+  }
+
+  async finish() {
+    this.source.close();
+    this.conn.textContent = "done";
+    try {
+      this.show(await api("GET", `/api/scans/${this.id}`));
+    } catch (err) {
+      alertUser(err.message);
+    }
+  }
+
+  show(detail) {
+    this.state.textContent = detail.state;
+    const parts = [];
+    if (detail.error) {
+      parts.push(el("p", {class: "error", text: `${detail.error.kind}: ${detail.error.message}`}));
+    }
+    const analysis = detail.result && detail.result.analysis;
+    if (analysis) {
+      parts.push(el("p", {}, "Verdict: ",
+        el("span", {class: "verdict", "data-verdict": analysis.verdict, text: analysis.verdict})));
+      parts.push(el("p", {class: "summary", text: analysis.summary}));
+      const reports = [...analysis.marketplaces].sort(
+        (a, b) => VERDICT_ORDER[a.verdict] - VERDICT_ORDER[b.verdict]);
+      for (const report of reports) parts.push(...marketplaceTable(report));
+    }
+    this.outcome.replaceChildren(...parts);
+  }
+}
+
+function marketplaceTable(report) {
+  const findings = [...report.findings].sort((a, b) =>
+    (STATUS_ORDER[a.status] - STATUS_ORDER[b.status]) ||
+    (SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity]));
+  const rows = findings.map((f) => el(
+    "tr", {"data-status": f.status},
+    el("td", {class: "status", text: f.status}),
+    el("td", {class: "severity", text: f.severity}),
+    el("td", {class: "rule", text: f.rule}),
+    el("td", {class: "requirement", text: f.requirement}),
+    el("td", {class: "fix", text: f.fix || "—"}),
+  ));
+  return [
+    el("h4", {"data-verdict": report.verdict, text: `${report.marketplace}: ${report.verdict}`}),
+    el("table", {class: "findings", "data-marketplace": report.marketplace},
+      el("thead", {}, el("tr", {}, ...["status", "severity", "rule", "requirement", "fix"]
+        .map((h) => el("th", {text: h})))),
+      el("tbody", {}, ...rows)),
+  ];
+}
+
+// --- submitting ------------------------------------------------------------------------
+
+async function submit(event) {
+  event.preventDefault();
+  alertUser("");
+  if (!key()) { alertUser("Paste an API key first."); return; }
+  const markets = marketplaces();
+  if (!pending.length) { alertUser("Choose or drop at least one label image."); return; }
+  if (!markets.length) { alertUser("Pick at least one marketplace."); return; }
+  const files = pending;
+  pending = [];
+  $("picked").replaceChildren();
+  let sent = 0;
+  for (const file of files) {
+    const form = new FormData();
+    form.append("image", file, file.name);
+    form.append("category", $("category").value);
+    form.append("marketplaces", markets.join(","));
+    form.append("product_name", stem(file.name));
+    try {
+      new ScanCard(file, await api("POST", "/api/scans", form));
+      sent += 1;
+    } catch (err) {
+      alertUser(`${file.name}: ${err.message}`);
+    }
+  }
+  $("submit-status").textContent = `${sent} of ${files.length} sent`;
+}
+
+function setUp() {
+  showKey();
+  $("key-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const value = $("key-input").value.trim();
+    if (value) sessionStorage.setItem(KEY_STORAGE, value);
+    $("key-input").value = "";
+    showKey();
+  });
+  $("key-forget").addEventListener("click", () => {
+    sessionStorage.removeItem(KEY_STORAGE);
+    showKey();
+  });
+  $("files").addEventListener("change", () => {
+    addFiles($("files").files);
+    $("files").value = "";
+  });
+  const drop = $("drop");
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    addFiles(e.dataTransfer.files);
+  });
+  $("scan-form").addEventListener("submit", submit);
+}
+
+setUp();

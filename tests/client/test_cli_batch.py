@@ -1,0 +1,192 @@
+"""Batches from the client and the CLI: these need the gateway's ``/api/batches`` API.
+
+Written against the batch API's contract (POST /api/batches, GET /api/batches/{id});
+they pass once that API is in the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from labelscan.client import AsyncClient, Client
+from labelscan.errors import InvalidRequest
+from tests.client.conftest import (
+    KEY,
+    ROOT,
+    Services,
+    VerdictBackend,
+    cli_env,
+    labelscan,
+    running_services,
+    secured,
+)
+from tests.client.test_cli import read_all
+from tests.conftest import SettingsFactory
+from tests.support.images import label_png
+
+
+async def test_cli_batch_progress_summary_and_csv_report(
+    services: Services, labels: Path, tmp_path: Path
+) -> None:
+    """One batch for a directory of labels: progress lines, a summary, a CSV; exit 1 (one bad)."""
+    report = tmp_path / "out.csv"
+    run = await labelscan(
+        "batch",
+        str(labels),
+        "--category",
+        "cosmetics",
+        "--marketplace",
+        "FR",
+        "--report",
+        str(report),
+        env=cli_env(services.gateway_url),
+    )
+    assert run.code == 1, run.out + run.err
+    assert "\x1b[" not in run.out
+    lines = [line.rstrip() for line in run.out.splitlines()]
+    assert lines[0].startswith("batch ") and lines[0].endswith(": 3 scans")
+    assert any(line.endswith("3/3 done") for line in lines)
+    assert any("Batch " in line and "finished" in line for line in lines)
+    summary = run.out[run.out.index("Scans") :]
+    # Not compliant first.
+    assert summary.index("bad-1.png") < summary.index("ok-1.png") < summary.index("ok-2.png")
+    assert "FR-MISSING-ADDRESS" in summary
+    with report.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["file"] for r in rows) == ["bad-1.png", "ok-1.png", "ok-2.png"]
+    by_file = {r["file"]: r for r in rows}
+    assert by_file["bad-1.png"]["verdict"] == "non_compliant"
+    assert by_file["bad-1.png"]["FR"] == "non_compliant"
+    assert by_file["bad-1.png"]["failed_rules"] == "FR-MISSING-ADDRESS"
+    assert (
+        by_file["ok-1.png"]["verdict"] == "compliant"
+        and by_file["ok-1.png"]["state"] == "completed"
+    )
+
+
+async def test_cli_batch_json_and_json_report(
+    services: Services, labels: Path, tmp_path: Path
+) -> None:
+    """--json prints the report; --report x.json writes the same; all compliant exits 0."""
+    report = tmp_path / "out.json"
+    files = [str(labels / "ok-1.png"), str(labels / "ok-2.png")]
+    run = await labelscan(
+        "batch",
+        *files,
+        "--category",
+        "toys",
+        "--marketplace",
+        "US",
+        "--marketplace",
+        "DE",
+        "--json",
+        "--report",
+        str(report),
+        env=cli_env(services.gateway_url),
+    )
+    assert run.code == 0, run.err
+    printed = json.loads(run.out)
+    assert printed == json.loads(report.read_text())
+    assert printed["batch"]["state"] == "finished" and printed["batch"]["total"] == 2
+    assert [s["verdict"] for s in printed["scans"]] == ["compliant", "compliant"]
+    assert printed["scans"][0]["marketplaces"] == {"US": "compliant", "DE": "compliant"}
+    assert printed["batch"]["aggregate"]["verdicts"]["US"]["compliant"] == 2
+
+
+async def test_cli_batch_with_a_failed_scan_exits_2(services: Services, tmp_path: Path) -> None:
+    """A scan of the batch that fails makes the batch command exit 2."""
+    (tmp_path / "doomed.png").write_bytes(label_png())
+    (tmp_path / "ok.png").write_bytes(label_png())
+    run = await labelscan(
+        "batch",
+        str(tmp_path / "doomed.png"),
+        str(tmp_path / "ok.png"),
+        "--category",
+        "toys",
+        "--marketplace",
+        "US",
+        env=cli_env(services.gateway_url),
+    )
+    assert run.code == 2
+    assert "backend_error: the label could not be judged" in run.out
+
+
+async def test_client_batch_and_status_async_and_sync(services: Services) -> None:
+    """AsyncClient.batch accepts all at once; batch_status counts and aggregates them."""
+    async with AsyncClient(services.gateway_url, KEY) as client:
+        accepted = await client.batch(
+            [label_png(), label_png()],
+            category="food",
+            marketplaces=["FR"],
+            product_names=["ok one", "bad two"],
+        )
+        details = [await client.wait(s, timeout=30) for s in accepted.scan_ids]
+        async with asyncio.timeout(30):
+            while (status := await client.batch_status(accepted.batch_id)).state == "running":
+                await asyncio.sleep(0.1)
+    assert [d.product_name for d in details] == ["ok one", "bad two"]
+    assert status.total == 2 and status.done == 2 and status.progress == 100
+    assert status.aggregate is not None
+    counted = {verdict: n for verdict, n in status.aggregate.verdicts["FR"].items() if n}
+    assert counted == {"compliant": 1, "non_compliant": 1}
+    assert [r.rule for r in status.aggregate.top_failing_rules] == ["FR-MISSING-ADDRESS"]
+
+    def sync() -> list[str]:
+        with Client(services.gateway_url, KEY) as client:
+            return client.batch([label_png()], category="toys", marketplaces=["US"]).scan_ids
+
+    assert len(await asyncio.to_thread(sync)) == 1
+
+
+async def test_refused_batch_names_the_item_and_field(services: Services) -> None:
+    """All or nothing: one unreadable image refuses the batch, naming its index."""
+    async with AsyncClient(services.gateway_url, KEY) as client:
+        with pytest.raises(InvalidRequest) as refused:
+            await client.batch([label_png(), b"not an image"], category="toys", marketplaces=["US"])
+        assert (await client.stats()).waiting == 0
+    assert refused.value.status == 400 and refused.value.error == "invalid_batch"
+    assert [e.index for e in refused.value.errors] == [1]
+    assert refused.value.errors[0].field
+
+
+async def test_cli_batch_under_a_terminal_draws_one_overall_bar(
+    make_settings: SettingsFactory, labels: Path
+) -> None:
+    """Under a pseudo-terminal: one rich bar for the whole batch, then the summary table."""
+    async with running_services(secured(make_settings), VerdictBackend(stage_s=0.5)) as services:
+        primary, secondary = os.openpty()
+        env = cli_env(services.gateway_url) | {"TERM": "xterm-256color", "COLUMNS": "120"}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "labelscan.cli",
+            "batch",
+            str(labels),
+            "--category",
+            "toys",
+            "--marketplace",
+            "US",
+            cwd=ROOT,
+            env=env,
+            stdin=secondary,
+            stdout=secondary,
+            stderr=secondary,
+        )
+        os.close(secondary)
+        reading = asyncio.create_task(asyncio.to_thread(read_all, primary))
+        async with asyncio.timeout(60):
+            code = await proc.wait()
+            screen = (await reading).decode(errors="replace")
+        os.close(primary)
+    assert code == 1, screen
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
+    assert re.search(r"\rbatch +━+.* +\d+% [0-3]/3 done", plain), plain
+    assert "3/3 done" in plain and "bad-1.png" in plain

@@ -1,0 +1,202 @@
+"""labelscan.client against a real gateway, notifier and analyzer: sync, async, errors, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import msgspec
+import pytest
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from labelscan.client import AsyncClient, Client
+from labelscan.errors import (
+    AuthError,
+    ConflictError,
+    ConnectionLost,
+    InvalidRequest,
+    NotFound,
+    WaitTimeout,
+)
+from notifier.reset import ScanReset
+from shared.embedded import free_port
+from shared.keys import Keys
+from shared.schemas import ScanEvent
+from tests.client.conftest import KEY, Services, VerdictBackend, running_services, secured
+from tests.conftest import SettingsFactory
+from tests.support.images import label_png
+from tests.support.servers import serve
+
+
+async def test_async_scan_of_a_file_and_of_bytes_waits_for_findings(
+    services: Services, labels: Path
+) -> None:
+    """A path goes up as multipart named after the file; bytes too; wait() returns findings."""
+    async with AsyncClient(services.gateway_url, KEY) as client:
+        by_path = await client.scan(
+            labels / "bad-1.png", category="toys", marketplaces=["US", "DE"]
+        )
+        by_bytes = await client.scan(
+            label_png(), category="food", marketplaces=["FR"], product_name="ok bytes"
+        )
+        bad = await client.wait(by_path.scan_id, timeout=30)
+        good = await client.wait(by_bytes.scan_id, timeout=30)
+    assert by_path.status == "queued" and by_path.events_token
+    assert bad.state == "completed" and bad.product_name == "bad-1"
+    assert bad.result is not None and bad.result.analysis.verdict == "non_compliant"
+    assert [m.marketplace for m in bad.result.analysis.marketplaces] == ["US", "DE"]
+    assert good.result is not None and good.result.analysis.verdict == "compliant"
+    assert (good.category, good.marketplaces) == ("food", ["FR"])
+
+
+async def test_sync_client_scans_reads_stats_and_retries_dead_letters(
+    services: Services, labels: Path
+) -> None:
+    """The same API from plain code: scan, wait, get, stats, dead letters, retry, cancel."""
+
+    def use() -> None:
+        with Client(services.gateway_url, KEY) as client:
+            doomed = client.scan(
+                labels / "ok-1.png",
+                category="toys",
+                marketplaces=["UK"],
+                product_name="doomed once",
+            )
+            failed = client.wait(doomed.scan_id, timeout=30)
+            assert failed.state == "failed" and failed.error is not None
+            assert failed.error.kind == "backend_error"
+            letters = client.dead_letters(count=10)
+            assert [d.scan_id for d in letters.items] == [doomed.scan_id]
+            assert client.stats().failed == 1
+            with pytest.raises(ConflictError) as finished:
+                client.cancel(doomed.scan_id)
+            assert finished.value.status == 409 and finished.value.field == "scan_id"
+            again = client.retry(doomed.scan_id)
+            assert again.scan_id == doomed.scan_id and again.status == "queued"
+            # Still "doomed": it fails again, which proves the replay ran.
+            assert client.wait(doomed.scan_id, timeout=30).state == "failed"
+            assert client.get(doomed.scan_id).attempts >= 1
+
+    await asyncio.to_thread(use)
+    assert services.backend.calls["doomed once"] == 2
+
+
+async def test_refusals_are_typed_errors_with_the_api_field(services: Services) -> None:
+    """422 names the field, 401 a bad key, 404 an unknown scan; nothing is written."""
+    async with AsyncClient(services.gateway_url, KEY) as client:
+        with pytest.raises(InvalidRequest) as invalid:
+            await client.scan(label_png(), category="weapons", marketplaces=["US"])
+        with pytest.raises(InvalidRequest) as market:
+            await client.scan(label_png(), category="toys", marketplaces=["MARS"])
+        with pytest.raises(NotFound) as missing:
+            await client.get("0" * 32)
+        assert (await client.stats()).waiting == 0
+    async with AsyncClient(services.gateway_url, "not-the-key-0123456789") as stranger:
+        with pytest.raises(AuthError) as refused:
+            await stranger.stats()
+    assert invalid.value.status == 422 and invalid.value.field == "category"
+    assert invalid.value.error == "invalid_field" and not invalid.value.retryable
+    assert market.value.field == "marketplaces"
+    assert missing.value.status == 404 and missing.value.error == "not_found"
+    assert refused.value.status == 401
+
+
+async def test_events_resume_after_the_connection_is_dropped(
+    make_settings: SettingsFactory,
+) -> None:
+    """Cut mid-scan, the iterator reconnects with Last-Event-ID: every event once, in order."""
+    backend = VerdictBackend(stage_s=0.6)
+    async with (
+        running_services(secured(make_settings), backend) as services,
+        AsyncClient(services.gateway_url, KEY) as client,
+    ):
+        accepted = await client.scan(label_png(), category="toys", marketplaces=["US"])
+        with pytest.raises(WaitTimeout):  # the scan takes over a second
+            await client.wait(accepted.scan_id, timeout=0.3)
+        seen: list[ScanEvent | ScanReset] = []
+        cut = 0
+        async with asyncio.timeout(30):
+            async for event in client.events(accepted.scan_id, events_url=accepted.events_url):
+                seen.append(event)
+                if isinstance(event, ScanEvent) and event.progress.stage == "ocr" and not cut:
+                    cut = services.proxy.cut()
+        # The whole history, read afresh once the scan is over.
+        whole = [e async for e in client.events(accepted.scan_id)]
+    assert cut >= 1, "a live connection was dropped"
+    assert all(isinstance(e, ScanEvent) for e in seen)
+    assert [e.progress.stage for e in seen] == [e.progress.stage for e in whole]
+    assert [e.progress.stage for e in seen][-3:] == ["ocr", "checking_rules", "completed"]
+    resumed = [r for r in services.proxy.requests if b"GET /api/scans/" in r]
+    assert len(resumed) >= 2
+    assert b"last-event-id:" in resumed[1].lower()
+
+
+async def test_events_renew_an_expired_token_and_resume(make_settings: SettingsFactory) -> None:
+    """A reconnect refused for an expired token fetches a fresh link and resumes from the id."""
+    settings = msgspec.structs.replace(secured(make_settings), event_token_ttl_s=1)
+    async with (
+        running_services(settings, VerdictBackend(stage_s=2.0)) as services,
+        AsyncClient(services.gateway_url, KEY) as client,
+    ):
+        accepted = await client.scan(label_png(), category="toys", marketplaces=["US"])
+        stages: list[str] = []
+        async with asyncio.timeout(30):
+            async for event in client.events(accepted.scan_id, events_url=accepted.events_url):
+                stages.append(event.progress.stage)
+                if event.progress.stage == "checking_rules":  # the first token has expired
+                    services.proxy.cut()
+    assert stages[-3:] == ["ocr", "checking_rules", "completed"]
+    assert len(stages) == len(set(stages))
+    streams = [r for r in services.proxy.requests if b"/events" in r]
+    tokens = {re.search(rb"token=([^ &]+)", r).group(1) for r in streams}  # type: ignore[union-attr]
+    assert len(tokens) >= 2, "a fresh token was fetched after the refusal"
+
+
+async def test_scan_of_a_url_the_analyzer_fetches(services: Services) -> None:
+    """An http(s) URL goes as image_url in JSON; the analyzer fetches it."""
+
+    async def image(request: Request) -> Response:
+        return Response(label_png(), media_type="image/png")
+
+    async with serve(Starlette(routes=[Route("/label.png", image)])) as origin:
+
+        def use() -> str:
+            with Client(services.gateway_url, KEY) as client:
+                scan = client.scan(f"{origin.url}/label.png", category="toys", marketplaces=["US"])
+                return client.wait(scan.scan_id, timeout=30).product_name
+
+        assert await asyncio.to_thread(use) == "label 1"
+
+
+async def test_events_from_a_trimmed_resume_point_yield_a_reset(
+    services: Services, redis: Redis
+) -> None:
+    """Resuming from an id the capped history no longer holds gives a ScanReset, not a gap."""
+    async with AsyncClient(services.gateway_url, KEY) as client:
+        accepted = await client.scan(label_png(), category="toys", marketplaces=["US"])
+        await client.wait(accepted.scan_id, timeout=30)
+        history = Keys(services.settings.prefix, services.settings.partitions).scan_events(
+            accepted.scan_id
+        )
+        first = (await redis.xrange(history, count=1))[0][0].decode()
+        await redis.xtrim(history, maxlen=1, approximate=False)  # what the cap does, sooner
+        seen = [e async for e in client.events(accepted.scan_id, last_event_id=first)]
+    assert len(seen) == 1 and isinstance(seen[0], ScanReset)
+    assert seen[0].state == "completed" and seen[0].progress.percentage == 100
+
+
+async def test_events_give_up_with_connection_lost(services: Services) -> None:
+    """A notifier that cannot be reached ends the iterator with ConnectionLost, not a hang."""
+    async with AsyncClient(services.gateway_url, KEY) as client:
+        accepted = await client.scan(label_png(), category="toys", marketplaces=["US"])
+        nowhere = f"http://127.0.0.1:{free_port()}/api/scans/{accepted.scan_id}/events"
+        with pytest.raises(ConnectionLost) as lost:
+            async with asyncio.timeout(30):
+                async for _ in client.events(accepted.scan_id, events_url=nowhere, max_failures=1):
+                    pass
+    assert lost.value.retryable
