@@ -495,3 +495,45 @@ class TenantRateArgs(_S, frozen=True, kw_only=True):
 
 TENANT_RATE = Script("tenant_rate", TenantRateKeys, TenantRateArgs, int)
 """0 when allowed, else milliseconds until the next request is."""
+
+
+# --- provider Message Batches (analyzer/msgbatch.py) ------------------------------------
+
+
+class ParkKeys(_S, frozen=True, kw_only=True):
+    scan: str
+    events: str
+    history: str
+    stream: str
+
+
+class ParkArgs(_S, frozen=True, kw_only=True):
+    scan_id: str
+    tenant: str
+    token: str
+    entry_id: str
+    group: str
+    event: bytes
+    """The ``batched`` progress event."""
+    maxlen: int
+    scan_maxlen: int
+
+
+BATCH_PARK = Script("batch_park", ParkKeys, ParkArgs, bool)
+"""Acknowledge an attempt's entry while its request waits in a provider batch."""
+
+
+class LeaseKeys(_S, frozen=True, kw_only=True):
+    leases: str
+    record: str
+
+
+class LeaseArgs(_S, frozen=True, kw_only=True):
+    record_id: str
+    owner: str
+    now_ms: int
+    until_ms: int
+
+
+MSGBATCH_LEASE = Script("msgbatch_lease", LeaseKeys, LeaseArgs, int)
+"""1: ``owner`` holds the batch's lease; 0: another replica does; -1: the batch is gone."""
