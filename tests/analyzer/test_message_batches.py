@@ -1,0 +1,316 @@
+"""Low-priority Claude scans in provider Message Batches, against the emulated API."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+from redis.asyncio import Redis
+
+from analyzer import metrics
+from gateway.app import create_app as create_gateway
+from shared.embedded import free_port
+from shared.keys import GROUP, Keys
+from shared.schemas import ScanEvent, Usage
+from shared.settings import Secret, Settings
+from tests.conftest import SettingsFactory
+from tests.support.anthropic_emulator import MessagesEmulator, run_emulator
+from tests.support.images import label_png
+from tests.support.processes import spawn, stop, wait_http
+from tests.support.redis import completed_events
+from tests.support.servers import serve
+from tests.support.stack import running_stack
+
+PNG = label_png()
+MODEL = "claude-sonnet-4-6"
+
+
+def body(priority: str = "low", name: str = "Blocks") -> dict[str, object]:
+    """A scan request of ``priority``."""
+    return {
+        "image_base64": base64.b64encode(PNG).decode(),
+        "category": "toys",
+        "marketplaces": ["US", "DE"],
+        "product_name": name,
+        "priority": priority,
+    }
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[MessagesEmulator]:
+    """The emulated Messages API, batches ending half a second after creation."""
+    async with run_emulator(batch_delay_s=0.5) as running:
+        yield running
+
+
+def batch_settings(
+    make_settings: SettingsFactory, emulator: MessagesEmulator, **more: Any
+) -> Settings:
+    """Claude against the emulator, low priority in batches that poll fast."""
+    options: dict[str, Any] = {
+        "analyzer_backend": "claude",
+        "anthropic_api_key": Secret("sk-test"),
+        "anthropic_base_url": emulator.base_url,
+        "anthropic_model": MODEL,
+        "anthropic_batch_low_priority": True,
+        "anthropic_batch_max": 100,
+        "anthropic_batch_window_s": 1.0,
+        "anthropic_batch_poll_s": 0.1,
+        "anthropic_batch_poll_max_s": 0.5,
+        "retry_base_s": 0.05,
+        "retry_cap_s": 0.2,
+    }
+    options.update(more)
+    return make_settings(**options)
+
+
+async def post(client: httpx.AsyncClient, priority: str = "low") -> str:
+    """Submit a scan; its id."""
+    response = await client.post("/api/scans", json=body(priority))
+    assert response.status_code == 202, response.text
+    scan_id: str = response.json()["scan_id"]
+    return scan_id
+
+
+async def wait_all(
+    client: httpx.AsyncClient, ids: list[str], timeout: float = 30.0
+) -> dict[str, dict[str, Any]]:
+    """Each scan's detail once it has ended."""
+    out: dict[str, dict[str, Any]] = {}
+    async with asyncio.timeout(timeout):
+        for scan_id in ids:
+            while True:
+                detail = (await client.get(f"/api/scans/{scan_id}")).json()
+                if detail["state"] in ("completed", "failed", "cancelled"):
+                    out[scan_id] = detail
+                    break
+                await asyncio.sleep(0.05)
+    return out
+
+
+async def history(redis: Redis, settings: Settings, scan_id: str) -> list[ScanEvent]:
+    """The scan's events as published."""
+    raw = await redis.xrange(Keys(settings.prefix).scan_events(scan_id))
+    return [msgspec.json.decode(fields[b"event"], type=ScanEvent) for _, fields in raw]
+
+
+def cost_total() -> float:
+    """What the analyzer's cost counter holds for the test model."""
+    return float(metrics.COST.labels(MODEL)._value.get())
+
+
+async def test_low_priority_scans_go_in_one_batch_at_half_price(
+    make_settings: SettingsFactory, emulator: MessagesEmulator, redis: Redis
+) -> None:
+    """Six low-priority scans on two worker slots: one batch of six, no Messages calls for
+    them, results validated and marked `batch`, usage recorded, the cost counted at half
+    the price the same scan costs at normal priority; high and normal ones call /v1/messages."""
+    settings = batch_settings(make_settings, emulator, worker_concurrency=2)
+    async with running_stack(settings) as stack:
+        # One after the other: the second reads the prompt cache the first wrote.
+        done_urgent = await wait_all(stack.client, [await post(stack.client, "high")])
+        done_urgent |= await wait_all(stack.client, [await post(stack.client, "normal")])
+        urgent = list(done_urgent)
+        before = cost_total()
+        low = [await post(stack.client) for _ in range(6)]
+        done_low = await wait_all(stack.client, low)
+        batched_cost = cost_total() - before
+
+    [batch] = emulator.batches.values()
+    assert sorted(custom_id for custom_id, _ in batch.requests) == sorted(low)
+    assert len(emulator.requests) == 2, "only the high and normal scans called /v1/messages"
+    assert all(emulator.batch_requests[i] == 1 for i in low)
+    # Each batch entry is the request a single call sends.
+    single = emulator.requests[1]
+    assert all(params == single for _, params in batch.requests)
+
+    normal = done_urgent[urgent[1]]["result"]
+    assert normal["batch"] is False and normal["usage"]["cache_read_input_tokens"] > 0
+    for scan_id in low:
+        detail = done_low[scan_id]
+        assert detail["state"] == "completed" and detail["attempts"] == 1
+        result = detail["result"]
+        assert result["batch"] is True
+        assert [m["marketplace"] for m in result["analysis"]["marketplaces"]] == ["US", "DE"]
+        assert result["usage"]["output_tokens"] > 0
+        assert result["usage"] == normal["usage"], "the same scan reports the same usage"
+        stages = [e.progress.stage for e in await history(redis, settings, scan_id)]
+        assert stages.count("batched") == 2  # collected, then in the provider's batch
+        events = await history(redis, settings, scan_id)
+        sent = next(e for e in events if batch.id in e.progress.message)
+        assert "half price" in sent.progress.message
+    list_price = metrics.cost_usd(settings, MODEL, msgspec.convert(normal["usage"], Usage))
+    assert list_price > 0
+    assert batched_cost == pytest.approx(6 * list_price / 2)
+    assert await completed_events(redis, Keys(settings.prefix)) == dict.fromkeys(urgent + low, 1)
+    assert await redis.zcard(Keys(settings.prefix).msgbatch_leases) == 0, "no batch left open"
+
+
+async def test_errored_expired_and_invalid_requests_take_the_retry_path(
+    make_settings: SettingsFactory, emulator: MessagesEmulator, redis: Redis
+) -> None:
+    """An overloaded or expired batch request is retried in a later batch and completes; an
+    invalid one is dead-lettered with its reason."""
+    settings = batch_settings(make_settings, emulator, anthropic_batch_window_s=0.3)
+    fates: dict[str, dict[int, str]] = {}
+    emulator.batch_outcome = lambda custom_id, n: fates.get(custom_id, {}).get(n)
+    async with running_stack(settings) as stack:
+        overloaded, expired, invalid, fine = [await post(stack.client) for _ in range(4)]
+        fates[overloaded] = {1: "errored:overloaded_error"}
+        fates[expired] = {1: "expired"}
+        fates[invalid] = {1: "errored:invalid_request_error"}
+        done = await wait_all(stack.client, [overloaded, expired, invalid, fine])
+        dead = (await stack.client.get("/api/dead")).json()["items"]
+
+    for scan_id in (overloaded, expired):
+        assert done[scan_id]["state"] == "completed"
+        assert done[scan_id]["attempts"] == 2
+        assert done[scan_id]["result"]["batch"] is True
+        assert emulator.batch_requests[scan_id] == 2
+        assert emulator.batch_succeeded[scan_id] == 1
+    assert done[fine]["state"] == "completed" and done[fine]["attempts"] == 1
+    failed = done[invalid]
+    assert failed["state"] == "failed" and failed["attempts"] == 1
+    assert failed["error"]["retryable"] is False
+    assert "invalid_request_error" in failed["error"]["message"]
+    assert [d["scan_id"] for d in dead] == [invalid]
+    assert len(emulator.requests) == 0, "nothing went to /v1/messages"
+    assert await completed_events(redis, Keys(settings.prefix)) == {
+        overloaded: 1,
+        expired: 1,
+        fine: 1,
+    }
+
+
+async def test_a_scan_cancelled_in_a_batch_stays_cancelled(
+    make_settings: SettingsFactory, redis: Redis
+) -> None:
+    """Cancelling a scan whose request is out in a batch wins: the batch's answer is dropped."""
+    async with run_emulator(batch_delay_s=2.0) as emulator:
+        settings = batch_settings(make_settings, emulator, anthropic_batch_window_s=0.2)
+        async with running_stack(settings) as stack:
+            kept, cancelled = await post(stack.client), await post(stack.client)
+            async with asyncio.timeout(10):
+                while not emulator.batches:
+                    await asyncio.sleep(0.05)
+            assert (await stack.client.delete(f"/api/scans/{cancelled}")).status_code == 200
+            done = await wait_all(stack.client, [kept, cancelled])
+    assert done[kept]["state"] == "completed"
+    assert done[cancelled]["state"] == "cancelled"
+    assert await completed_events(redis, Keys(settings.prefix)) == {kept: 1}
+
+
+async def _wait_for(check: Any, timeout: float = 20.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.05)
+
+
+BATCH_ENV = {
+    "ANTHROPIC_BATCH_LOW_PRIORITY": "on",
+    "ANTHROPIC_BATCH_POLL": "0.2",
+    "ANTHROPIC_BATCH_POLL_MAX": "0.5",
+    "ANTHROPIC_BATCH_LEASE": "1.5",
+}
+
+
+async def test_kill_9_of_the_analyzer_polling_a_batch(
+    make_settings: SettingsFactory, redis: Redis
+) -> None:
+    """kill -9 the analyzer whose batch is out: another takes the batch over by its id in
+    Redis and finishes every scan once; no request is sent twice."""
+    async with run_emulator(batch_delay_s=4.0) as emulator:
+        settings = batch_settings(make_settings, emulator)
+        keys = Keys(settings.prefix)
+        env = {**BATCH_ENV, "ANTHROPIC_BATCH_WINDOW": "0.5"}
+        port = free_port()
+        victim = spawn("analyzer", settings, ANALYZER_HEALTH_PORT=str(port), **env)
+        heir = None
+        try:
+            await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/healthz", victim)
+            async with (
+                serve(create_gateway(settings)) as gateway,
+                httpx.AsyncClient(base_url=gateway.url, timeout=10) as client,
+            ):
+                ids = [await post(client) for _ in range(5)]
+
+                async def batch_out() -> bool:
+                    return bool(emulator.batches) and bool(await redis.zcard(keys.msgbatch_leases))
+
+                await _wait_for(batch_out)
+                victim.send_signal(signal.SIGKILL)
+                victim.wait()
+                heir_port = free_port()
+                heir = spawn("analyzer", settings, ANALYZER_HEALTH_PORT=str(heir_port), **env)
+                done = await wait_all(client, ids, timeout=40)
+        finally:
+            for proc in (victim, heir):
+                if proc is not None:
+                    stop(proc)
+    assert all(d["state"] == "completed" and d["attempts"] == 1 for d in done.values())
+    assert all(d["result"]["batch"] is True for d in done.values())
+    assert len(emulator.batches) == 1
+    assert all(emulator.batch_requests[i] == 1 for i in ids), "no request was sent twice"
+    assert emulator.requests == []
+    assert await completed_events(redis, keys) == dict.fromkeys(ids, 1)
+    assert (await redis.xpending(keys.requests("low"), GROUP))["pending"] == 0
+    assert await redis.zcard(keys.msgbatch_leases) == 0
+
+
+async def test_kill_9_while_collecting_hands_the_scans_back(
+    make_settings: SettingsFactory, redis: Redis
+) -> None:
+    """kill -9 the analyzer that collected scans but has not sent them: another hands them
+    back to the queue, sends them itself, and each is analysed once."""
+    async with run_emulator(batch_delay_s=0.3) as emulator:
+        settings = batch_settings(make_settings, emulator)
+        keys = Keys(settings.prefix)
+        port = free_port()
+        # A long window: the victim is killed while it waits for more scans.
+        victim = spawn(
+            "analyzer",
+            settings,
+            ANALYZER_HEALTH_PORT=str(port),
+            **{**BATCH_ENV, "ANTHROPIC_BATCH_WINDOW": "120"},
+        )
+        heir = None
+        try:
+            await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/healthz", victim)
+            async with (
+                serve(create_gateway(settings)) as gateway,
+                httpx.AsyncClient(base_url=gateway.url, timeout=10) as client,
+            ):
+                ids = [await post(client) for _ in range(4)]
+
+                async def all_collected() -> bool:
+                    stages = [
+                        [e.progress.stage for e in await history(redis, settings, i)] for i in ids
+                    ]
+                    return all("batched" in s for s in stages)
+
+                await _wait_for(all_collected)
+                victim.send_signal(signal.SIGKILL)
+                victim.wait()
+                heir = spawn(
+                    "analyzer",
+                    settings,
+                    ANALYZER_HEALTH_PORT=str(free_port()),
+                    **{**BATCH_ENV, "ANTHROPIC_BATCH_WINDOW": "0.3"},
+                )
+                done = await wait_all(client, ids, timeout=40)
+        finally:
+            for proc in (victim, heir):
+                if proc is not None:
+                    stop(proc)
+    assert all(d["state"] == "completed" for d in done.values())
+    assert all(d["result"]["batch"] is True for d in done.values())
+    assert all(emulator.batch_requests[i] == 1 for i in ids), "no request was sent twice"
+    assert emulator.requests == []
+    assert await completed_events(redis, keys) == dict.fromkeys(ids, 1)
+    assert await redis.zcard(keys.msgbatch_leases) == 0
