@@ -397,8 +397,8 @@ class Batcher:
         await self.registry.close(record_id)
         log.warning("handed back the scans of an unsent provider batch", count=handed)
 
-    async def aclose(self) -> None:
-        """On stop: hand back what was collected but not sent; let others poll the rest."""
+    async def hand_back_collected(self) -> None:
+        """Hand the collected, unsent scans back to the queue (a drain or a stop)."""
         async with self._lock:
             record_id, batch = self._record_id, self._pending
             self._record_id, self._pending, self._bytes = None, [], 0
@@ -406,6 +406,10 @@ class Batcher:
             await self._hand_back(
                 record_id, BatchRecord(scans={p.scan.job.scan_id: p.scan for p in batch})
             )
+
+    async def aclose(self) -> None:
+        """On stop: hand back what was collected but not sent; let others poll the rest."""
+        await self.hand_back_collected()
         # A create call cut short could leave a batch out whose id Redis never saw:
         # its scans would then be analysed twice. Let it return (bounded by its timeout).
         with contextlib.suppress(TimeoutError):

@@ -211,6 +211,11 @@ class Worker:
         log.warning("draining on an operator's request", in_flight=len(self._inflight))
         for item in self._inflight.values():
             item.task.cancel()  # the runner hands each one back for immediate redelivery
+        if self.batcher is not None:
+            # Collected for a provider batch but not sent: back too. Sent batches are
+            # still polled here (they hold no worker slot).
+            loop = asyncio.get_running_loop()
+            self._background.append(loop.create_task(self.batcher.hand_back_collected()))
         self._wake.set()
         if self._reader_id is not None:
             task = asyncio.get_running_loop().create_task(self._unblock(self._reader_id))

@@ -8,12 +8,15 @@ import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anthropic
 import httpx
 import msgspec
 import pytest
 from redis.asyncio import Redis
 
 from analyzer import metrics
+from analyzer.backends import AnalysisRequest
+from analyzer.backends.claude import ClaudeBackend
 from gateway.app import create_app as create_gateway
 from shared.embedded import free_port
 from shared.keys import GROUP, Keys
@@ -25,7 +28,7 @@ from tests.support.images import label_png
 from tests.support.processes import spawn, stop, wait_http
 from tests.support.redis import completed_events
 from tests.support.servers import serve
-from tests.support.stack import running_stack
+from tests.support.stack import running_stack, worker_task
 
 PNG = label_png()
 MODEL = "claude-sonnet-4-6"
@@ -103,6 +106,52 @@ async def history(redis: Redis, settings: Settings, scan_id: str) -> list[ScanEv
 def cost_total() -> float:
     """What the analyzer's cost counter holds for the test model."""
     return float(metrics.COST.labels(MODEL)._value.get())
+
+
+async def test_emulated_batches_api_answers_the_sdk_in_the_documented_shapes(
+    settings: Settings, emulator: MessagesEmulator
+) -> None:
+    """The emulation speaks the real SDK: create, retrieve, cancel, JSONL results (succeeded,
+    errored for invalid params, canceled), 400 for a bad custom_id, 404 for an unknown id."""
+    params = ClaudeBackend(
+        msgspec.structs.replace(settings, anthropic_api_key=Secret("sk-test"))
+    ).params(
+        AnalysisRequest(
+            image=PNG,
+            media_type="image/png",
+            category="toys",
+            marketplaces=["US"],
+            product_name="Blocks",
+        )
+    )
+    client = anthropic.AsyncAnthropic(api_key="sk-test", base_url=emulator.base_url)
+    batches = client.messages.batches
+    try:
+        emulator.batch_delay_s = 60
+        slow = await batches.create(requests=[{"custom_id": "a", "params": params}])
+        assert slow.processing_status == "in_progress" and slow.results_url is None
+        assert slow.request_counts.processing == 1
+        assert (await batches.cancel(slow.id)).processing_status == "canceling"
+        ended = await batches.retrieve(slow.id)
+        assert ended.processing_status == "ended" and ended.request_counts.canceled == 1
+        assert [r.result.type async for r in await batches.results(slow.id)] == ["canceled"]
+
+        emulator.batch_delay_s = 0
+        broken = {**params, "max_tokens": 0}
+        made = await batches.create(
+            requests=[{"custom_id": "ok", "params": params}, {"custom_id": "bad", "params": broken}]
+        )
+        assert (await batches.retrieve(made.id)).request_counts.errored == 1
+        results = {r.custom_id: r.result async for r in await batches.results(made.id)}
+        ok, bad = results["ok"], results["bad"]
+        assert ok.type == "succeeded" and ok.message.usage.output_tokens > 0
+        assert bad.type == "errored" and bad.error.error.type == "invalid_request_error"
+        with pytest.raises(anthropic.BadRequestError):
+            await batches.create(requests=[{"custom_id": "not ok!", "params": params}])
+        with pytest.raises(anthropic.NotFoundError):
+            await batches.retrieve("msgbatch_unknown")
+    finally:
+        await client.close()
 
 
 async def test_low_priority_scans_go_in_one_batch_at_half_price(
@@ -188,6 +237,28 @@ async def test_errored_expired_and_invalid_requests_take_the_retry_path(
     }
 
 
+async def test_a_failed_batch_create_is_retried_and_counted_by_the_rate_limiter(
+    make_settings: SettingsFactory, emulator: MessagesEmulator, redis: Redis
+) -> None:
+    """A batch create refused with 529 makes nothing: its scans are retried, go out in the
+    next batch and complete once; each create call counts one request against ANTHROPIC_RPM
+    (the polls do not: they are cheap reads of the Message Batches API's own budget)."""
+    settings = batch_settings(
+        make_settings, emulator, anthropic_batch_window_s=0.3, anthropic_rpm=1000
+    )
+    emulator.fail_next_batch(1, 529)
+    async with running_stack(settings) as stack:
+        ids = [await post(stack.client) for _ in range(3)]
+        done = await wait_all(stack.client, ids)
+        stats = (await stack.client.get("/api/queue/stats")).json()
+    assert all(d["state"] == "completed" and d["attempts"] == 2 for d in done.values())
+    assert emulator.batch_creates == 2 and len(emulator.batches) == 1
+    assert all(emulator.batch_succeeded[i] == 1 for i in ids)
+    assert stats["limiter"]["requests_last_minute"] == 2
+    retried = [e for e in await history(redis, settings, ids[0]) if e.type == "retrying"]
+    assert retried and "overloaded_error" in (retried[0].error.message if retried[0].error else "")
+
+
 async def test_a_scan_cancelled_in_a_batch_stays_cancelled(
     make_settings: SettingsFactory, redis: Redis
 ) -> None:
@@ -204,6 +275,36 @@ async def test_a_scan_cancelled_in_a_batch_stays_cancelled(
     assert done[kept]["state"] == "completed"
     assert done[cancelled]["state"] == "cancelled"
     assert await completed_events(redis, Keys(settings.prefix)) == {kept: 1}
+
+
+async def test_a_stopping_analyzer_hands_back_what_it_collected(
+    make_settings: SettingsFactory, emulator: MessagesEmulator, redis: Redis
+) -> None:
+    """Scans collected for a batch not yet sent go back to the queue when the analyzer
+    stops; the next analyzer sends them, once each."""
+    slow = batch_settings(make_settings, emulator, anthropic_batch_window_s=120)
+    keys = Keys(slow.prefix)
+    async with (
+        serve(create_gateway(slow)) as gateway,
+        httpx.AsyncClient(base_url=gateway.url, timeout=10) as client,
+    ):
+        async with worker_task(slow):
+            ids = [await post(client) for _ in range(3)]
+
+            async def collected() -> bool:
+                last = [(await history(redis, slow, i))[-1].progress.stage for i in ids]
+                return await redis.zcard(keys.msgbatch_leases) == 1 and last == ["batched"] * 3
+
+            await _wait_for(collected)
+        states = [(await client.get(f"/api/scans/{i}")).json()["state"] for i in ids]
+        assert states == ["queued"] * 3
+        assert await redis.zcard(keys.msgbatch_leases) == 0
+        assert emulator.batch_creates == 0
+        fast = msgspec.structs.replace(slow, anthropic_batch_window_s=0.2)
+        async with worker_task(fast):
+            done = await wait_all(client, ids)
+    assert all(d["state"] == "completed" and d["attempts"] == 2 for d in done.values())
+    assert all(emulator.batch_requests[i] == 1 for i in ids)
 
 
 async def _wait_for(check: Any, timeout: float = 20.0) -> None:

@@ -154,12 +154,13 @@ class MessagesEmulator:
         """Seconds from a Message Batch's creation until its processing ends."""
         self.batch_outcome = batch_outcome
         """Per-request fate in a batch: None succeeds (if its params are valid)."""
+        # Every batch created by id; requests received in batches and those answered
+        # with a message, per custom_id; well-formed create calls (errors included).
         self.batches: dict[str, EmulatedBatch] = {}
-        """Every Message Batch created, by id."""
         self.batch_requests: collections.Counter[str] = collections.Counter()
-        """Requests received in batches, per ``custom_id``."""
         self.batch_succeeded: collections.Counter[str] = collections.Counter()
-        """Requests a batch answered with a message, per ``custom_id``."""
+        self.batch_creates = 0
+        self._batch_failures: collections.deque[tuple[int, float | None]] = collections.deque()
 
         self.requests: list[Body] = []
         """Every JSON body received, in order (also those answered with an error)."""
@@ -203,6 +204,10 @@ class MessagesEmulator:
     def fail_next(self, n: int, status: int, retry_after: float | None = None) -> None:
         """Answer the next ``n`` requests with ``status`` (``retry-after`` header if given)."""
         self._failures.extend([(status, retry_after)] * n)
+
+    def fail_next_batch(self, n: int, status: int, retry_after: float | None = None) -> None:
+        """Answer the next ``n`` batch create calls with ``status``; no batch is made."""
+        self._batch_failures.extend([(status, retry_after)] * n)
 
     def drop_next(self, n: int) -> None:
         """Close the connection of the next ``n`` requests without writing any response."""
@@ -344,6 +349,11 @@ class MessagesEmulator:
                     raise _Rejected(400, f"requests.{i}.params: Field required")
         except _Rejected as exc:
             return _error(exc.status, exc.message, request_id)
+        self.batch_creates += 1
+        if self._batch_failures:
+            status, retry_after = self._batch_failures.popleft()
+            self.faults += 1
+            return _error(status, "injected by the emulator", request_id, retry_after)
         batch = EmulatedBatch(
             id=f"msgbatch_emu_{uuid.uuid4().hex[:24]}",
             requests=[(r["custom_id"], r["params"]) for r in requests],
@@ -367,9 +377,10 @@ class MessagesEmulator:
         batch, problem = self._batch_of(request)
         if batch is None:
             return problem
-        if batch.results is None:
+        if batch.results is None and batch.cancel_initiated is None:
+            # "canceling" now; ended, with what had not run canceled, at the next look.
             batch.cancel_initiated = datetime.now(UTC)
-            self._end(batch)
+            batch.ends_at = time.monotonic()
         return JSONResponse(self._batch_json(batch))
 
     async def _batch_results(self, request: Request) -> Response:
@@ -449,7 +460,9 @@ class MessagesEmulator:
         return {
             "id": batch.id,
             "type": "message_batch",
-            "processing_status": "ended" if ended else "in_progress",
+            "processing_status": (
+                "ended" if ended else "canceling" if batch.cancel_initiated else "in_progress"
+            ),
             "request_counts": counts,
             "created_at": when(batch.created),
             "expires_at": when(batch.created + timedelta(hours=24)),
