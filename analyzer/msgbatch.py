@@ -21,45 +21,30 @@ from typing import Any
 import anthropic
 import msgspec
 import structlog
-from anthropic.types import Message
 from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
-from anthropic.types.messages import (
-    MessageBatchErroredResult,
-    MessageBatchExpiredResult,
-    MessageBatchIndividualResponse,
-    MessageBatchResult,
-)
 from anthropic.types.messages.batch_create_params import Request
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError
 
 from analyzer import metrics
 from analyzer.attempts import Claim
 from analyzer.backends import AnalysisRequest, Backend
-from analyzer.backends.claude import ClaudeBackend, status_error
+from analyzer.backends.claude import ClaudeBackend
 from analyzer.images import PreparedImage
+from analyzer.msgbatch_results import BatchReader, api_error
 from analyzer.msgbatch_store import BatchedScan, BatchRecord, BatchRegistry
 from analyzer.runner import ScanRunner, StaleAttemptError
 from shared import events
-from shared.clock import now_ms
-from shared.errors import (
-    BackendError,
-    BackendUnavailableError,
-    LabelscanError,
-    RateLimitedError,
-    RetryableError,
-)
-from shared.schemas import ImageSent, Progress, ScanJob, ScanResult, Stage
+from shared.errors import RateLimitedError
+from shared.schemas import ImageSent, ScanJob
 
 log = structlog.get_logger("analyzer")
 tracer = trace.get_tracer("labelscan.analyzer")
 
 MAX_BATCH_BYTES = 200 * 1024 * 1024
 """The API takes 256 MB per batch; images are the bulk, so stay well under it."""
-RETRYABLE_TYPES = frozenset({"api_error", "overloaded_error", "rate_limit_error", "timeout_error"})
-"""A batch request that errored with one of these may succeed when tried again."""
-BATCHED_PCT = 40
+SENT_TRIES = 8
+"""Tries to record a created batch's id (backing off from 0.1 s: about 25 s in all)."""
 
 
 class _Pending(msgspec.Struct, frozen=True, kw_only=True):
@@ -85,6 +70,7 @@ class Batcher:
         self.settings = s
         self.backend = backend
         self.registry = BatchRegistry(runner.store, owner, s.anthropic_batch_lease_s)
+        self.reader = BatchReader(runner, backend, self.registry)
         self._lock = asyncio.Lock()
         self._record_id: str | None = None
         self._pending: list[_Pending] = []
@@ -210,24 +196,38 @@ class Batcher:
         try:
             created = await self.backend.client.messages.batches.create(requests=requests)
         except anthropic.AnthropicError as exc:
-            error = _api_error(exc)
+            error = api_error(exc)
             metrics.BATCHES.labels("failed").inc()
             log.warning("provider batch not created", size=len(batch), error=str(error))
             if isinstance(error, RateLimitedError) and self.runner.limiter is not None:
                 await self.runner.limiter.pause(error.retry_after or 1.0, "429 from the API")
             for p in batch:
-                await self._failed(p.scan, error)
+                await self.reader.failed(p.scan, error)
             await self.registry.close(record_id)
             return
         # From here on the batch is only ever polled, by whichever replica holds it.
-        await self.registry.sent(record_id, created.id)
+        await self._record_sent(record_id, created.id)
         self._sent(record_id)
         metrics.BATCHES.labels("created").inc()
         log.info("provider batch created", batch_id=created.id, size=len(batch))
         progress = events.batched(created.id, len(batch))
         await asyncio.gather(*(self.store.progress(p.scan.claim, progress) for p in batch))
         record = BatchRecord(scans={p.scan.job.scan_id: p.scan for p in batch}, batch_id=created.id)
-        await self._poll(record_id, record)
+        await self.reader.poll(record_id, record)
+
+    async def _record_sent(self, record_id: str, batch_id: str) -> None:
+        """Write the batch id down, trying through a short Redis outage: a batch whose id
+        is lost would never be polled, and its scans would be analysed again."""
+        pause = 0.1
+        for _ in range(SENT_TRIES - 1):
+            try:
+                await self.registry.sent(record_id, batch_id)
+                return
+            except RedisError as exc:
+                log.warning("could not record a provider batch's id; trying again", error=str(exc))
+                await asyncio.sleep(pause)
+                pause *= 2
+        await self.registry.sent(record_id, batch_id)
 
     async def _acquire(self) -> None:
         """Count the batch's create call as one request against the shared limiter.
@@ -246,110 +246,6 @@ class Batcher:
 
     # --- polling and results -----------------------------------------------------------
 
-    async def _poll(self, record_id: str, record: BatchRecord) -> None:
-        assert record.batch_id is not None
-        s = self.settings
-        delay = s.anthropic_batch_poll_s
-        batches = self.backend.client.messages.batches
-        while True:
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, s.anthropic_batch_poll_max_s)
-            try:
-                batch = await batches.retrieve(record.batch_id)
-                if batch.processing_status != "ended":
-                    continue
-                seen: set[str] = set()
-                async for item in await batches.results(record.batch_id):
-                    if item.custom_id in record.scans and item.custom_id not in seen:
-                        seen.add(item.custom_id)
-                        await self._settle(record.batch_id, record.scans[item.custom_id], item)
-            except anthropic.AnthropicError as exc:
-                error = _api_error(exc)
-                if isinstance(error, RetryableError):
-                    log.warning("provider batch poll failed; polling again", error=str(error))
-                    continue
-                log.error(
-                    "provider batch cannot be read", batch_id=record.batch_id, error=str(error)
-                )
-                for scan in record.scans.values():
-                    await self._failed(scan, error)
-                await self.registry.close(record_id)
-                return
-            except RedisError as exc:
-                log.warning("redis error while settling a batch; trying again", error=str(exc))
-                continue
-            for scan_id, scan in record.scans.items():
-                if scan_id not in seen:
-                    await self._failed(
-                        scan,
-                        BackendUnavailableError(f"provider batch {record.batch_id} has no result"),
-                    )
-            metrics.BATCHES.labels("ended").inc()
-            log.info("provider batch ended", batch_id=record.batch_id, results=len(seen))
-            await self.registry.close(record_id)
-            return
-
-    async def _settle(
-        self, batch_id: str, scan: BatchedScan, item: MessageBatchIndividualResponse
-    ) -> None:
-        """End one scan's attempt with its result; a no-op if it is no longer its owner."""
-        claim = scan.claim
-        structlog.contextvars.bind_contextvars(scan_id=claim.job.scan_id, attempt=claim.attempt)
-        try:
-            result = item.result
-            if result.type != "succeeded":
-                await self._failed(scan, _result_error(result, batch_id))
-                return
-            await self._complete(batch_id, scan, result.message)
-        finally:
-            structlog.contextvars.unbind_contextvars("scan_id", "attempt")
-
-    async def _complete(self, batch_id: str, scan: BatchedScan, message: Message) -> None:
-        claim = scan.claim
-
-        async def report(stage: Stage, percentage: int, text: str) -> None:
-            if not await self.store.progress(
-                claim, Progress(stage=stage, percentage=percentage, message=text)
-            ):
-                raise StaleAttemptError
-
-        try:
-            with tracer.start_as_current_span(
-                f"batch result {message.model}", kind=SpanKind.CLIENT
-            ) as span:
-                outcome = await self.backend.to_analysis(
-                    message, claim.job.marketplaces, report, span, f"provider batch {batch_id}"
-                )
-            result = ScanResult(
-                analysis=outcome.analysis,
-                backend=self.backend.name,
-                model=outcome.model,
-                usage=outcome.usage,
-                duration_ms=max(now_ms() - scan.claimed_ms, 0),
-                image=scan.image,
-                batch=True,
-            )
-            if not await self.store.complete(claim, result):
-                raise StaleAttemptError
-        except LabelscanError as exc:
-            await self._failed(scan, exc)
-            return
-        except StaleAttemptError:
-            log.info("batched scan no longer owned (cancelled, or settled by another replica)")
-            return
-        metrics.spent(self.settings, outcome.model, outcome.usage, batch=True)
-        self.runner.finished(claim, "completed", _started(scan))
-        log.info("scan completed", verdict=result.analysis.verdict, batch_id=batch_id)
-
-    async def _failed(self, scan: BatchedScan, error: LabelscanError) -> None:
-        """Retry or dead-letter the scan as for any failed attempt."""
-        try:
-            await self.runner.failed(scan.claim, error, BATCHED_PCT, _started(scan))
-        except StaleAttemptError:
-            log.info("batched scan no longer owned; its outcome is discarded")
-
-    # --- leases, takeover, stop --------------------------------------------------------
-
     async def _keeper(self) -> None:
         every = self.settings.anthropic_batch_lease_s / 3
         while not self._stopping.is_set():
@@ -365,9 +261,16 @@ class Batcher:
         if self._record_id is not None:
             mine.add(self._record_id)
         for record_id in mine:
-            if await self.registry.lease(record_id) != 1 and record_id in self._active:
-                log.warning("lost a provider batch's lease to another replica", record=record_id)
+            if await self.registry.lease(record_id) == 1:
+                continue
+            # Unrenewed for a whole lease (this replica stalled): another replica has
+            # taken the batch over, so this one lets it go.
+            log.warning("lost a provider batch's lease to another replica", record=record_id)
+            if record_id in self._active:
                 self._active.pop(record_id).cancel()
+            async with self._lock:
+                if record_id == self._record_id:  # handed back by the new owner
+                    self._record_id, self._pending, self._bytes = None, [], 0
         for record_id in await self.registry.expired():
             if record_id in mine or await self.registry.lease(record_id) != 1:
                 continue
@@ -382,7 +285,7 @@ class Batcher:
                     batch_id=record.batch_id,
                     scans=len(record.scans),
                 )
-                self._spawn(record_id, self._poll(record_id, record))
+                self._spawn(record_id, self.reader.poll(record_id, record))
 
     async def _hand_back(self, record_id: str, record: BatchRecord) -> None:
         """A batch never sent (its collector stopped or died): its scans go back to the queue.
@@ -420,32 +323,3 @@ class Batcher:
                 await task
             # Another replica takes it over at its next look, not a lease later.
             await self.registry.lease(record_id, release=True)
-
-
-def _started(scan: BatchedScan) -> float:
-    """The attempt's start on the monotonic clock (for the duration metric)."""
-    return time.monotonic() - max(now_ms() - scan.claimed_ms, 0) / 1000
-
-
-def _api_error(exc: anthropic.AnthropicError) -> LabelscanError:
-    """A labelscan error for a failed call of the Message Batches API."""
-    if isinstance(exc, anthropic.APIStatusError):
-        return status_error(exc)
-    if isinstance(exc, anthropic.APIConnectionError):  # timeouts included
-        return BackendUnavailableError(f"Claude API unreachable: {type(exc).__name__}: {exc}")
-    return BackendError(f"Claude SDK error: {type(exc).__name__}: {exc}")
-
-
-def _result_error(result: MessageBatchResult, batch_id: str) -> LabelscanError:
-    """The error of a batch request that did not succeed: retryable unless it was invalid."""
-    if isinstance(result, MessageBatchErroredResult):
-        error = result.error.error
-        message = f"Claude batch request {error.type}: {error.message} (batch {batch_id})"
-        if error.type in RETRYABLE_TYPES:
-            return BackendUnavailableError(message)
-        return BackendError(message)
-    if isinstance(result, MessageBatchExpiredResult):
-        return BackendUnavailableError(f"provider batch {batch_id} expired before this request ran")
-    return BackendUnavailableError(
-        f"provider batch {batch_id} was cancelled before this request ran"
-    )
