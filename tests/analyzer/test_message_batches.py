@@ -99,7 +99,7 @@ async def wait_all(
 
 async def history(redis: Redis, settings: Settings, scan_id: str) -> list[ScanEvent]:
     """The scan's events as published."""
-    raw = await redis.xrange(Keys(settings.prefix).scan_events(scan_id))
+    raw = await redis.xrange(Keys(settings.prefix, settings.partitions).scan_events(scan_id))
     return [msgspec.json.decode(fields[b"event"], type=ScanEvent) for _, fields in raw]
 
 
@@ -205,16 +205,20 @@ async def test_errored_expired_and_invalid_requests_take_the_retry_path(
     make_settings: SettingsFactory, emulator: MessagesEmulator, redis: Redis
 ) -> None:
     """An overloaded or expired batch request is retried in a later batch and completes; an
-    invalid one is dead-lettered with its reason."""
-    settings = batch_settings(make_settings, emulator, anthropic_batch_window_s=0.3)
+    invalid one is dead-lettered with its reason (scans of two partitions in each batch)."""
+    settings = batch_settings(make_settings, emulator, anthropic_batch_window_s=0.3, partitions=2)
+    keys = Keys(settings.prefix, settings.partitions)
     fates: dict[str, dict[int, str]] = {}
     emulator.batch_outcome = lambda custom_id, n: fates.get(custom_id, {}).get(n)
     async with running_stack(settings) as stack:
-        overloaded, expired, invalid, fine = [await post(stack.client) for _ in range(4)]
+        overloaded, expired, invalid = [await post(stack.client) for _ in range(3)]
+        fine = [await post(stack.client)]
+        while len({keys.of_scan(i).index for i in [overloaded, expired, invalid, *fine]}) < 2:
+            fine.append(await post(stack.client))  # until both partitions have one
         fates[overloaded] = {1: "errored:overloaded_error"}
         fates[expired] = {1: "expired"}
         fates[invalid] = {1: "errored:invalid_request_error"}
-        done = await wait_all(stack.client, [overloaded, expired, invalid, fine])
+        done = await wait_all(stack.client, [overloaded, expired, invalid, *fine])
         dead = (await stack.client.get("/api/dead")).json()["items"]
 
     for scan_id in (overloaded, expired):
@@ -223,18 +227,16 @@ async def test_errored_expired_and_invalid_requests_take_the_retry_path(
         assert done[scan_id]["result"]["batch"] is True
         assert emulator.batch_requests[scan_id] == 2
         assert emulator.batch_succeeded[scan_id] == 1
-    assert done[fine]["state"] == "completed" and done[fine]["attempts"] == 1
+    assert all(done[i]["state"] == "completed" and done[i]["attempts"] == 1 for i in fine)
     failed = done[invalid]
     assert failed["state"] == "failed" and failed["attempts"] == 1
     assert failed["error"]["retryable"] is False
     assert "invalid_request_error" in failed["error"]["message"]
     assert [d["scan_id"] for d in dead] == [invalid]
     assert len(emulator.requests) == 0, "nothing went to /v1/messages"
-    assert await completed_events(redis, Keys(settings.prefix)) == {
-        overloaded: 1,
-        expired: 1,
-        fine: 1,
-    }
+    first = next(iter(emulator.batches.values()))
+    assert len({keys.of_scan(c).index for c, _ in first.requests}) == 2
+    assert await completed_events(redis, keys) == dict.fromkeys([overloaded, expired, *fine], 1)
 
 
 async def test_a_failed_batch_create_is_retried_and_counted_by_the_rate_limiter(
