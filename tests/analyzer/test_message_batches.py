@@ -204,24 +204,26 @@ async def test_low_priority_scans_go_in_one_batch_at_half_price(
 async def test_errored_expired_and_invalid_requests_take_the_retry_path(
     make_settings: SettingsFactory, emulator: MessagesEmulator, redis: Redis
 ) -> None:
-    """An overloaded or expired batch request is retried in a later batch and completes; an
-    invalid one is dead-lettered with its reason (scans of two partitions in each batch)."""
-    settings = batch_settings(make_settings, emulator, anthropic_batch_window_s=0.3, partitions=2)
+    """An overloaded, expired or canceled batch request is retried in a later batch and
+    completes; an invalid one is dead-lettered with its reason. Scans of two partitions
+    share a batch."""
+    settings = batch_settings(make_settings, emulator, partitions=2)
     keys = Keys(settings.prefix, settings.partitions)
     fates: dict[str, dict[int, str]] = {}
     emulator.batch_outcome = lambda custom_id, n: fates.get(custom_id, {}).get(n)
     async with running_stack(settings) as stack:
-        overloaded, expired, invalid = [await post(stack.client) for _ in range(3)]
+        overloaded, expired, canceled, invalid = [await post(stack.client) for _ in range(4)]
         fine = [await post(stack.client)]
         while len({keys.of_scan(i).index for i in [overloaded, expired, invalid, *fine]}) < 2:
             fine.append(await post(stack.client))  # until both partitions have one
         fates[overloaded] = {1: "errored:overloaded_error"}
         fates[expired] = {1: "expired"}
+        fates[canceled] = {1: "canceled"}
         fates[invalid] = {1: "errored:invalid_request_error"}
-        done = await wait_all(stack.client, [overloaded, expired, invalid, *fine])
+        done = await wait_all(stack.client, [overloaded, expired, canceled, invalid, *fine])
         dead = (await stack.client.get("/api/dead")).json()["items"]
 
-    for scan_id in (overloaded, expired):
+    for scan_id in (overloaded, expired, canceled):
         assert done[scan_id]["state"] == "completed"
         assert done[scan_id]["attempts"] == 2
         assert done[scan_id]["result"]["batch"] is True
@@ -236,7 +238,9 @@ async def test_errored_expired_and_invalid_requests_take_the_retry_path(
     assert len(emulator.requests) == 0, "nothing went to /v1/messages"
     first = next(iter(emulator.batches.values()))
     assert len({keys.of_scan(c).index for c, _ in first.requests}) == 2
-    assert await completed_events(redis, keys) == dict.fromkeys([overloaded, expired, *fine], 1)
+    assert await completed_events(redis, keys) == dict.fromkeys(
+        [overloaded, expired, canceled, *fine], 1
+    )
 
 
 async def test_a_failed_batch_create_is_retried_and_counted_by_the_rate_limiter(
