@@ -78,6 +78,7 @@ class Batcher:
         self._first = 0.0
         self._added = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._closed = asyncio.Event()
         self._active: dict[str, asyncio.Task[None]] = {}
         """Records this replica sends or polls, with the task doing it."""
         self._sending: set[str] = set()
@@ -90,7 +91,7 @@ class Batcher:
         return job.priority == "low"
 
     def tasks(self, stopping: asyncio.Event) -> list[asyncio.Task[None]]:
-        """The collector and the lease keeper; they end when ``stopping`` is set."""
+        """The collector (ends when ``stopping`` is set) and the lease keeper (at aclose)."""
         self._stopping = stopping
         return [
             asyncio.create_task(self._collector()),
@@ -244,28 +245,31 @@ class Batcher:
                 return
             await asyncio.sleep(min(decision.wait_ms, 1000) / 1000)
 
-    # --- polling and results -----------------------------------------------------------
+    # --- leases, takeover, stop --------------------------------------------------------
 
     async def _keeper(self) -> None:
+        # Runs until aclose, not until stopping: leases are kept through the drain.
         every = self.settings.anthropic_batch_lease_s / 3
-        while not self._stopping.is_set():
+        while not self._closed.is_set():
             try:
                 await self._renew_and_take_over()
             except RedisError as exc:
                 log.warning("could not renew or take over provider batches", error=str(exc))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), every)
+                await asyncio.wait_for(self._closed.wait(), every)
 
     async def _renew_and_take_over(self) -> None:
         mine = set(self._active)
         if self._record_id is not None:
             mine.add(self._record_id)
         for record_id in mine:
-            if await self.registry.lease(record_id) == 1:
+            held = await self.registry.lease(record_id)
+            if held == 1:
                 continue
-            # Unrenewed for a whole lease (this replica stalled): another replica has
-            # taken the batch over, so this one lets it go.
-            log.warning("lost a provider batch's lease to another replica", record=record_id)
+            if held == 0:
+                # Unrenewed for a whole lease (this replica stalled): another replica
+                # has taken the batch over, so this one lets it go.
+                log.warning("lost a provider batch's lease to another replica", record=record_id)
             if record_id in self._active:
                 self._active.pop(record_id).cancel()
             async with self._lock:
@@ -312,6 +316,7 @@ class Batcher:
 
     async def aclose(self) -> None:
         """On stop: hand back what was collected but not sent; let others poll the rest."""
+        self._closed.set()
         await self.hand_back_collected()
         # A create call cut short could leave a batch out whose id Redis never saw:
         # its scans would then be analysed twice. Let it return (bounded by its timeout).
