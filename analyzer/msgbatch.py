@@ -55,9 +55,22 @@ class _Pending(msgspec.Struct, frozen=True, kw_only=True):
 
 def make_batcher(runner: ScanRunner, backend: Backend, owner: str) -> Batcher | None:
     """A batcher when low-priority Claude scans are to go in provider batches."""
-    if runner.settings.anthropic_batch_low_priority and isinstance(backend, ClaudeBackend):
-        return Batcher(runner, backend, owner)
-    return None
+    s = runner.settings
+    if not s.anthropic_batch_low_priority:
+        return None
+    if not isinstance(backend, ClaudeBackend):
+        log.warning(
+            "ANTHROPIC_BATCH_LOW_PRIORITY is on, but only the claude backend has batches: "
+            "low-priority scans run as the others",
+            backend=backend.name,
+        )
+        return None
+    log.info(
+        "low-priority scans go to provider Message Batches",
+        max=s.anthropic_batch_max,
+        window_s=s.anthropic_batch_window_s,
+    )
+    return Batcher(runner, backend, owner)
 
 
 class Batcher:

@@ -313,6 +313,39 @@ async def test_a_stopping_analyzer_hands_back_what_it_collected(
     assert all(emulator.batch_requests[i] == 1 for i in ids)
 
 
+async def test_a_stopping_analyzer_lets_another_poll_its_batch_at_once(
+    make_settings: SettingsFactory, redis: Redis
+) -> None:
+    """An analyzer stopped while its batch is out releases the lease: the next analyzer
+    polls that batch long before the lease would have lapsed, and nothing is sent again."""
+    async with run_emulator(batch_delay_s=1.0) as emulator:
+        settings = batch_settings(
+            make_settings, emulator, anthropic_batch_window_s=0.2, anthropic_batch_lease_s=60
+        )
+        keys = Keys(settings.prefix)
+        async with (
+            serve(create_gateway(settings)) as gateway,
+            httpx.AsyncClient(base_url=gateway.url, timeout=10) as client,
+        ):
+            async with worker_task(settings):
+                ids = [await post(client) for _ in range(2)]
+
+                async def sent() -> bool:
+                    return bool(emulator.batches) and all(
+                        any("In provider batch" in e.progress.message for e in events)
+                        for events in [await history(redis, settings, i) for i in ids]
+                    )
+
+                await _wait_for(sent)
+            [(_, lease)] = await redis.zrange(keys.msgbatch_leases, 0, -1, withscores=True)
+            assert lease == 0, "released, not left to lapse"
+            async with worker_task(settings):
+                done = await wait_all(client, ids, timeout=15)
+    assert all(d["state"] == "completed" and d["attempts"] == 1 for d in done.values())
+    assert len(emulator.batches) == 1
+    assert all(emulator.batch_requests[i] == 1 for i in ids)
+
+
 async def _wait_for(check: Any, timeout: float = 20.0) -> None:
     async with asyncio.timeout(timeout):
         while not await check():
