@@ -6,6 +6,7 @@ import asyncio
 import base64
 import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -25,7 +26,7 @@ from shared.settings import Secret, Settings
 from tests.conftest import SettingsFactory
 from tests.support.anthropic_emulator import MessagesEmulator, run_emulator
 from tests.support.images import label_png
-from tests.support.processes import spawn, stop, wait_http
+from tests.support.processes import spawn, stop, wait_http, wait_log
 from tests.support.redis import completed_events
 from tests.support.servers import serve
 from tests.support.stack import running_stack, worker_task
@@ -361,7 +362,7 @@ BATCH_ENV = {
 
 
 async def test_kill_9_of_the_analyzer_polling_a_batch(
-    make_settings: SettingsFactory, redis: Redis
+    make_settings: SettingsFactory, redis: Redis, tmp_path: Path
 ) -> None:
     """kill -9 the analyzer whose batch is out: another takes the batch over by its id in
     Redis and finishes every scan once; no request is sent twice."""
@@ -381,20 +382,33 @@ async def test_kill_9_of_the_analyzer_polling_a_batch(
                 ids = [await post(client) for _ in range(5)]
 
                 async def batch_out() -> bool:
-                    return bool(emulator.batches) and bool(await redis.zcard(keys.msgbatch_leases))
+                    records = await redis.zrange(keys.msgbatch_leases, 0, -1)
+                    return len(records) == 1 and bool(
+                        await redis.hget(keys.msgbatch(records[0].decode()), "batch_id")
+                    )
 
                 await _wait_for(batch_out)
+                [created] = emulator.batches
                 victim.send_signal(signal.SIGKILL)
                 victim.wait()
-                heir_port = free_port()
-                heir = spawn("analyzer", settings, ANALYZER_HEALTH_PORT=str(heir_port), **env)
+                heir = spawn(
+                    "analyzer",
+                    settings,
+                    ANALYZER_HEALTH_PORT=str(free_port()),
+                    log=tmp_path / "heir.log",
+                    **env,
+                )
                 done = await wait_all(client, ids, timeout=40)
+                took = await asyncio.to_thread(
+                    wait_log, tmp_path / "heir.log", heir, lambda e: "took over" in e["event"]
+                )
         finally:
             for proc in (victim, heir):
                 if proc is not None:
                     stop(proc)
     assert all(d["state"] == "completed" and d["attempts"] == 1 for d in done.values())
     assert all(d["result"]["batch"] is True for d in done.values())
+    assert took["batch_id"] == created and took["scans"] == 5
     assert len(emulator.batches) == 1
     assert all(emulator.batch_requests[i] == 1 for i in ids), "no request was sent twice"
     assert emulator.requests == []
