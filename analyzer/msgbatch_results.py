@@ -37,6 +37,7 @@ from shared.errors import (
     RetryableError,
 )
 from shared.schemas import Progress, ScanResult, Stage
+from shared.tracing import extract
 
 log = structlog.get_logger("analyzer")
 tracer = trace.get_tracer("labelscan.analyzer")
@@ -135,8 +136,12 @@ class BatchReader:
                 raise StaleAttemptError
 
         try:
+            # A child of the scan's trace (its accept span), like the attempt that collected it.
             with tracer.start_as_current_span(
-                f"batch result {message.model}", kind=SpanKind.CLIENT
+                f"batch result {message.model}",
+                context=extract(claim.job.trace),
+                kind=SpanKind.CLIENT,
+                attributes={"labelscan.scan_id": claim.job.scan_id, "labelscan.batch_id": batch_id},
             ) as span:
                 outcome = await self.backend.to_analysis(
                     message, claim.job.marketplaces, report, span, f"provider batch {batch_id}"
