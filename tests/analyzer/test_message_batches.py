@@ -244,6 +244,23 @@ async def test_errored_expired_and_invalid_requests_take_the_retry_path(
     )
 
 
+async def test_a_batched_answer_is_validated_like_a_single_one(
+    make_settings: SettingsFactory, emulator: MessagesEmulator
+) -> None:
+    """An answer from a batch that does not match the result schema takes the single call's
+    path: tried once more (in the next batch), then failed with the reason."""
+    settings = batch_settings(make_settings, emulator, anthropic_batch_window_s=0.2)
+    emulator.answer = '{"verdict": "compliant"}'
+    async with running_stack(settings) as stack:
+        scan_id = await post(stack.client)
+        [failed] = (await wait_all(stack.client, [scan_id])).values()
+    assert failed["state"] == "failed" and failed["attempts"] == 2
+    assert failed["error"]["kind"] == "invalid_answer"
+    assert "does not match the result schema" in failed["error"]["message"]
+    assert "provider batch msgbatch_emu_" in failed["error"]["message"]
+    assert emulator.batch_requests[scan_id] == 2
+
+
 async def test_a_failed_batch_create_is_retried_and_counted_by_the_rate_limiter(
     make_settings: SettingsFactory, emulator: MessagesEmulator, redis: Redis
 ) -> None:
