@@ -68,21 +68,37 @@ def wait_reason(reason: str) -> str:
     return _WAIT_REASONS.get(reason, "paused")
 
 
-def spent(settings: Settings, model: str, usage: Usage) -> None:
-    """Count the tokens of one analysis and what they cost."""
-    TOKENS.labels("input").inc(usage.input_tokens)
-    TOKENS.labels("output").inc(usage.output_tokens)
-    TOKENS.labels("cache_read").inc(usage.cache_read_input_tokens)
-    TOKENS.labels("cache_creation").inc(usage.cache_creation_input_tokens)
+BATCH_PRICE = 0.5
+"""What a Message Batches request costs against the list price: half."""
+
+BATCHES = Counter(
+    "labelscan_anthropic_batches_total",
+    "Provider Message Batches: created, ended (results read) or failed (not created).",
+    ["result"],
+)
+
+
+def cost_usd(settings: Settings, model: str, usage: Usage, *, batch: bool = False) -> float:
+    """What ``usage`` of ``model`` costs in USD (0 for an unpriced model); half in a batch."""
     price = settings.price_of(model)
     if price is None:
-        return  # a model without a price (the local backend's) costs nothing
+        return 0.0  # a model without a price (the local backend's) costs nothing
     cost = (
         usage.input_tokens * price.input
         + usage.output_tokens * price.output
         + usage.cache_read_input_tokens * price.cache_read
         + usage.cache_creation_input_tokens * price.cache_creation
     ) / 1_000_000
+    return cost * BATCH_PRICE if batch else cost
+
+
+def spent(settings: Settings, model: str, usage: Usage, *, batch: bool = False) -> None:
+    """Count the tokens of one analysis and what they cost (half for a batch request)."""
+    TOKENS.labels("input").inc(usage.input_tokens)
+    TOKENS.labels("output").inc(usage.output_tokens)
+    TOKENS.labels("cache_read").inc(usage.cache_read_input_tokens)
+    TOKENS.labels("cache_creation").inc(usage.cache_creation_input_tokens)
+    cost = cost_usd(settings, model, usage, batch=batch)
     if cost:
         COST.labels(model).inc(cost)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 import structlog
 from opentelemetry import trace
@@ -23,6 +24,9 @@ from shared.images import sniff_image
 from shared.schemas import ImageSent, Progress, ScanError, ScanJob, ScanResult, Stage
 from shared.settings import Settings
 from shared.tracing import extract, trace_id_of
+
+if TYPE_CHECKING:
+    from analyzer.msgbatch import Batcher
 
 log = structlog.get_logger("analyzer")
 # A no-op tracer until (unless) shared.tracing installs the SDK's provider.
@@ -53,6 +57,8 @@ class ScanRunner:
         self.limiter: RateLimiter | None = None
         if settings.rate_limited or backend.name == "claude":
             self.limiter = RateLimiter(store.run, store.keys, settings, controls=store.controls)
+        self.batcher: Batcher | None = None
+        """Set by the worker when low-priority scans go to provider batches."""
 
     async def run(
         self, job: ScanJob, entry_id: str, stream: str, consumer: str, attempts: int = -1
@@ -151,14 +157,8 @@ class ScanRunner:
         pct = FETCHING.percentage if claim.image is None else ANALYZING.percentage
         lap = metrics.StageClock()
         try:
-            if claim.image is not None:
-                image = claim.image
-            else:
-                with tracer.start_as_current_span("fetch image"):
-                    image = await self._fetch(job)
+            image = await self._image(claim)
             lap("fetch")
-            if sniff_image(image) is None:
-                raise InvalidImageError("stored image is not a PNG, JPEG, GIF or WebP")
             pct = ANALYZING.percentage
             if claim.image is None:  # else the claim published it: an upload needs no fetch
                 await self._report(claim, ANALYZING)
@@ -179,6 +179,8 @@ class ScanRunner:
                 bytes=len(prepared.data),
                 token_estimate=prepared.token_estimate,
             )
+            if await self._batched(claim, prepared, sent):
+                return
             reservation = await self._acquire(claim, prepared.token_estimate)
             lap("ratelimit")
             outcome = await self._call(job, prepared, reservation, report)
@@ -196,12 +198,12 @@ class ScanRunner:
                     raise StaleAttemptError
             lap("finish")
             trace.get_current_span().set_attribute("labelscan.outcome", "completed")
-            self._finished(claim, "completed", started)
+            self.finished(claim, "completed", started)
             log.info(
                 "scan completed", verdict=result.analysis.verdict, duration_ms=result.duration_ms
             )
         except LabelscanError as exc:
-            await self._failed(claim, exc, pct, started)
+            await self.failed(claim, exc, pct, started)
         except (RedisError, asyncio.CancelledError, StaleAttemptError):
             raise
         except Exception as exc:
@@ -213,7 +215,28 @@ class ScanRunner:
             with tracer.start_as_current_span("scan finish"):
                 if not await self.store.fail(claim, error, pct):
                     raise StaleAttemptError from exc
-            self._finished(claim, "failed", started)
+            self.finished(claim, "failed", started)
+
+    async def _image(self, claim: Claim) -> bytes:
+        """The stored upload, or the image fetched from its URL; checked to be an image."""
+        if claim.image is not None:
+            image = claim.image
+        else:
+            with tracer.start_as_current_span("fetch image"):
+                image = await self._fetch(claim.job)
+        if sniff_image(image) is None:
+            raise InvalidImageError("stored image is not a PNG, JPEG, GIF or WebP")
+        return image
+
+    async def _batched(self, claim: Claim, prepared: PreparedImage, sent: ImageSent) -> bool:
+        """Hand the request to a provider batch if it goes in one; True if it did."""
+        if self.batcher is None or not self.batcher.takes(claim.job):
+            return False
+        # The request waits in a provider batch, not in this worker's slot.
+        await self.batcher.collect(claim, prepared, sent)
+        trace.get_current_span().set_attribute("labelscan.outcome", "batched")
+        log.info("scan collected for a provider batch")
+        return True
 
     async def _call(
         self,
@@ -245,11 +268,16 @@ class ScanRunner:
             await self.limiter.observe(outcome.limits, reservation.input_tokens)
         return outcome
 
-    def _finished(self, claim: Claim, outcome: str, started: float) -> None:
+    def finished(self, claim: Claim, outcome: str, started: float) -> None:
+        """Count a scan's outcome and how long its deciding attempt took."""
         metrics.SCAN_DURATION.labels(self.backend.name).observe(time.monotonic() - started)
         metrics.finished(self.settings, outcome, self.backend.name, claim.job.tenant)
 
-    async def _failed(self, claim: Claim, exc: LabelscanError, pct: int, started: float) -> None:
+    async def failed(self, claim: Claim, exc: LabelscanError, pct: int, started: float) -> None:
+        """Retry the scan, or fail (dead-letter) it: one policy for every attempt's error.
+
+        Raises StaleAttemptError when the attempt no longer owns the scan.
+        """
         s = self.settings
         retryable = should_retry(exc, claim.attempt, s.max_attempts)
         error = ScanError(
@@ -278,7 +306,7 @@ class ScanRunner:
             with tracer.start_as_current_span("scan finish"):
                 if not await self.store.fail(claim, error, pct):
                     raise StaleAttemptError from exc
-            self._finished(claim, outcome, started)
+            self.finished(claim, outcome, started)
             log.warning("scan failed", kind=exc.kind, error=str(exc))
 
     async def _acquire(self, claim: Claim, image_tokens: int) -> Reservation | None:

@@ -25,6 +25,7 @@ from analyzer.control import listen_for_control
 from analyzer.fetch import ImageFetcher
 from analyzer.health import Health, HealthServer, liveness
 from analyzer.maintenance import Entry, Maintenance, request_streams
+from analyzer.msgbatch import make_batcher
 from analyzer.outage import Outage
 from analyzer.runner import ScanRunner
 from shared.connection import connect
@@ -90,6 +91,8 @@ class Worker:
             max_redirects=settings.image_fetch_max_redirects,
         )
         self.runner = ScanRunner(self.store, self.backend, self.fetcher, settings)
+        self.batcher = make_batcher(self.runner, self.backend, self.consumer)
+        self.runner.batcher = self.batcher
         # By priority, highest first; within a level every partition is read in turn.
         self.streams = request_streams(self.store.keys)
         self._levels = [
@@ -208,6 +211,11 @@ class Worker:
         log.warning("draining on an operator's request", in_flight=len(self._inflight))
         for item in self._inflight.values():
             item.task.cancel()  # the runner hands each one back for immediate redelivery
+        if self.batcher is not None:
+            # Collected for a provider batch but not sent: back too. Sent batches are
+            # still polled here (they hold no worker slot).
+            loop = asyncio.get_running_loop()
+            self._background.append(loop.create_task(self.batcher.hand_back_collected()))
         self._wake.set()
         if self._reader_id is not None:
             task = asyncio.get_running_loop().create_task(self._unblock(self._reader_id))
@@ -236,6 +244,8 @@ class Worker:
             backend=self.backend.name,
         )
         self._background += self.maintenance.tasks(self._stopping)
+        if self.batcher is not None:
+            self._background += self.batcher.tasks(self._stopping)
         self._background.append(
             asyncio.create_task(
                 listen_for_control(
@@ -410,6 +420,13 @@ class Worker:
             if pending:
                 log.warning("handed back unfinished scans", count=len(pending))
         await self._hand_back_backlog()
+        if self.batcher is not None:
+            try:
+                await self.batcher.aclose()
+            except RedisError as exc:
+                log.warning(
+                    "could not hand back provider batches; they are taken over", error=str(exc)
+                )
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

@@ -71,3 +71,24 @@ def event(
             verdict=verdict,
         )
     )
+
+
+def collected(window_s: float) -> Progress:
+    """Progress of a low-priority scan waiting to be sent in a provider batch."""
+    return Progress(
+        stage="batched",
+        percentage=35,
+        message=f"Collected for a half-price provider batch; sent within {window_s:g}s",
+    )
+
+
+def batched(batch_id: str, size: int) -> Progress:
+    """Progress of a scan whose request is out in a provider Message Batch."""
+    return Progress(
+        stage="batched",
+        percentage=40,
+        message=(
+            f"In provider batch {batch_id} with {size} scan{'s' if size != 1 else ''} "
+            "at half price; results can take minutes to hours"
+        ),
+    )

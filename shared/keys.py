@@ -223,6 +223,15 @@ class Keys:
         """Scans a tenant submitted on ``day`` (YYYYMMDD, UTC)."""
         return f"{self._p}:quota:{tenant}:{day}"
 
+    @property
+    def msgbatch_leases(self) -> str:
+        """Sorted set of open provider Message Batches by lease expiry (ms)."""
+        return f"{self._p}:msgbatches"
+
+    def msgbatch(self, record_id: str) -> str:
+        """Hash of one open provider Message Batch: its scans, state and owner."""
+        return f"{self._p}:msgbatch:{record_id}"
+
     # --- the single partition of a one-partition deployment ----------------------------
 
     @property

@@ -18,6 +18,7 @@ Stage = Literal[
     "paused",
     "fetching",
     "waiting",
+    "batched",
     "analyzing",
     "ocr",
     "checking_rules",
@@ -206,6 +207,8 @@ class ScanResult(Base, frozen=True, kw_only=True):
     usage: Usage
     duration_ms: int
     image: ImageSent | None = None
+    batch: bool = False
+    """Analysed in a provider Message Batch (half price; usage as the batch reported it)."""
 
 
 class ScanStatus(Base, frozen=True, kw_only=True):

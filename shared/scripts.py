@@ -587,3 +587,45 @@ TAKE_QUOTA_N = Script(
     "take_quota_n", QuotaKeys, TakeQuotaArgs, lambda r: Taken(bool(r[0]), int(r[1]))
 )
 """Spend ``count`` of a tenant's scans for today at once, or none."""
+
+
+# --- provider Message Batches (analyzer/msgbatch.py) ------------------------------------
+
+
+class ParkKeys(_S, frozen=True, kw_only=True):
+    scan: str
+    events: str
+    history: str
+    stream: str
+
+
+class ParkArgs(_S, frozen=True, kw_only=True):
+    scan_id: str
+    tenant: str
+    token: str
+    entry_id: str
+    group: str
+    event: bytes
+    """The ``batched`` progress event."""
+    maxlen: int
+    scan_maxlen: int
+
+
+BATCH_PARK = Script("batch_park", ParkKeys, ParkArgs, bool)
+"""Acknowledge an attempt's entry while its request waits in a provider batch."""
+
+
+class LeaseKeys(_S, frozen=True, kw_only=True):
+    leases: str
+    record: str
+
+
+class LeaseArgs(_S, frozen=True, kw_only=True):
+    record_id: str
+    owner: str
+    now_ms: int
+    until_ms: int
+
+
+MSGBATCH_LEASE = Script("msgbatch_lease", LeaseKeys, LeaseArgs, int)
+"""1: ``owner`` holds the batch's lease; 0: another replica does; -1: the batch is gone."""

@@ -123,6 +123,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     anthropic_output_tpm: int = 0
     anthropic_output_estimate: int = 1500
     anthropic_prompt_tokens: int = 4000
+    anthropic_batch_low_priority: bool = False
+    """Low-priority Claude scans go to the Message Batches API (half price, slower)."""
+    anthropic_batch_max: int = 100
+    """Requests per Message Batch at most (the API takes up to 100,000)."""
+    anthropic_batch_window_s: float = 30.0
+    """How long the first collected scan waits for others before its batch is sent."""
+    anthropic_batch_poll_s: float = 10.0
+    """First wait before a sent batch is polled; doubles per poll up to the maximum."""
+    anthropic_batch_poll_max_s: float = 300.0
+    anthropic_batch_lease_s: float = 60.0
+    """A replica that stops renewing a batch's lease for this long loses it to another."""
     tenant_max_active: int = 0
     auth: bool = True
     api_keys: tuple[tuple[str, Secret], ...] = ()
@@ -280,6 +291,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ),
             anthropic_prompt_tokens=r.get(
                 "ANTHROPIC_PROMPT_TOKENS", _positive, d.anthropic_prompt_tokens
+            ),
+            anthropic_batch_low_priority=r.get(
+                "ANTHROPIC_BATCH_LOW_PRIORITY", _bool, d.anthropic_batch_low_priority
+            ),
+            anthropic_batch_max=r.get("ANTHROPIC_BATCH_MAX", _batch_max, d.anthropic_batch_max),
+            anthropic_batch_window_s=r.get(
+                "ANTHROPIC_BATCH_WINDOW", _positive_float, d.anthropic_batch_window_s
+            ),
+            anthropic_batch_poll_s=r.get(
+                "ANTHROPIC_BATCH_POLL", _positive_float, d.anthropic_batch_poll_s
+            ),
+            anthropic_batch_poll_max_s=r.get(
+                "ANTHROPIC_BATCH_POLL_MAX", _positive_float, d.anthropic_batch_poll_max_s
+            ),
+            anthropic_batch_lease_s=r.get(
+                "ANTHROPIC_BATCH_LEASE", _positive_float, d.anthropic_batch_lease_s
             ),
             tenant_max_active=r.get("SCAN_TENANT_MAX_ACTIVE", _non_negative, d.tenant_max_active),
             auth=r.get("LABELSCAN_AUTH", _bool, d.auth),
@@ -585,3 +612,10 @@ def _prices(raw: str) -> tuple[tuple[str, Price], ...]:
         )
         table.append((model.strip(), price))
     return tuple(table)
+
+
+def _batch_max(raw: str) -> int:
+    value = _positive(raw)
+    if value > 100_000:
+        raise ValueError("the Message Batches API takes at most 100000 requests per batch")
+    return value

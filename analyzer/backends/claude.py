@@ -15,7 +15,8 @@ import anthropic
 import httpx
 import msgspec
 import structlog
-from anthropic.types import MessageParam, TextBlockParam
+from anthropic.types import Message, MessageParam, TextBlockParam
+from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
 from anthropic.types.output_config_param import OutputConfigParam
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
@@ -31,7 +32,7 @@ from shared.errors import (
     LabelscanError,
     RateLimitedError,
 )
-from shared.schemas import LabelAnalysis, MarketplaceReport, Usage
+from shared.schemas import LabelAnalysis, Marketplace, MarketplaceReport, Usage
 from shared.settings import Settings, SettingsError
 
 log = structlog.get_logger("analyzer")
@@ -132,17 +133,11 @@ class ClaudeBackend:
         try:
             # The raw response carries the anthropic-ratelimit-* headers the
             # shared limiter uses to slow the fleet before it is refused.
-            raw = await self._client.messages.with_raw_response.create(
-                model=self._model,
-                max_tokens=self._max_tokens,
-                system=SYSTEM_BLOCKS,
-                messages=[_user_message(request)],
-                output_config=OUTPUT_CONFIG,
-            )
+            raw = await self._client.messages.with_raw_response.create(**self.params(request))
             message = await raw.parse()
         except anthropic.APIStatusError as exc:
             span.set_attribute("http.response.status_code", exc.status_code)
-            raise _status_error(exc) from exc
+            raise status_error(exc) from exc
         except anthropic.APITimeoutError as exc:
             raise BackendUnavailableError(
                 f"Claude API did not answer within {self._timeout:g} s"
@@ -156,6 +151,42 @@ class ClaudeBackend:
             # Raised by the SDK itself (bad parameters, unparsable answer): retrying won't help.
             raise BackendError(f"Claude SDK error: {type(exc).__name__}: {exc}") from exc
 
+        analysis = await self.to_analysis(
+            message,
+            request.marketplaces,
+            report,
+            span,
+            f"request-id {message._request_id or 'none'}",
+        )
+        return msgspec.structs.replace(analysis, limits=api_limits(raw.headers))
+
+    @property
+    def client(self) -> anthropic.AsyncAnthropic:
+        """The SDK client (the Message Batches API shares it, and its limiter hook)."""
+        return self._client
+
+    def params(self, request: AnalysisRequest) -> MessageCreateParamsNonStreaming:
+        """The Messages API request for one scan: the same for a call and a batch entry."""
+        return {
+            "model": self._model,
+            "max_tokens": self._max_tokens,
+            "system": SYSTEM_BLOCKS,
+            "messages": [_user_message(request)],
+            "output_config": OUTPUT_CONFIG,
+        }
+
+    async def to_analysis(
+        self,
+        message: Message,
+        marketplaces: list[Marketplace],
+        report: Report,
+        span: Span,
+        where: str,
+    ) -> Analysis:
+        """Claude's answer validated against the result schema, or InvalidAnswerError.
+
+        ``where`` names the answer in error messages (its request id, or its batch).
+        """
         usage = message.usage
         input_tokens = usage.input_tokens or 0
         cache_read = usage.cache_read_input_tokens or 0
@@ -174,7 +205,7 @@ class ClaudeBackend:
             }
         )
         await report("parsing", 90, "Validating the analysis")
-        rid = f"{message.id}, request-id {message._request_id or 'none'}"
+        rid = f"{message.id}, {where}"
         if message.stop_reason == "max_tokens":
             raise InvalidAnswerError(
                 f"Claude's answer was cut off at max_tokens={self._max_tokens}; "
@@ -191,7 +222,7 @@ class ClaudeBackend:
             raise InvalidAnswerError(f"Claude's answer has no text block (message {rid})")
         analysis = _decode(text, rid)
         return Analysis(
-            analysis=_in_requested_order(analysis, request, rid),
+            analysis=_in_requested_order(analysis, marketplaces, rid),
             usage=Usage(
                 input_tokens=input_tokens,
                 output_tokens=usage.output_tokens or 0,
@@ -199,7 +230,6 @@ class ClaudeBackend:
                 cache_read_input_tokens=cache_read,
             ),
             model=message.model,
-            limits=api_limits(raw.headers),
         )
 
     async def warm_up(self) -> None:
@@ -268,24 +298,24 @@ def _decode(text: str, rid: str) -> LabelAnalysis:
 
 
 def _in_requested_order(
-    analysis: LabelAnalysis, request: AnalysisRequest, rid: str
+    analysis: LabelAnalysis, marketplaces: list[Marketplace], rid: str
 ) -> LabelAnalysis:
     """One report per requested marketplace, in the requested order; extras are dropped."""
     by_code: dict[str, MarketplaceReport] = {}
     for item in analysis.marketplaces:
         by_code.setdefault(item.marketplace, item)
-    missing = [m for m in request.marketplaces if m not in by_code]
+    missing = [m for m in marketplaces if m not in by_code]
     if missing:
         raise InvalidAnswerError(
             f"Claude's answer has no report for {', '.join(missing)} (message {rid})"
         )
-    reports = [by_code[m] for m in request.marketplaces]
+    reports = [by_code[m] for m in marketplaces]
     if reports == analysis.marketplaces:
         return analysis
     return msgspec.structs.replace(analysis, marketplaces=reports)
 
 
-def _status_error(exc: anthropic.APIStatusError) -> BackendError | BackendUnavailableError:
+def status_error(exc: anthropic.APIStatusError) -> BackendError | BackendUnavailableError:
     """A labelscan error for an HTTP error answer: retryable for 408, 429 and 5xx."""
     status = exc.status_code
     kind = exc.type or "error"

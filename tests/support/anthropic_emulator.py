@@ -79,6 +79,28 @@ IMAGE_TOKENS = 1_600
 """Roughly what a ~1 megapixel image costs; the emulator does not look at the pixels."""
 
 
+CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+"""What the Message Batches API accepts as a request's ``custom_id``."""
+
+BatchOutcome = Callable[[str, int], str | None]
+"""A batch request's fate from its ``custom_id`` and how many batches have carried it
+(1 the first time): None to answer it, ``"errored:<error type>"``, ``"expired"`` or
+``"canceled"``."""
+
+
+class EmulatedBatch(msgspec.Struct, kw_only=True):
+    """One Message Batch: its requests, and their results once processing has ended."""
+
+    id: str
+    requests: list[tuple[str, Body]]
+    created: datetime
+    ends_at: float
+    """``time.monotonic()`` at which processing ends."""
+    ended: datetime | None = None
+    cancel_initiated: datetime | None = None
+    results: list[tuple[str, Body]] | None = None
+
+
 class _Rejected(Exception):
     """A request check failed: answer with this status and documented error type."""
 
@@ -105,6 +127,8 @@ class MessagesEmulator:
         api_key: str | None = None,
         cache_min_tokens: int = 1024,
         seed: int = 0,
+        batch_delay_s: float = 0.0,
+        batch_outcome: BatchOutcome | None = None,
     ) -> None:
         self.delay_s = delay_s
         """Seconds to sleep before a successful answer (not before errors)."""
@@ -126,6 +150,17 @@ class MessagesEmulator:
         """Shorter system prompts are not cached, as with the real API."""
         self.base_url = ""
         """``http://127.0.0.1:<port>``, set once served."""
+        self.batch_delay_s = batch_delay_s
+        """Seconds from a Message Batch's creation until its processing ends."""
+        self.batch_outcome = batch_outcome
+        """Per-request fate in a batch: None succeeds (if its params are valid)."""
+        # Every batch created by id; requests received in batches and those answered
+        # with a message, per custom_id; well-formed create calls (errors included).
+        self.batches: dict[str, EmulatedBatch] = {}
+        self.batch_requests: collections.Counter[str] = collections.Counter()
+        self.batch_succeeded: collections.Counter[str] = collections.Counter()
+        self.batch_creates = 0
+        self._batch_failures: collections.deque[tuple[int, float | None]] = collections.deque()
 
         self.requests: list[Body] = []
         """Every JSON body received, in order (also those answered with an error)."""
@@ -142,7 +177,21 @@ class MessagesEmulator:
 
         # The instance is the endpoint: Starlette treats a non-function endpoint
         # as a raw ASGI app, which a dropped request needs (it sends nothing).
-        self.app = Starlette(routes=[Route("/v1/messages", self, methods=["POST"])])
+        self.app = Starlette(
+            routes=[
+                Route("/v1/messages", self, methods=["POST"]),
+                Route("/v1/messages/batches", self._create_batch, methods=["POST"]),
+                Route("/v1/messages/batches/{batch_id}", self._retrieve_batch, methods=["GET"]),
+                Route(
+                    "/v1/messages/batches/{batch_id}/results",
+                    self._batch_results,
+                    methods=["GET"],
+                ),
+                Route(
+                    "/v1/messages/batches/{batch_id}/cancel", self._cancel_batch, methods=["POST"]
+                ),
+            ]
+        )
         self.server: uvicorn.Server | None = None
         self._random = random.Random(seed)
         self._failures: collections.deque[tuple[int, float | None]] = collections.deque()
@@ -155,6 +204,10 @@ class MessagesEmulator:
     def fail_next(self, n: int, status: int, retry_after: float | None = None) -> None:
         """Answer the next ``n`` requests with ``status`` (``retry-after`` header if given)."""
         self._failures.extend([(status, retry_after)] * n)
+
+    def fail_next_batch(self, n: int, status: int, retry_after: float | None = None) -> None:
+        """Answer the next ``n`` batch create calls with ``status``; no batch is made."""
+        self._batch_failures.extend([(status, retry_after)] * n)
 
     def drop_next(self, n: int) -> None:
         """Close the connection of the next ``n`` requests without writing any response."""
@@ -270,6 +323,157 @@ class MessagesEmulator:
         while (await receive())["type"] != "http.disconnect":
             pass
 
+    # --- Message Batches ----------------------------------------------------------
+
+    async def _create_batch(self, request: Request) -> Response:
+        """``POST /v1/messages/batches``: requests are checked for shape now, params later."""
+        request_id = f"req_emu_{uuid.uuid4().hex[:24]}"
+        try:
+            _check_auth(request.headers, self.api_key)
+            try:
+                body = json.loads(await request.body())
+            except ValueError as exc:
+                raise _Rejected(400, f"request body is not valid JSON: {exc}") from None
+            requests = body.get("requests") if isinstance(body, dict) else None
+            if not isinstance(requests, list) or not requests:
+                raise _Rejected(400, "requests: at least one request is required")
+            seen: set[str] = set()
+            for i, item in enumerate(requests):
+                custom_id = item.get("custom_id") if isinstance(item, dict) else None
+                if not isinstance(custom_id, str) or not CUSTOM_ID.fullmatch(custom_id):
+                    raise _Rejected(400, f"requests.{i}.custom_id: must match {CUSTOM_ID.pattern}")
+                if custom_id in seen:
+                    raise _Rejected(400, f"requests.{i}.custom_id: duplicate {custom_id}")
+                seen.add(custom_id)
+                if not isinstance(item.get("params"), dict):
+                    raise _Rejected(400, f"requests.{i}.params: Field required")
+        except _Rejected as exc:
+            return _error(exc.status, exc.message, request_id)
+        self.batch_creates += 1
+        if self._batch_failures:
+            status, retry_after = self._batch_failures.popleft()
+            self.faults += 1
+            return _error(status, "injected by the emulator", request_id, retry_after)
+        batch = EmulatedBatch(
+            id=f"msgbatch_emu_{uuid.uuid4().hex[:24]}",
+            requests=[(r["custom_id"], r["params"]) for r in requests],
+            created=datetime.now(UTC),
+            ends_at=time.monotonic() + self.batch_delay_s,
+        )
+        self.batches[batch.id] = batch
+        for custom_id, _ in batch.requests:
+            self.batch_requests[custom_id] += 1
+        return JSONResponse(self._batch_json(batch), headers={"request-id": request_id})
+
+    async def _retrieve_batch(self, request: Request) -> Response:
+        """``GET /v1/messages/batches/{id}``: ended once ``batch_delay_s`` has passed."""
+        batch, problem = self._batch_of(request)
+        if batch is None:
+            return problem
+        return JSONResponse(self._batch_json(batch))
+
+    async def _cancel_batch(self, request: Request) -> Response:
+        """``POST .../cancel``: what has not run yet ends as ``canceled``."""
+        batch, problem = self._batch_of(request)
+        if batch is None:
+            return problem
+        if batch.results is None and batch.cancel_initiated is None:
+            # "canceling" now; ended, with what had not run canceled, at the next look.
+            batch.cancel_initiated = datetime.now(UTC)
+            batch.ends_at = time.monotonic()
+        return JSONResponse(self._batch_json(batch))
+
+    async def _batch_results(self, request: Request) -> Response:
+        """``GET .../results``: one JSON line per request, in no promised order."""
+        batch, problem = self._batch_of(request)
+        if batch is None:
+            return problem
+        if batch.results is None:
+            return _error(400, f"batch {batch.id} is still processing", "req_emu_results")
+        lines = [json.dumps({"custom_id": c, "result": r}) for c, r in reversed(batch.results)]
+        return Response("\n".join(lines) + "\n", media_type="application/binary")
+
+    def _batch_of(self, request: Request) -> tuple[EmulatedBatch | None, Response]:
+        try:
+            _check_auth(request.headers, self.api_key)
+        except _Rejected as exc:
+            return None, _error(exc.status, exc.message, "req_emu_auth")
+        batch = self.batches.get(request.path_params["batch_id"])
+        if batch is None:
+            return None, _error(404, "message batch not found", "req_emu_missing")
+        if batch.results is None and time.monotonic() >= batch.ends_at:
+            self._end(batch)
+        return batch, Response()
+
+    def _end(self, batch: EmulatedBatch) -> None:
+        """Process every request of ``batch`` at once, as its processing ends."""
+        batch.results = []
+        batch.ended = datetime.now(UTC)
+        for custom_id, params in batch.requests:
+            batch.results.append((custom_id, self._batch_result(batch, custom_id, params)))
+
+    def _batch_result(self, batch: EmulatedBatch, custom_id: str, params: Body) -> Body:
+        if batch.cancel_initiated is not None:
+            return {"type": "canceled"}
+        fate = (
+            self.batch_outcome(custom_id, self.batch_requests[custom_id])
+            if self.batch_outcome is not None
+            else None
+        )
+        if fate in {"expired", "canceled"}:
+            return {"type": fate}
+        if fate is not None:
+            error_type = fate.removeprefix("errored:")
+            return _errored(error_type, "injected by the emulator")
+        try:
+            _check_body(params)
+        except _Rejected as exc:
+            return _errored(ERROR_TYPES.get(exc.status, "api_error"), exc.message)
+        text = self._answer_text(params)
+        self.batch_succeeded[custom_id] += 1
+        return {
+            "type": "succeeded",
+            "message": {
+                "id": f"msg_emu_{uuid.uuid4().hex[:24]}",
+                "type": "message",
+                "role": "assistant",
+                "model": params["model"],
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": self.stop_reason,
+                "stop_sequence": None,
+                "usage": self._usage(params, text),
+            },
+        }
+
+    def _batch_json(self, batch: EmulatedBatch) -> Body:
+        counts = dict.fromkeys(("processing", "succeeded", "errored", "canceled", "expired"), 0)
+        if batch.results is None:
+            counts["processing"] = len(batch.requests)
+        else:
+            for _, result in batch.results:
+                counts[result["type"]] += 1
+        ended = batch.results is not None
+
+        def when(moment: datetime | None) -> str | None:
+            return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
+
+        return {
+            "id": batch.id,
+            "type": "message_batch",
+            "processing_status": (
+                "ended" if ended else "canceling" if batch.cancel_initiated else "in_progress"
+            ),
+            "request_counts": counts,
+            "created_at": when(batch.created),
+            "expires_at": when(batch.created + timedelta(hours=24)),
+            "ended_at": when(batch.ended),
+            "cancel_initiated_at": when(batch.cancel_initiated),
+            "archived_at": None,
+            "results_url": (
+                f"{self.base_url}/v1/messages/batches/{batch.id}/results" if ended else None
+            ),
+        }
+
     # --- answers -----------------------------------------------------------------
 
     def _answer_text(self, body: Body) -> str:
@@ -369,6 +573,14 @@ def error_body(status: int, message: str, request_id: str) -> dict[str, Any]:
         "type": "error",
         "error": {"type": ERROR_TYPES.get(status, "api_error"), "message": message},
         "request_id": request_id,
+    }
+
+
+def _errored(error_type: str, message: str) -> Body:
+    """A batch request's ``errored`` result, with the documented error shape."""
+    return {
+        "type": "errored",
+        "error": {"type": "error", "error": {"type": error_type, "message": message}},
     }
 
 
