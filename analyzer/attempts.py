@@ -186,6 +186,7 @@ class AttemptStore(StoreBase):
                 image=k.image(sid),
                 dead=k.dead,
                 tenant_active=k.tenant_active,
+                outbox=k.outbox,
             ),
             scripts.FinishArgs(
                 scan_id=sid,

@@ -60,6 +60,8 @@ class ScanRecord(msgspec.Struct, frozen=True, kw_only=True):
     """Errors of earlier attempts (one JSON per line)."""
     dead_id: str | None = None
     """Its entry in the dead-letter stream."""
+    webhook: bool = False
+    """Its terminal states go to the outbox: its tenant has webhooks, or it has a callback_url."""
 
 
 FIELDS: tuple[str, ...] = ScanRecord.__struct_fields__
@@ -96,4 +98,5 @@ def decode_record(raw: dict[bytes, bytes] | dict[Any, Any]) -> ScanRecord | None
         error=_error.decode(error) if error else None,
         history=tuple(_error.decode(line) for line in history.splitlines() if line),
         dead_id=_text(raw, "dead_id"),
+        webhook=bool(raw.get(b"webhook")),
     )

@@ -56,6 +56,8 @@ class SubmitArgs(_S, frozen=True, kw_only=True):
     body_hash: str
     """Empty when the request has no idempotency key."""
     idempotency_ttl: int
+    webhook: int = 0
+    """1: the scan's terminal states go to its partition's outbox (webhooks)."""
 
 
 class Accepted(msgspec.Struct, frozen=True):
@@ -204,6 +206,8 @@ class FinishKeys(_S, frozen=True, kw_only=True):
     image: str
     dead: str
     tenant_active: str
+    outbox: str
+    """Where a scan marked ``webhook`` announces its end, in the same call."""
 
 
 class FinishArgs(_S, frozen=True, kw_only=True):
@@ -361,6 +365,8 @@ class CancelKeys(_S, frozen=True, kw_only=True):
     stats: str
     image: str
     tenant_active: str
+    outbox: str
+    """Where a scan marked ``webhook`` announces its end, in the same call."""
 
 
 class CancelArgs(_S, frozen=True, kw_only=True):
@@ -495,3 +501,41 @@ class TenantRateArgs(_S, frozen=True, kw_only=True):
 
 TENANT_RATE = Script("tenant_rate", TenantRateKeys, TenantRateArgs, int)
 """0 when allowed, else milliseconds until the next request is."""
+
+
+# --- webhooks ---------------------------------------------------------------------------
+
+
+class WebhookEnqueueKeys(_S, frozen=True, kw_only=True):
+    delivery: str
+    due: str
+    log: str
+    """The endpoint's delivery log (newest last by score)."""
+
+
+class WebhookEnqueueArgs(_S, frozen=True, kw_only=True):
+    delivery_id: str
+    doc: bytes
+    body: bytes
+    """The signed payload: the same bytes at every attempt."""
+    now_ms: int
+    ttl: int
+    log_max: int
+
+
+WEBHOOK_ENQUEUE = Script("webhook_enqueue", WebhookEnqueueKeys, WebhookEnqueueArgs, bool)
+
+
+class WebhookClaimKeys(_S, frozen=True, kw_only=True):
+    due: str
+
+
+class WebhookClaimArgs(_S, frozen=True, kw_only=True):
+    now_ms: int
+    lease_ms: int
+    count: int
+
+
+WEBHOOK_CLAIM = Script(
+    "webhook_claim", WebhookClaimKeys, WebhookClaimArgs, lambda r: [_text(x) for x in r]
+)

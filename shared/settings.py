@@ -140,6 +140,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """OpenTelemetry traces on: an exporter or an OTLP endpoint is configured (see README)."""
     trace_exporters: tuple[TraceExporter, ...] = ()
     """Where spans go when ``tracing``: the SDK reads each exporter's own OTEL_* settings."""
+    webhook_delivery: bool = True
+    """This notifier also delivers webhooks (its outbox consumer and sender)."""
+    webhook_concurrency: int = 16
+    webhook_timeout_s: float = 10.0
+    webhook_retry_hours: float = 24.0
+    webhook_retry_base_s: float = 5.0
+    webhook_retry_cap_s: float = 3600.0
+    webhook_disable_after_hours: float = 24.0
+    webhook_secret_grace_s: int = 24 * 3600
+    webhook_allow_hosts: tuple[str, ...] = ()
+    webhook_presence_cache_s: float = 5.0
+    webhook_max_endpoints: int = 20
 
     def price_of(self, model: str) -> Price | None:
         """The price of ``model`` (longest matching prefix), or None if unknown."""
@@ -290,11 +302,36 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ),
             anthropic_prices=r.get("ANTHROPIC_PRICES", _prices, d.anthropic_prices),
             **_tracing(r),
+            **_webhooks(r, d),
         )
         if settings.max_body_bytes < settings.max_image_bytes:
             raise SettingsError("SCAN_MAX_BODY_BYTES must be at least SCAN_MAX_IMAGE_BYTES")
         _check_redis_mode(settings, url_given=bool(e.get("REDIS_URL", "").strip()))
         return settings
+
+
+def _webhooks(r: _Reader, d: Settings) -> dict[str, Any]:
+    return {
+        "webhook_delivery": r.get("WEBHOOK_DELIVERY", _bool, d.webhook_delivery),
+        "webhook_concurrency": r.get("WEBHOOK_CONCURRENCY", _positive, d.webhook_concurrency),
+        "webhook_timeout_s": r.get("WEBHOOK_TIMEOUT", _positive_float, d.webhook_timeout_s),
+        "webhook_retry_hours": r.get("WEBHOOK_RETRY_HOURS", _positive_float, d.webhook_retry_hours),
+        "webhook_retry_base_s": r.get(
+            "WEBHOOK_RETRY_BASE", _positive_float, d.webhook_retry_base_s
+        ),
+        "webhook_retry_cap_s": r.get("WEBHOOK_RETRY_CAP", _positive_float, d.webhook_retry_cap_s),
+        "webhook_disable_after_hours": r.get(
+            "WEBHOOK_DISABLE_AFTER_HOURS", _positive_float, d.webhook_disable_after_hours
+        ),
+        "webhook_secret_grace_s": r.get(
+            "WEBHOOK_SECRET_GRACE", _non_negative, d.webhook_secret_grace_s
+        ),
+        "webhook_allow_hosts": r.get("WEBHOOK_ALLOW_HOSTS", _hosts, d.webhook_allow_hosts),
+        "webhook_presence_cache_s": r.get(
+            "WEBHOOK_PRESENCE_CACHE", _non_negative_float, d.webhook_presence_cache_s
+        ),
+        "webhook_max_endpoints": r.get("WEBHOOK_MAX_ENDPOINTS", _positive, d.webhook_max_endpoints),
+    }
 
 
 def _tracing(r: _Reader) -> dict[str, Any]:

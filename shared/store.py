@@ -105,6 +105,7 @@ class ScanStore(StoreBase):
         *,
         idempotency: tuple[str, str] | None = None,
         due_ms: int = 0,
+        webhook: bool = False,
     ) -> Duplicate | OverQuota | None:
         """Store the image, create the scan and queue (or schedule) it.
 
@@ -154,6 +155,7 @@ class ScanStore(StoreBase):
                 scan_maxlen=self.scan_maxlen,
                 body_hash=body_hash,
                 idempotency_ttl=self.settings.idempotency_ttl_s,
+                webhook=int(webhook),
             ),
         )
         if isinstance(reply, scripts.Duplicate):
@@ -219,6 +221,7 @@ class ScanStore(StoreBase):
                     stats=k.stats,
                     image=k.image(scan_id),
                     tenant_active=k.tenant_active,
+                    outbox=k.outbox,
                 ),
                 scripts.CancelArgs(
                     scan_id=scan_id,

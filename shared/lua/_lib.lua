@@ -24,3 +24,11 @@ end
 local function is_terminal(state)
   return state == 'completed' or state == 'failed' or state == 'cancelled'
 end
+
+-- A finished scan marked for webhooks is appended to its partition's outbox in
+-- the same call that makes its end visible, so no delivery is ever lost.
+local function to_outbox(scan_key, outbox_key, scan_id, tenant, state)
+  if redis.call('HEXISTS', scan_key, F.webhook) == 1 then
+    redis.call('XADD', outbox_key, '*', 'scan_id', scan_id, 'tenant', tenant, 'state', state)
+  end
+end

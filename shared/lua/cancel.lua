@@ -25,6 +25,7 @@ end
 redis.call('HSET', scan_key, F.state, 'cancelled')
 redis.call('HDEL', scan_key, F.token, F.owner, F.due_ms, F.entry_id, F.deferred)
 emit(scan_key, events_key, history_key, scan_id, tenant, event, maxlen, scan_maxlen)
+to_outbox(scan_key, outbox_key, scan_id, tenant, 'cancelled')
 redis.call('HINCRBY', stats_key, 'cancelled', 1)
 redis.call('EXPIRE', scan_key, history_ttl)
 redis.call('EXPIRE', history_key, history_ttl)
