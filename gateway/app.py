@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import admin, dashboard, scans
+from gateway import admin, dashboard, scans, webhooks
 from gateway.auth import Guard
 from gateway.metrics import count_rejection
 from gateway.openapi import openapi_endpoint
@@ -37,6 +37,7 @@ class State(TypedDict):
     settings: Settings
     guard: Guard
     controls: ControlStore
+    webhooks: webhooks.Webhooks
 
 
 async def stats(request: Request) -> Response:
@@ -77,6 +78,7 @@ def create_app(settings: Settings) -> Starlette:
     store = ScanStore(redis, settings)
     guard = Guard(settings, store.run, store.keys, store.controls)
     control_store = ControlStore(redis, store.keys, settings)
+    hooks = webhooks.Webhooks(redis, store.keys, settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -86,6 +88,7 @@ def create_app(settings: Settings) -> Starlette:
                 "settings": settings,
                 "guard": guard,
                 "controls": control_store,
+                "webhooks": hooks,
             }
         finally:
             await redis.aclose()
@@ -109,6 +112,21 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/admin/dead/purge", admin.purge_dead, methods=["POST"]),
         Route("/api/admin/cancel-queued", admin.cancel_queued, methods=["POST"]),
         Route("/api/admin/drain", admin.drain, methods=["POST"]),
+        Route("/api/webhooks", webhooks.endpoints_root, methods=["GET", "POST"]),
+        Route(
+            "/api/webhooks/{endpoint_id}",
+            webhooks.endpoint_item,
+            methods=["GET", "PATCH", "DELETE"],
+        ),
+        Route(
+            "/api/webhooks/{endpoint_id}/rotate-secret", webhooks.rotate_secret, methods=["POST"]
+        ),
+        Route("/api/webhooks/{endpoint_id}/deliveries", webhooks.deliveries, methods=["GET"]),
+        Route(
+            "/api/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver",
+            webhooks.redeliver,
+            methods=["POST"],
+        ),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),

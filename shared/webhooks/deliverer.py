@@ -34,6 +34,7 @@ from shared.webhooks.deliveries import (
     DeliveryStore,
     callback_owner,
     delivery_id,
+    delivery_ttl_s,
     event_id,
 )
 from shared.webhooks.endpoints import EndpointStore
@@ -58,11 +59,6 @@ def backoff_s(settings: Settings, attempts: int) -> float:
     """Full jitter: uniform in [0, min(cap, base * 2^(attempts-1))]."""
     ceiling = min(settings.webhook_retry_cap_s, settings.webhook_retry_base_s * 2 ** (attempts - 1))
     return random.uniform(0, ceiling)
-
-
-def delivery_ttl_s(settings: Settings) -> int:
-    """How long a delivery's record is kept: its retry window, then the result retention."""
-    return int(settings.webhook_retry_hours * 3600) + settings.result_ttl_s
 
 
 class Deliverer:

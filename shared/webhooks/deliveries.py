@@ -20,6 +20,7 @@ from shared.clock import iso, now_ms
 from shared.connection import RedisClient
 from shared.keys import Keys
 from shared.luascript import ScriptRunner
+from shared.settings import Settings
 from shared.webhooks.models import Attempts, DeliveryDoc, DeliveryPage, DeliveryView
 
 _decode_doc = msgspec.json.Decoder(DeliveryDoc).decode
@@ -27,6 +28,11 @@ _encode = msgspec.json.Encoder().encode
 
 LOG_MAX = 1_000
 """Deliveries kept in an endpoint's log (the newest)."""
+
+
+def delivery_ttl_s(settings: Settings) -> int:
+    """How long a delivery's record is kept: its retry window, then the result retention."""
+    return int(settings.webhook_retry_hours * 3600) + settings.result_ttl_s
 
 
 def _digest(*parts: str) -> str:
