@@ -181,7 +181,7 @@ async def endpoint_item(request: Request) -> Response:
 
 async def rotate_secret(request: Request) -> Response:
     """``POST /api/webhooks/{id}/rotate-secret``: a new secret; the old one signs too
-    until ``previous_secret_expires_at`` (WEBHOOK_SECRET_GRACE)."""
+    until ``previous_secret_expires_at`` (WEBHOOK_ROTATION_GRACE)."""
     _, endpoint, _ = await _owned(request)
     rotated = await _hooks(request).endpoints.rotate(endpoint)
     return JSONResponse(

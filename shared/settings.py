@@ -148,7 +148,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_retry_base_s: float = 5.0
     webhook_retry_cap_s: float = 3600.0
     webhook_disable_after_hours: float = 24.0
-    webhook_secret_grace_s: int = 24 * 3600
+    webhook_rotation_grace_s: int = 24 * 3600
     webhook_allow_hosts: tuple[str, ...] = ()
     webhook_presence_cache_s: float = 5.0
     webhook_max_endpoints: int = 20
@@ -323,8 +323,8 @@ def _webhooks(r: _Reader, d: Settings) -> dict[str, Any]:
         "webhook_disable_after_hours": r.get(
             "WEBHOOK_DISABLE_AFTER_HOURS", _positive_float, d.webhook_disable_after_hours
         ),
-        "webhook_secret_grace_s": r.get(
-            "WEBHOOK_SECRET_GRACE", _non_negative, d.webhook_secret_grace_s
+        "webhook_rotation_grace_s": r.get(
+            "WEBHOOK_ROTATION_GRACE", _non_negative, d.webhook_rotation_grace_s
         ),
         "webhook_allow_hosts": r.get("WEBHOOK_ALLOW_HOSTS", _hosts, d.webhook_allow_hosts),
         "webhook_presence_cache_s": r.get(

@@ -151,8 +151,8 @@ class EndpointStore:
         return updated
 
     async def rotate(self, endpoint: Endpoint) -> Endpoint:
-        """A new secret; the current one keeps signing for WEBHOOK_SECRET_GRACE."""
-        grace_ms = self.settings.webhook_secret_grace_s * 1000
+        """A new secret; the current one keeps signing for WEBHOOK_ROTATION_GRACE."""
+        grace_ms = self.settings.webhook_rotation_grace_s * 1000
         rotated = msgspec.structs.replace(
             endpoint,
             secret=new_secret(),

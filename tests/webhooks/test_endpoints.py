@@ -29,7 +29,7 @@ async def gateway(make_settings: SettingsFactory) -> AsyncIterator[httpx.AsyncCl
         auth=True,
         api_keys=tuple((t, Secret(k)) for t, k in KEYS.items()),
         event_keys=(Secret("e" * 40),),
-        webhook_secret_grace_s=3600,
+        webhook_rotation_grace_s=3600,
     )
     async with (
         serve(create_app(settings)) as server,

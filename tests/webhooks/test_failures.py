@@ -101,7 +101,7 @@ async def test_after_rotation_both_secrets_verify_during_the_grace_period(
     """Rotated with a grace period: two v1 signatures, one per secret; without: the new one."""
     async with run_receiver() as receiver:
         for grace, expect_old in ((3600, True), (0, False)):
-            settings = webhook_settings(make_settings, webhook_secret_grace_s=grace)
+            settings = webhook_settings(make_settings, webhook_rotation_grace_s=grace)
             async with running_stack(settings) as stack:
                 created = (
                     await stack.client.post(
