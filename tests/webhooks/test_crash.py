@@ -11,6 +11,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from shared.embedded import free_port
+from shared.keys import WEBHOOK_GROUP
+from shared.webhooks.deliverer import Deliverer
 from tests.conftest import SettingsFactory
 from tests.support.processes import spawn, stop, wait_http
 from tests.support.stack import running_stack
@@ -74,3 +76,34 @@ async def test_kill_9_mid_delivery_then_another_deliverer_delivers(
         assert item["event_id"] == held.webhook_id
         part = stack.workers[0].store.keys.only
         assert await redis.xlen(part.outbox) == 0
+
+
+async def test_an_outbox_entry_left_by_a_dead_deliverer_is_reclaimed(
+    make_settings: SettingsFactory, redis: Redis
+) -> None:
+    """A deliverer that read an outbox entry and died before its deliveries existed:
+    another deliverer claims the entry after the lease and delivers it."""
+    settings = webhook_settings(make_settings, webhook_delivery=False, webhook_timeout_s=0.5)
+    async with run_receiver() as receiver, running_stack(settings) as stack:
+        created = await stack.client.post(
+            "/api/webhooks", json={"url": receiver.url(), "events": ["scan.completed"]}
+        )
+        scan_id = await submit(stack, "orphan")
+        await stack.wait_terminal(scan_id)
+        outbox = stack.workers[0].store.keys.only.outbox
+        await redis.xgroup_create(outbox, WEBHOOK_GROUP, id="0")
+        taken = await redis.xreadgroup(WEBHOOK_GROUP, "dead-one", {outbox: ">"}, count=1)
+        assert len(taken[0][1]) == 1  # read, never acknowledged: its reader "died"
+
+        deliverer = Deliverer(redis, redis, settings)
+        await deliverer.start()
+        try:
+            await receiver.wait_for(lambda got: len(got) == 1, timeout=30)
+        finally:
+            await deliverer.stop()
+        request = receiver.received[0]
+        assert verify(created.json()["secret"], request.headers, request.body)
+        assert request.payload["data"]["scan_id"] == scan_id
+        assert await redis.xlen(outbox) == 0
+        pending = await redis.xpending(outbox, WEBHOOK_GROUP)
+        assert pending["pending"] == 0

@@ -169,3 +169,19 @@ async def test_callback_url_gets_the_scans_end_signed_with_its_own_secret(
         assert verify(accepted["callback_secret"], request.headers, request.body)
         assert request.payload["type"] == "scan.completed"
         assert request.payload["data"]["scan_id"] == accepted["scan_id"]
+
+
+async def test_every_partitions_outbox_is_delivered(make_settings: SettingsFactory) -> None:
+    """With several partitions each has its own outbox; scans of all of them are delivered."""
+    settings = webhook_settings(make_settings, partitions=3)
+    async with run_receiver() as receiver, running_stack(settings) as stack:
+        created = await stack.client.post(
+            "/api/webhooks", json={"url": receiver.url(), "events": ["scan.completed"]}
+        )
+        assert created.status_code == 201
+        ids = [await submit(stack, f"part {n}") for n in range(9)]
+        keys = stack.workers[0].store.keys
+        assert len({keys.of_scan(i).index for i in ids}) > 1
+        await receiver.wait_for(lambda got: len(got) >= len(ids))
+        assert sorted(r.payload["data"]["scan_id"] for r in receiver.received) == sorted(ids)
+        assert len({r.webhook_id for r in receiver.received}) == len(ids)
