@@ -118,8 +118,10 @@ class Deliverer:
                     WEBHOOK_GROUP, self.consumer, {part.outbox: ">"}, count=32, block=BLOCK_MS
                 )
                 for _, entries in reply or ():
-                    for entry_id, fields in entries:
-                        await self._fan_out(part, entry_id.decode(), fields)
+                    # Independent entries: fanned out together, each acknowledged on its own.
+                    await asyncio.gather(
+                        *(self._fan_out(part, e.decode(), fields) for e, fields in entries)
+                    )
             except asyncio.CancelledError:
                 raise
             except RedisError as exc:
@@ -204,6 +206,8 @@ class Deliverer:
         limit = self.settings.webhook_concurrency
         while True:
             try:
+                # Cleared before looking, so a fan-out finishing meanwhile is not missed.
+                self._wake.clear()
                 free = limit - len(self._inflight)
                 claimed = await self.deliveries.claim(free, self._lease_ms) if free > 0 else []
                 for delivery in claimed:
@@ -213,7 +217,6 @@ class Deliverer:
                 if free <= 0:
                     await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
                 elif not claimed:
-                    self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), IDLE_S)
             except asyncio.CancelledError:
