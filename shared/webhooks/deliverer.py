@@ -1,11 +1,9 @@
-"""The webhook deliverer: reads the outboxes, fans each finished scan out into deliveries,
-sends them, and retries with exponential backoff and full jitter.
+"""The webhook deliverer: the outbox reader (:mod:`shared.webhooks.outbox`) and the sender,
+which attempts due deliveries and retries them with exponential backoff and full jitter.
 
-Two stages, each safe against ``kill -9``. An outbox entry is acknowledged only
-after its deliveries exist (their ids follow from the entry, so a reclaimed entry
-creates nothing twice). A delivery is leased from the due schedule for the time
-an attempt can take; a sender that dies mid-request leaves it due again when the
-lease ends, and the next attempt carries the same ``webhook-id``.
+Both stages are safe against ``kill -9``. A delivery is leased from the due
+schedule for the time an attempt can take; a sender that dies mid-request leaves
+it due again when the lease ends, and the next attempt carries the same ``webhook-id``.
 """
 
 from __future__ import annotations
@@ -19,33 +17,28 @@ import socket
 import time
 from typing import Any
 
-import msgspec
 import structlog
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
-from shared.clock import iso, now_ms
+from shared.clock import now_ms
 from shared.connection import RedisClient
-from shared.keys import WEBHOOK_GROUP, Keys, Partition
+from shared.keys import Keys
 from shared.settings import Settings
 from shared.store import ScanStore
 from shared.webhooks import metrics
 from shared.webhooks.deliveries import (
     Delivery,
     DeliveryStore,
-    callback_owner,
-    delivery_id,
     delivery_ttl_s,
-    event_id,
 )
 from shared.webhooks.endpoints import EndpointStore
-from shared.webhooks.events import WebhookEvent, encode_event, types_of
-from shared.webhooks.models import Attempts, DeliveryDoc
+from shared.webhooks.models import Attempts
+from shared.webhooks.outbox import Outbox
 from shared.webhooks.sender import Outcome, Sender
 from shared.webhooks.signing import headers
 
 log = structlog.get_logger("webhooks")
 
-BLOCK_MS = 1_000
 IDLE_S = 0.5
 """How often an idle sender looks at the schedule (a local fan-out wakes it at once)."""
 
@@ -82,18 +75,25 @@ class Deliverer:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: set[asyncio.Task[None]] = set()
+        self.outbox = Outbox(
+            redis=redis,
+            reader=reader,
+            keys=self.keys,
+            scans=self.scans,
+            endpoints=self.endpoints,
+            deliveries=self.deliveries,
+            consumer=self.consumer,
+            lease_ms=self._lease_ms,
+            on_created=self._wake.set,
+        )
 
     async def start(self) -> None:
         """Create the consumer groups and start reading and sending."""
-        for part in self.keys.partitions:
-            try:
-                await self.redis.xgroup_create(part.outbox, WEBHOOK_GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+        await self.outbox.ensure_groups()
         loop = asyncio.get_running_loop()
         for part in self.keys.partitions:
-            self._tasks.append(loop.create_task(self._read(part), name=f"outbox-{part.index}"))
+            task = loop.create_task(self.outbox.read(part), name=f"outbox-{part.index}")
+            self._tasks.append(task)
         self._tasks.append(loop.create_task(self._send_loop(), name="webhook-sender"))
         log.info("webhook deliverer started", consumer=self.consumer)
 
@@ -104,101 +104,6 @@ class Deliverer:
         await asyncio.gather(*self._tasks, *self._inflight, return_exceptions=True)
         self._tasks.clear()
         await self.sender.aclose()
-
-    # --- stage 1: outbox -> deliveries ------------------------------------------------
-
-    async def _read(self, part: Partition) -> None:
-        last_reclaim = 0.0
-        while True:
-            try:
-                if time.monotonic() - last_reclaim > self._lease_ms / 1000:
-                    last_reclaim = time.monotonic()
-                    await self._reclaim(part)
-                reply: Any = await self.reader.xreadgroup(
-                    WEBHOOK_GROUP, self.consumer, {part.outbox: ">"}, count=32, block=BLOCK_MS
-                )
-                for _, entries in reply or ():
-                    # Independent entries: fanned out together, each acknowledged on its own.
-                    await asyncio.gather(
-                        *(self._fan_out(part, e.decode(), fields) for e, fields in entries)
-                    )
-            except asyncio.CancelledError:
-                raise
-            except RedisError as exc:
-                log.warning("outbox read failed; retrying", error=str(exc), partition=part.index)
-                await asyncio.sleep(1)
-
-    async def _reclaim(self, part: Partition) -> None:
-        # Entries a dead deliverer read but never acknowledged.
-        reply: Any = await self.redis.xautoclaim(
-            part.outbox,
-            WEBHOOK_GROUP,
-            self.consumer,
-            min_idle_time=self._lease_ms,
-            start_id="0-0",
-            count=64,
-        )
-        for entry_id, fields in reply[1]:
-            if fields:
-                log.warning("reclaimed outbox entry", entry_id=entry_id.decode())
-                await self._fan_out(part, entry_id.decode(), fields)
-
-    async def _fan_out(self, part: Partition, entry_id: str, fields: dict[bytes, bytes]) -> None:
-        """Create the entry's deliveries, then acknowledge it."""
-        scan_id = fields.get(b"scan_id", b"").decode()
-        tenant = fields.get(b"tenant", b"").decode()
-        state = fields.get(b"state", b"").decode()
-        at_ms = int(entry_id.split("-", maxsplit=1)[0])
-        detail = await self.scans.get(scan_id)
-        record = await self.scans.record(scan_id)
-        created = 0
-        if detail is not None and record is not None:
-            targets = [e for e, _ in await self.endpoints.of_tenant(tenant) if e.enabled]
-            for n, kind in enumerate(types_of(state)):
-                event = event_id(self.keys.prefix, part.outbox, entry_id, kind)
-                body = encode_event(
-                    WebhookEvent(id=event, type=kind, created_at=iso(at_ms), data=detail)
-                )
-                base = DeliveryDoc(
-                    id="",
-                    event_id=event,
-                    type=kind,
-                    tenant=tenant,
-                    scan_id=scan_id,
-                    created_ms=at_ms,
-                )
-                for endpoint in targets:
-                    if kind in endpoint.events:
-                        created += await self._enqueue(base, body, endpoint_id=endpoint.id)
-                # A callback gets the scan's main event only (failed, not also dead_lettered).
-                if n == 0 and record.job.callback_url:
-                    created += await self._enqueue(base, body, callback=record.job.callback_url)
-        else:
-            log.warning("outbox entry of an expired scan skipped", scan_id=scan_id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.xack(part.outbox, WEBHOOK_GROUP, entry_id)
-        pipe.xdel(part.outbox, entry_id)
-        await pipe.execute()
-        if created:
-            self._wake.set()
-
-    async def _enqueue(
-        self,
-        base: DeliveryDoc,
-        body: bytes,
-        *,
-        endpoint_id: str | None = None,
-        callback: str | None = None,
-    ) -> int:
-        target = endpoint_id or f"callback {callback}"
-        doc = msgspec.structs.replace(
-            base,
-            id=delivery_id(base.event_id, target),
-            endpoint_id=endpoint_id,
-            callback_url=callback,
-        )
-        owner = endpoint_id or callback_owner(base.tenant)
-        return int(await self.deliveries.enqueue(doc, body, owner))
 
     # --- stage 2: deliveries -> receivers ----------------------------------------------
 
