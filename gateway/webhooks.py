@@ -98,7 +98,9 @@ async def _caller(request: Request) -> Caller:
 
 async def _body(request: Request, kind: type[T]) -> T:
     raw = request.headers.get("content-length")
-    if raw is not None and (not raw.isdigit() or int(raw) > MAX_BODY):
+    if raw is not None and not (raw.isascii() and raw.isdigit()):
+        raise ApiError(400, "bad_request", "invalid Content-Length", "content-length")
+    if raw is not None and int(raw) > MAX_BODY:
         raise ApiError(413, "too_large", f"body exceeds {MAX_BODY} bytes", "body")
     body = await request.body()
     if len(body) > MAX_BODY:
