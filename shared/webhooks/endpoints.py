@@ -112,7 +112,8 @@ class EndpointStore:
         pipe = self.redis.pipeline(transaction=False)
         for endpoint_id in ids:
             pipe.hgetall(self.keys.webhook_endpoint(endpoint_id.decode()))
-        found = [(_decode(raw[b"doc"]), _health(raw)) for raw in await pipe.execute() if raw]
+        replies = await pipe.execute()
+        found = [(_decode(raw[b"doc"]), _health(raw)) for raw in replies if raw and b"doc" in raw]
         return sorted(found, key=lambda pair: (pair[0].created_ms, pair[0].id))
 
     async def all(self) -> list[tuple[Endpoint, Health]]:
