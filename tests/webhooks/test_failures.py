@@ -119,3 +119,51 @@ async def test_after_rotation_both_secrets_verify_during_the_grace_period(
                 assert verify(created["secret"], request.headers, request.body) is expect_old
                 signatures = request.headers["webhook-signature"].split(" ")
                 assert len(signatures) == (2 if expect_old else 1)
+
+
+async def test_a_slow_receiver_times_out_and_is_retried(make_settings: SettingsFactory) -> None:
+    """An answer slower than WEBHOOK_TIMEOUT is a failed, retried attempt."""
+
+    async def slow_first(request: Received, seen: int) -> Answer:
+        if seen == 0:
+            await asyncio.sleep(3)
+        return 200, {}
+
+    settings = webhook_settings(make_settings, webhook_timeout_s=0.5)
+    async with run_receiver(slow_first) as receiver, running_stack(settings) as stack:
+        created = await stack.client.post(
+            "/api/webhooks", json={"url": receiver.url(), "events": ["scan.completed"]}
+        )
+        await submit(stack, "slow")
+        async with asyncio.timeout(20):
+            while True:
+                item = await wait_settled(stack.client, created.json()["id"])
+                if item["attempts"] == 2:
+                    break
+                await asyncio.sleep(0.05)
+        assert item["status"] == "succeeded"
+        assert len({r.webhook_id for r in receiver.received}) == 1
+
+
+async def test_retries_end_with_the_retry_window(make_settings: SettingsFactory) -> None:
+    """Still failing when WEBHOOK_RETRY_HOURS (here one second) is over: given up."""
+
+    async def unavailable(request: Received, seen: int) -> Answer:
+        return 503, {}
+
+    settings = webhook_settings(
+        make_settings, webhook_retry_hours=1 / 3600, webhook_retry_cap_s=0.2
+    )
+    async with run_receiver(unavailable) as receiver, running_stack(settings) as stack:
+        created = await stack.client.post(
+            "/api/webhooks", json={"url": receiver.url(), "events": ["scan.completed"]}
+        )
+        await submit(stack, "gone")
+        item = await wait_settled(stack.client, created.json()["id"])
+        assert item["status"] == "failed"
+        assert item["attempts"] >= 2
+        assert item["attempts"] == len(receiver.received)
+        assert f"gave up after {item['attempts']} attempts" in str(item["last_error"])
+        shown = (await stack.client.get(f"/api/webhooks/{created.json()['id']}")).json()
+        assert shown["enabled"] is True  # failing for a second is not a day
+        assert shown["failures"] == item["attempts"]
