@@ -163,6 +163,11 @@ async def test_malformed_bodies_and_ids(gateway: httpx.AsyncClient) -> None:
     assert (limit.status_code, limit.json()["field"]) == (422, "limit")
     patch = await gateway.patch(path, json={"events": ["nope"]}, headers=auth("acme"))
     assert (patch.status_code, patch.json()["field"]) == (422, "events")
+    inward = await gateway.patch(
+        path, json={"url": "https://169.254.169.254/latest"}, headers=auth("acme")
+    )
+    assert (inward.status_code, inward.json()["field"]) == (422, "url")
+    assert (await gateway.get(path, headers=auth("acme"))).json()["url"] == URL
     redeliver = await gateway.post(
         f"{path}/deliveries/wd_{'0' * 24}/redeliver", headers=auth("acme")
     )
