@@ -190,6 +190,7 @@ class AttemptStore(StoreBase):
                 batch=batch,
                 batch_events=batch_events,
                 batch_scans=batch_scans,
+                outbox=k.outbox,
             ),
             scripts.FinishArgs(
                 scan_id=sid,

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import admin, batches, dashboard, listing, scans, seller
+from gateway import admin, batches, dashboard, listing, scans, seller, webhooks
 from gateway.auth import Guard
 from gateway.batchintake import InvalidBatchError
 from gateway.metrics import count_rejection
@@ -43,6 +43,7 @@ class State(TypedDict):
     controls: ControlStore
     waiters: ScanWaiters
     batches: BatchStore
+    webhooks: webhooks.Webhooks
 
 
 async def stats(request: Request) -> Response:
@@ -90,6 +91,7 @@ def create_app(settings: Settings) -> Starlette:
         reader, [part.events for part in store.keys.partitions], limit=settings.scan_wait_max
     )
     batch_store = BatchStore(redis, settings)
+    hooks = webhooks.Webhooks(redis, store.keys, settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -101,6 +103,7 @@ def create_app(settings: Settings) -> Starlette:
                 "controls": control_store,
                 "waiters": waiters,
                 "batches": batch_store,
+                "webhooks": hooks,
             }
         finally:
             await waiters.stop()
@@ -130,6 +133,21 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/admin/dead/purge", admin.purge_dead, methods=["POST"]),
         Route("/api/admin/cancel-queued", admin.cancel_queued, methods=["POST"]),
         Route("/api/admin/drain", admin.drain, methods=["POST"]),
+        Route("/api/webhooks", webhooks.endpoints_root, methods=["GET", "POST"]),
+        Route(
+            "/api/webhooks/{endpoint_id}",
+            webhooks.endpoint_item,
+            methods=["GET", "PATCH", "DELETE"],
+        ),
+        Route(
+            "/api/webhooks/{endpoint_id}/rotate-secret", webhooks.rotate_secret, methods=["POST"]
+        ),
+        Route("/api/webhooks/{endpoint_id}/deliveries", webhooks.deliveries, methods=["GET"]),
+        Route(
+            "/api/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver",
+            webhooks.redeliver,
+            methods=["POST"],
+        ),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),

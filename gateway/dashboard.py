@@ -31,6 +31,7 @@ _FILES = {
     PAGE: ("dashboard.html", "text/html; charset=utf-8"),
     f"{STATIC}dashboard.js": ("dashboard.js", "text/javascript; charset=utf-8"),
     f"{STATIC}dashboard.css": ("dashboard.css", "text/css; charset=utf-8"),
+    f"{STATIC}webhooks.js": ("webhooks.js", "text/javascript; charset=utf-8"),
 }
 _ALLOW = "GET, HEAD"
 # scheme://host[:port] and nothing that could end or extend a CSP directive.

@@ -28,6 +28,17 @@ from shared.schemas import (
     ScanStatus,
 )
 from shared.settings import Settings
+from shared.webhooks.events import WebhookEvent
+from shared.webhooks.models import (
+    DeliveryPage,
+    DeliveryView,
+    EndpointCreate,
+    EndpointCreated,
+    EndpointList,
+    EndpointPatch,
+    EndpointView,
+    SecretRotated,
+)
 
 Schema = dict[str, Any]
 
@@ -51,6 +62,15 @@ _STRUCTS: tuple[type[msgspec.Struct], ...] = (
     Drained,
     ScanPage,
     *openapi_batches.STRUCTS,
+    EndpointCreate,
+    EndpointPatch,
+    EndpointView,
+    EndpointCreated,
+    EndpointList,
+    SecretRotated,
+    DeliveryView,
+    DeliveryPage,
+    WebhookEvent,
 )
 _REASONS = {
     400: "Malformed request (JSON, multipart, Content-Length, Idempotency-Key or a query "
@@ -418,6 +438,7 @@ def _paths(auth: bool) -> dict[str, Schema]:
             )
         },
         **_admin_paths(api),
+        **_webhook_paths(api),
         "/healthz": {
             "get": {
                 "summary": "Liveness",
@@ -579,6 +600,148 @@ def _admin_paths(api: Any) -> dict[str, Schema]:
     }
 
 
+_ENDPOINT_ID: Schema = {
+    "name": "endpoint_id",
+    "in": "path",
+    "required": True,
+    "description": "A webhook endpoint id as returned by POST /api/webhooks.",
+    "schema": {"type": "string", "pattern": "^we_[0-9a-f]{24}$"},
+}
+_DELIVERY_ID: Schema = {
+    "name": "delivery_id",
+    "in": "path",
+    "required": True,
+    "description": "A delivery id from the endpoint's delivery log.",
+    "schema": {"type": "string", "pattern": "^wd_[0-9a-f]{24}$"},
+}
+
+
+def _webhook_paths(api: Any) -> dict[str, Schema]:
+    """Webhook endpoints and their delivery logs (a tenant's own; operators: all)."""
+    endpoint = [_ENDPOINT_ID]
+
+    def body(name: str) -> Schema:
+        return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
+
+    return {
+        "/api/webhooks": {
+            "post": api(
+                "Register a webhook endpoint; the answer holds its signing secret, shown once",
+                {
+                    "201": _json(
+                        _ref("EndpointCreated"),
+                        "Registered",
+                        {"Location": {"description": "Path", "schema": {"type": "string"}}},
+                    )
+                },
+                400,
+                409,
+                413,
+                415,
+                422,
+                operationId="createWebhook",
+                requestBody=body("EndpointCreate"),
+            ),
+            "get": api(
+                "Your tenant's webhook endpoints",
+                {"200": _json(_ref("EndpointList"), "The endpoints")},
+                operationId="listWebhooks",
+            ),
+        },
+        "/api/webhooks/{endpoint_id}": {
+            "get": api(
+                "A webhook endpoint (with why it was disabled, if it was)",
+                {"200": _json(_ref("EndpointView"), "The endpoint")},
+                404,
+                operationId="getWebhook",
+                parameters=endpoint,
+            ),
+            "patch": api(
+                "Change a webhook endpoint; enabled: true re-enables a disabled one",
+                {"200": _json(_ref("EndpointView"), "The endpoint as changed")},
+                400,
+                404,
+                413,
+                415,
+                422,
+                operationId="updateWebhook",
+                parameters=endpoint,
+                requestBody=body("EndpointPatch"),
+            ),
+            "delete": api(
+                "Delete a webhook endpoint",
+                {"204": {"description": "Deleted"}},
+                404,
+                operationId="deleteWebhook",
+                parameters=endpoint,
+            ),
+        },
+        "/api/webhooks/{endpoint_id}/rotate-secret": {
+            "post": api(
+                "A new signing secret; the previous one also signs until its grace period ends",
+                {"200": _json(_ref("SecretRotated"), "The new secret, shown once")},
+                404,
+                operationId="rotateWebhookSecret",
+                parameters=endpoint,
+            )
+        },
+        "/api/webhooks/{endpoint_id}/deliveries": {
+            "get": api(
+                "The endpoint's deliveries, newest first",
+                {"200": _json(_ref("DeliveryPage"), "A page of deliveries")},
+                404,
+                422,
+                operationId="listWebhookDeliveries",
+                parameters=[
+                    _ENDPOINT_ID,
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "required": False,
+                        "description": "The `next` of the previous page.",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "description": "Page size.",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                    },
+                ],
+            )
+        },
+        "/api/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver": {
+            "post": api(
+                "Send a delivery again now, with the same webhook-id",
+                {"202": _json(_ref("DeliveryView"), "Scheduled")},
+                404,
+                409,
+                operationId="redeliverWebhook",
+                parameters=[_ENDPOINT_ID, _DELIVERY_ID],
+            )
+        },
+    }
+
+
+def _webhook_events() -> dict[str, Schema]:
+    """The requests labelscan sends to webhook endpoints (OpenAPI 3.1 ``webhooks``)."""
+    signed = {
+        name: {"in": "header", "name": name, "required": True, "schema": {"type": "string"}}
+        for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+    }
+    operation = {
+        "summary": "A scan ended (Standard Webhooks signature in the webhook-* headers)",
+        "parameters": list(signed.values()),
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _ref("WebhookEvent")}},
+        },
+        "responses": {"200": {"description": "Any 2xx acknowledges the delivery"}},
+    }
+    return {"scanEnded": {"post": operation}}
+
+
 def _metrics_path(settings: Settings) -> dict[str, Any]:
     """``/metrics`` when METRICS is on; behind a bearer token when METRICS_TOKEN is set."""
     if not settings.metrics:
@@ -626,6 +789,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "paths": _paths(settings.auth)
         | openapi_batches.paths(functools.partial(_api, settings.auth), _IDEMPOTENCY_KEY)
         | _metrics_path(settings),
+        "webhooks": _webhook_events(),
         "components": {
             "schemas": _components(settings),
             "securitySchemes": {

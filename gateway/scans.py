@@ -16,6 +16,7 @@ from gateway import longpoll
 from gateway.auth import Caller, Guard
 from gateway.intake import read_scan
 from gateway.metrics import SUBMITTED
+from gateway.webhooks import Webhooks
 from shared import tokens, tracing
 from shared.clock import now_ms
 from shared.http.errors import ApiError, not_found
@@ -33,6 +34,7 @@ from shared.schemas import (
 from shared.settings import Settings
 from shared.store import Duplicate, OverQuota, ScanStore
 from shared.streamids import parse_stream_id
+from shared.webhooks.signing import new_secret
 
 _encode = msgspec.json.Encoder().encode
 _tracer = trace.get_tracer("labelscan.gateway")
@@ -125,6 +127,11 @@ async def _create_scan(request: Request, settings: Settings, span: Span | None) 
     idempotency = _idempotency(request, _encode(scan) + (intake.image or b"") + tenant.encode())
     if idempotency is not None:
         idempotency = (f"{tenant}:{idempotency[0]}", idempotency[1])
+    hooks: Webhooks = request.state.webhooks
+    callback_secret = None
+    if scan.callback_url is not None:
+        hooks.check_url(scan.callback_url, "callback_url")
+        callback_secret = new_secret()
     store = _store(request)
     scan_id = store.new_scan_id(idempotency[0] if idempotency is not None else None)
     job = ScanJob(
@@ -137,6 +144,8 @@ async def _create_scan(request: Request, settings: Settings, span: Span | None) 
         image_url=scan.image_url,
         submitted_at_ms=now_ms(),
         trace=tracing.traceparent(span) if span is not None else None,
+        callback_url=scan.callback_url,
+        callback_secret=callback_secret,
     )
     if span is not None:
         span.set_attributes(
@@ -146,7 +155,10 @@ async def _create_scan(request: Request, settings: Settings, span: Span | None) 
                 "labelscan.priority": job.priority,
             }
         )
-    outcome = await store.submit(job, intake.image, idempotency=idempotency, due_ms=intake.due_ms)
+    webhook = callback_secret is not None or await hooks.has_endpoints(tenant)
+    outcome = await store.submit(
+        job, intake.image, idempotency=idempotency, due_ms=intake.due_ms, webhook=webhook
+    )
     if isinstance(outcome, OverQuota):
         raise ApiError(
             429,
@@ -165,14 +177,21 @@ async def _create_scan(request: Request, settings: Settings, span: Span | None) 
         # The scan may have moved on since the first request: answer where it is now.
         current = await store.get(outcome.scan_id)
         state: ScanState = current.state if current is not None else "queued"
+        replay = accepted(settings, outcome.scan_id, state)
+        if callback_secret is not None and (first := await store.record(outcome.scan_id)):
+            # The secret of the scan the first request made, not the one drawn now.
+            replay = msgspec.structs.replace(replay, callback_secret=first.job.callback_secret)
         return JSONResponse(
-            accepted(settings, outcome.scan_id, state),
+            replay,
             status_code=200,
             headers={"location": f"/api/scans/{outcome.scan_id}"},
         )
     SUBMITTED.labels(job.priority, tenant_label(settings, tenant)).inc()
+    answer = accepted(settings, scan_id, "scheduled" if intake.due_ms else "queued")
+    if callback_secret is not None:
+        answer = msgspec.structs.replace(answer, callback_secret=callback_secret)
     return JSONResponse(
-        accepted(settings, scan_id, "scheduled" if intake.due_ms else "queued"),
+        answer,
         status_code=202,
         headers={"location": f"/api/scans/{scan_id}"},
     )

@@ -48,6 +48,7 @@ from shared.schemas import Tenant
 from shared.settings import Settings
 from shared.store import is_scan_id
 from shared.streamids import parse_stream_id
+from shared.webhooks.deliverer import Deliverer
 
 REQUEST_POOL = 128  # a connect storm waits for a connection instead of failing
 _REDIS_DOWN = "the event store is unreachable; retry shortly"
@@ -272,6 +273,13 @@ def create_app(
             max_replay=settings.sse_max_replay,
         )
 
+        # Webhook delivery is I/O fan-out like SSE: hosted here, never in an analyzer's slots.
+        deliverer: Deliverer | None = None
+        if settings.webhook_delivery:
+            outbox_reader = connect(settings, max_connections=len(keys.partitions) + 1)
+            deliverer = Deliverer(redis, outbox_reader, settings)
+            await deliverer.start()
+
         async def tenant_of(scan_id: str) -> str | None:
             raw: Any = await redis.hget(keys.scan(scan_id), "tenant")
             return raw.decode() if raw else None
@@ -286,6 +294,9 @@ def create_app(
             }
         finally:
             lifecycle.shutdown()
+            if deliverer is not None:
+                await deliverer.stop()
+                await deliverer.reader.aclose()
             await hub.stop()
             await reader.aclose()
             await redis.aclose()

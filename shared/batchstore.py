@@ -269,6 +269,7 @@ class BatchStore(ScanStore):
                 batch=part.batch(head.batch_id),
                 batch_events=part.batch_events(head.batch_id),
                 batch_scans=part.batch_scans(head.batch_id),
+                outbox=part.outbox,
             ),
             scripts.CancelArgs(
                 scan_id=sid,

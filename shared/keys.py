@@ -22,6 +22,8 @@ from shared.schemas import PRIORITIES, Priority
 from shared.settings import MAX_PARTITIONS
 
 GROUP = "analyzers"
+WEBHOOK_GROUP = "webhooks"
+"""The deliverers' consumer group on each partition's outbox."""
 
 
 def _tag(prefix: str, index: int, count: int) -> str:
@@ -128,6 +130,11 @@ class Partition:
         """List of a batch's scan ids, in the order they were sent."""
         return f"{self._p}:batch:{batch_id}:scans"
 
+    @property
+    def outbox(self) -> str:
+        """Stream of finished scans whose webhooks are due, appended by the terminal scripts."""
+        return f"{self._p}:outbox"
+
 
 class Keys:
     """Key names under one deployment prefix, split into ``partitions``."""
@@ -231,6 +238,34 @@ class Keys:
     def msgbatch(self, record_id: str) -> str:
         """Hash of one open provider Message Batch: its scans, state and owner."""
         return f"{self._p}:msgbatch:{record_id}"
+
+    # --- webhooks (fleet-wide) -----------------------------------------------------------
+
+    def webhook_endpoint(self, endpoint_id: str) -> str:
+        """Hash of one webhook endpoint: its document and failure tracking."""
+        return f"{self._p}:webhook:{endpoint_id}"
+
+    def webhook_endpoints(self, tenant: str) -> str:
+        """Set of a tenant's webhook endpoint ids."""
+        return f"{self._p}:webhooks:tenant:{tenant}"
+
+    @property
+    def webhook_tenants(self) -> str:
+        """Set of tenants that have webhook endpoints (admin listing)."""
+        return f"{self._p}:webhooks:tenants"
+
+    def webhook_delivery(self, delivery_id: str) -> str:
+        """Hash of one delivery: its signed body and its attempts."""
+        return f"{self._p}:webhook:delivery:{delivery_id}"
+
+    def webhook_log(self, owner: str) -> str:
+        """Sorted set of an endpoint's deliveries by creation time (``cb:<tenant>``: callbacks)."""
+        return f"{self._p}:webhook:{owner}:deliveries"
+
+    @property
+    def webhook_due(self) -> str:
+        """Sorted set of deliveries to attempt, by due time (a claim leases one ahead)."""
+        return f"{self._p}:webhooks:due"
 
     # --- the single partition of a one-partition deployment ----------------------------
 

@@ -128,29 +128,34 @@ def is_allowed(host: str, port: int, origins: Origins) -> bool:
     return (host, port) in origins or (host, None) in origins
 
 
-def checked_url(url: str, *, allow_http: bool, origins: Origins) -> httpx.URL:
-    """``url`` parsed, after every check that needs no DNS; UnsafeURLError otherwise."""
+def checked_url(
+    url: str, *, allow_http: bool, origins: Origins, name: str = "image_url"
+) -> httpx.URL:
+    """``url`` parsed, after every check that needs no DNS; UnsafeURLError otherwise.
+
+    ``name`` is the field the messages name.
+    """
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as exc:
-        raise UnsafeURLError(f"image_url is not a valid URL: {exc}") from None
+        raise UnsafeURLError(f"{name} is not a valid URL: {exc}") from None
     if parsed.scheme not in _DEFAULT_PORTS:
-        raise UnsafeURLError(f"image_url must be an {'http(s)' if allow_http else 'https'} URL")
+        raise UnsafeURLError(f"{name} must be an {'http(s)' if allow_http else 'https'} URL")
     if parsed.userinfo:
-        raise UnsafeURLError("image_url must not contain credentials")
+        raise UnsafeURLError(f"{name} must not contain credentials")
     host = parsed.raw_host.decode("ascii")
     if not host:
-        raise UnsafeURLError("image_url has no host")
+        raise UnsafeURLError(f"{name} has no host")
     port = parsed.port if parsed.port is not None else _DEFAULT_PORTS[parsed.scheme]
     if not 0 < port < 65536:
-        raise UnsafeURLError(f"image_url has an invalid port ({port})")
+        raise UnsafeURLError(f"{name} has an invalid port ({port})")
     if is_allowed(host, port, origins):
         return parsed
     if parsed.scheme != "https" and not allow_http:
-        raise UnsafeURLError("image_url must be an https URL")
-    ip = literal_ip(host)
+        raise UnsafeURLError(f"{name} must be an https URL")
+    ip = literal_ip(host, name)
     if ip is not None and (reason := address_refusal(ip)) is not None:
-        raise UnsafeURLError(f"image_url host {host} is {_a(reason)} address; refused")
+        raise UnsafeURLError(f"{name} host {host} is {_a(reason)} address; refused")
     return parsed
 
 
@@ -159,14 +164,14 @@ def check_url(url: str, *, allow_http: bool, allow_hosts: frozenset[str]) -> Non
     checked_url(url, allow_http=allow_http, origins=parse_allow_hosts(allow_hosts))
 
 
-def literal_ip(host: str) -> IPAddress | None:
+def literal_ip(host: str, name: str = "image_url") -> IPAddress | None:
     """The address ``host`` spells, including legacy forms like ``127.1`` or ``0x7f000001``."""
     try:
         return ipaddress.ip_address(host.replace("%25", "%"))
     except ValueError:
         pass
     if ":" in host:
-        raise UnsafeURLError(f"image_url host {host} is not a valid address")
+        raise UnsafeURLError(f"{name} host {host} is not a valid address")
     # The resolver accepts inet_aton's shorthand; judge it as the address it means.
     if host and all(c in "0123456789abcdefx." for c in host):
         try:
@@ -188,9 +193,13 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     """An httpcore network backend that only connects to checked public addresses."""
 
     def __init__(
-        self, origins: Origins, delegate: httpcore.AsyncNetworkBackend | None = None
+        self,
+        origins: Origins,
+        delegate: httpcore.AsyncNetworkBackend | None = None,
+        name: str = "image_url",
     ) -> None:
         self._origins = origins
+        self._name = name
         self._delegate = delegate or httpcore.AnyIOBackend()
 
     async def connect_tcp(
@@ -217,7 +226,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         raise last or httpcore.ConnectError(f"{host} has no addresses")
 
     async def _addresses(self, host: str, port: int, limit_s: float | None) -> list[str]:
-        ip = literal_ip(host)
+        ip = literal_ip(host, self._name)
         if ip is not None:
             addresses = [ip]
         else:
@@ -235,7 +244,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             if (reason := address_refusal(address)) is not None:
                 verb = "is" if ip is not None else "resolves to"
                 raise UnsafeURLError(
-                    f"image_url host {host} {verb} {_a(reason)} address ({address}); refused"
+                    f"{self._name} host {host} {verb} {_a(reason)} address ({address}); refused"
                 )
         return [str(a) for a in addresses]
 

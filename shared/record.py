@@ -62,6 +62,8 @@ class ScanRecord(msgspec.Struct, frozen=True, kw_only=True):
     """Its entry in the dead-letter stream."""
     batch: str | None = None
     """The batch it belongs to, if any."""
+    webhook: bool = False
+    """Its terminal states go to the outbox: its tenant has webhooks, or it has a callback_url."""
 
 
 FIELDS: tuple[str, ...] = ScanRecord.__struct_fields__
@@ -99,4 +101,5 @@ def decode_record(raw: dict[bytes, bytes] | dict[Any, Any]) -> ScanRecord | None
         history=tuple(_error.decode(line) for line in history.splitlines() if line),
         dead_id=_text(raw, "dead_id"),
         batch=_text(raw, "batch"),
+        webhook=bool(raw.get(b"webhook")),
     )

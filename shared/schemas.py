@@ -77,6 +77,8 @@ class ScanCreate(StrictInput, frozen=True, kw_only=True):
     tenant: Tenant = "default"
     delay_ms: Annotated[int, Meta(ge=0)] | None = None
     run_at: datetime | None = None
+    callback_url: Annotated[str, Meta(max_length=2048)] | None = None
+    """Signed webhooks of this scan's end go here too (checked like a webhook endpoint's)."""
 
 
 class ScanAccepted(Base, frozen=True, kw_only=True):
@@ -87,6 +89,8 @@ class ScanAccepted(Base, frozen=True, kw_only=True):
     status_url: str
     events_url: str
     events_token: str | None = None
+    callback_secret: str | None = None
+    """With ``callback_url``: the secret that signs its deliveries (``whsec_...``)."""
 
 
 class Progress(Base, frozen=True, kw_only=True):
@@ -287,6 +291,10 @@ class ScanJob(Base, frozen=True, kw_only=True):
     """W3C ``traceparent`` of the gateway's accept span: the analyzer's attempts continue it."""
     batch: str | None = None
     """The batch the scan was submitted in, if any (its keys share the scan's partition)."""
+    callback_url: str | None = None
+    """Where this scan's end is also delivered as a signed webhook."""
+    callback_secret: str | None = None
+    """The secret that signs deliveries to ``callback_url`` (``whsec_...``)."""
 
 
 class ScanEvent(Base, frozen=True, kw_only=True):

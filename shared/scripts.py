@@ -64,6 +64,8 @@ class SubmitArgs(_S, frozen=True, kw_only=True):
     """Listing entries created longer ago than this are trimmed: their scans have expired."""
     index_max: int
     """Most entries a listing keeps (the oldest go first)."""
+    webhook: int = 0
+    """1: the scan's terminal states go to its partition's outbox (webhooks)."""
 
 
 class Accepted(msgspec.Struct, frozen=True):
@@ -216,6 +218,8 @@ class FinishKeys(_S, frozen=True, kw_only=True):
     """The scan's batch's keys (see :mod:`shared.batchstore`); unused without ``batch_id``."""
     batch_events: str
     batch_scans: str
+    outbox: str
+    """Where a scan marked ``webhook`` announces its end, in the same call."""
 
 
 class FinishArgs(_S, frozen=True, kw_only=True):
@@ -378,6 +382,8 @@ class CancelKeys(_S, frozen=True, kw_only=True):
     batch: str
     batch_events: str
     batch_scans: str
+    outbox: str
+    """Where a scan marked ``webhook`` announces its end, in the same call."""
 
 
 class CancelArgs(_S, frozen=True, kw_only=True):
@@ -629,3 +635,39 @@ class LeaseArgs(_S, frozen=True, kw_only=True):
 
 MSGBATCH_LEASE = Script("msgbatch_lease", LeaseKeys, LeaseArgs, int)
 """1: ``owner`` holds the batch's lease; 0: another replica does; -1: the batch is gone."""
+# --- webhooks ---------------------------------------------------------------------------
+
+
+class WebhookEnqueueKeys(_S, frozen=True, kw_only=True):
+    delivery: str
+    due: str
+    log: str
+    """The endpoint's delivery log (newest last by score)."""
+
+
+class WebhookEnqueueArgs(_S, frozen=True, kw_only=True):
+    delivery_id: str
+    doc: bytes
+    body: bytes
+    """The signed payload: the same bytes at every attempt."""
+    now_ms: int
+    ttl: int
+    log_max: int
+
+
+WEBHOOK_ENQUEUE = Script("webhook_enqueue", WebhookEnqueueKeys, WebhookEnqueueArgs, bool)
+
+
+class WebhookClaimKeys(_S, frozen=True, kw_only=True):
+    due: str
+
+
+class WebhookClaimArgs(_S, frozen=True, kw_only=True):
+    now_ms: int
+    lease_ms: int
+    count: int
+
+
+WEBHOOK_CLAIM = Script(
+    "webhook_claim", WebhookClaimKeys, WebhookClaimArgs, lambda r: [_text(x) for x in r]
+)

@@ -163,6 +163,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Scans one ``POST /api/batches`` may carry (at most MAX_BATCH_SCANS)."""
     batch_max_body_bytes: int = 32 * 1024 * 1024
     """Cap on a batch request's body (the scans' own cap is ``max_body_bytes``)."""
+    webhook_delivery: bool = True
+    """This notifier also delivers webhooks (its outbox consumer and sender)."""
+    webhook_concurrency: int = 16
+    webhook_timeout_s: float = 10.0
+    webhook_retry_hours: float = 24.0
+    webhook_retry_base_s: float = 5.0
+    webhook_retry_cap_s: float = 3600.0
+    webhook_disable_after_hours: float = 24.0
+    webhook_rotation_grace_s: int = 24 * 3600
+    webhook_allow_hosts: tuple[str, ...] = ()
+    webhook_presence_cache_s: float = 5.0
+    webhook_max_endpoints: int = 20
 
     def price_of(self, model: str) -> Price | None:
         """The price of ``model`` (longest matching prefix), or None if unknown."""
@@ -335,11 +347,36 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ),
             batch_max_body_bytes=r.get("BATCH_MAX_BODY_BYTES", _positive, d.batch_max_body_bytes),
             **_tracing(r),
+            **_webhooks(r, d),
         )
         if settings.max_body_bytes < settings.max_image_bytes:
             raise SettingsError("SCAN_MAX_BODY_BYTES must be at least SCAN_MAX_IMAGE_BYTES")
         _check_redis_mode(settings, url_given=bool(e.get("REDIS_URL", "").strip()))
         return settings
+
+
+def _webhooks(r: _Reader, d: Settings) -> dict[str, Any]:
+    return {
+        "webhook_delivery": r.get("WEBHOOK_DELIVERY", _bool, d.webhook_delivery),
+        "webhook_concurrency": r.get("WEBHOOK_CONCURRENCY", _positive, d.webhook_concurrency),
+        "webhook_timeout_s": r.get("WEBHOOK_TIMEOUT", _positive_float, d.webhook_timeout_s),
+        "webhook_retry_hours": r.get("WEBHOOK_RETRY_HOURS", _positive_float, d.webhook_retry_hours),
+        "webhook_retry_base_s": r.get(
+            "WEBHOOK_RETRY_BASE", _positive_float, d.webhook_retry_base_s
+        ),
+        "webhook_retry_cap_s": r.get("WEBHOOK_RETRY_CAP", _positive_float, d.webhook_retry_cap_s),
+        "webhook_disable_after_hours": r.get(
+            "WEBHOOK_DISABLE_AFTER_HOURS", _positive_float, d.webhook_disable_after_hours
+        ),
+        "webhook_rotation_grace_s": r.get(
+            "WEBHOOK_ROTATION_GRACE", _non_negative, d.webhook_rotation_grace_s
+        ),
+        "webhook_allow_hosts": r.get("WEBHOOK_ALLOW_HOSTS", _hosts, d.webhook_allow_hosts),
+        "webhook_presence_cache_s": r.get(
+            "WEBHOOK_PRESENCE_CACHE", _non_negative_float, d.webhook_presence_cache_s
+        ),
+        "webhook_max_endpoints": r.get("WEBHOOK_MAX_ENDPOINTS", _positive, d.webhook_max_endpoints),
+    }
 
 
 def _tracing(r: _Reader) -> dict[str, Any]:

@@ -116,6 +116,7 @@ class ScanStore(StoreBase):
         *,
         idempotency: tuple[str, str] | None = None,
         due_ms: int = 0,
+        webhook: bool = False,
     ) -> Duplicate | OverQuota | None:
         """Store the image, create the scan and queue (or schedule) it.
 
@@ -169,6 +170,7 @@ class ScanStore(StoreBase):
                 idempotency_ttl=self.settings.idempotency_ttl_s,
                 index_horizon_ms=index_horizon_ms(self.settings),
                 index_max=self.settings.scan_index_max,
+                webhook=int(webhook),
             ),
         )
         if isinstance(reply, scripts.Duplicate):
@@ -238,6 +240,7 @@ class ScanStore(StoreBase):
                     batch=batch,
                     batch_events=batch_events,
                     batch_scans=batch_scans,
+                    outbox=k.outbox,
                 ),
                 scripts.CancelArgs(
                     scan_id=scan_id,

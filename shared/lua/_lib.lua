@@ -86,3 +86,11 @@ local function list_scans(list_keys, now_ms, scan_ids, horizon_ms, index_max)
     redis.call('PEXPIRE', list_key, horizon_ms)
   end
 end
+
+-- A finished scan marked for webhooks is appended to its partition's outbox in
+-- the same call that makes its end visible, so no delivery is ever lost.
+local function to_outbox(scan_key, outbox_key, scan_id, tenant, state)
+  if redis.call('HEXISTS', scan_key, F.webhook) == 1 then
+    redis.call('XADD', outbox_key, '*', 'scan_id', scan_id, 'tenant', tenant, 'state', state)
+  end
+end

@@ -25,6 +25,7 @@ end
 redis.call('HSET', scan_key, F.state, 'cancelled')
 redis.call('HDEL', scan_key, F.token, F.owner, F.due_ms, F.entry_id, F.deferred)
 emit(scan_key, events_key, history_key, scan_id, tenant, event, maxlen, scan_maxlen)
+to_outbox(scan_key, outbox_key, scan_id, tenant, 'cancelled')
 redis.call('HINCRBY', stats_key, 'cancelled', 1)
 batch_note(batch_key, batch_events_key, batch_scans_key, events_key, batch_id, 'cancelled', 1,
   event, now_ms, maxlen, history_ttl)

@@ -25,6 +25,9 @@ else
   redis.call('HSET', scan_key, F.state, 'queued', F.job, job, F.priority, priority,
     F.tenant, tenant, F.attempts, 0, F.created_ms, now_ms, F.entry_id, entry_id)
 end
+if webhook == 1 then
+  redis.call('HSET', scan_key, F.webhook, 1)
+end
 redis.call('EXPIRE', scan_key, history_ttl)
 emit(scan_key, events_key, history_key, scan_id, tenant, event, maxlen, scan_maxlen)
 redis.call('EXPIRE', history_key, history_ttl)
