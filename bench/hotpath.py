@@ -58,9 +58,11 @@ def _server_bytes(url: str) -> tuple[int, int]:
 
 
 async def _run(settings: Settings, scans: int, profiler: cProfile.Profile | None) -> None:
+    from analyzer.__main__ import freeze_startup_objects
     from analyzer.worker import Worker
 
     async with Worker(settings) as worker:
+        freeze_startup_objects()  # as python -m analyzer does
         task = asyncio.create_task(worker.run())
         if profiler is not None:
             profiler.enable()
