@@ -5,7 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench.core", "bench.cluster", "bench.limiter", "bench.sse", "bench.eval_local")
+BENCHMARKS = (
+    "bench.core",
+    "bench.hotpath",
+    "bench.cluster",
+    "bench.limiter",
+    "bench.sse",
+    "bench.eval_local",
+)
 
 
 def main() -> None:
