@@ -125,6 +125,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         valkey = EmbeddedValkey(Path(tmp), log_file=Path(tmp) / "valkey.log")
         valkey.start()
+        # No rewrite mid-run: it would restart the append-only file's size count.
+        with Redis.from_url(valkey.url) as admin:
+            admin.config_set("auto-aof-rewrite-percentage", 0)
         try:
             result = measure(
                 valkey.url, scans=args.scans, concurrency=args.concurrency, profile=args.profile
