@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 
 import structlog
@@ -48,6 +49,7 @@ class Signals:
 async def serve(settings: Settings) -> None:
     """Run a worker until SIGINT/SIGTERM, then drain it (a second signal forces the exit)."""
     async with Worker(settings) as worker:
+        freeze_startup_objects()
         loop = asyncio.get_running_loop()
         handler = Signals(worker)
         for sig in SIGNALS:
@@ -57,6 +59,18 @@ async def serve(settings: Settings) -> None:
         finally:
             for sig in SIGNALS:
                 loop.remove_signal_handler(sig)
+
+
+def freeze_startup_objects() -> None:
+    """Keep what start-up built (modules, models, the worker) out of full collections.
+
+    Scans' objects are short-lived, but with a hundred scans in flight many outlive
+    a young collection, and every few thousand scans CPython then walks all ~70,000
+    objects of the process: about 40 µs a scan (``bench.hotpath``), for objects that
+    live as long as the process anyway (``gc.freeze``).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def main() -> None:

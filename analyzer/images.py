@@ -29,6 +29,9 @@ MAX_ENCODED_BYTES = MAX_BASE64_BYTES // 4 * 3
 
 JPEG_QUALITIES = (85, 75, 65, 50)
 AS_IS_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
+_AS_IS_PLUGINS = tuple(AS_IS_FORMATS)
+_PNG_ORIENTATION_CHUNKS = (b"eXIf", b"Raw profile type exif", b"XML:com.adobe.xmp")
+"""Where Pillow reads a PNG's orientation: the eXIf chunk, and text chunks by keyword."""
 AS_IS_MODES = frozenset({"RGB", "RGBA", "L", "LA", "P"})
 EXIF_ORIENTATION = 0x0112
 LOSSLESS_SOURCES = frozenset({"PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM"})
@@ -159,18 +162,31 @@ def as_is(data: bytes, max_bytes: int = MAX_ENCODED_BYTES) -> PreparedImage | No
     if len(data) > max_bytes:
         return None
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=_AS_IS_PLUGINS)
         media_type = AS_IS_FORMATS.get(image.format or "")
         if (
             media_type is None
             or image.mode not in AS_IS_MODES
             or max(image.size) > MAX_LONG_EDGE
-            or image.getexif().get(EXIF_ORIENTATION, 1) != 1
+            or _orientation(image, data) != 1
         ):
             return None
     except _DECODE_ERRORS:
         return None  # prepare_image decodes it and says what is wrong
     return _prepared(data, media_type, image)
+
+
+def _orientation(image: Image.Image, data: bytes) -> int:
+    """The EXIF orientation, without decoding a PNG that cannot have one.
+
+    Pillow decodes a whole PNG to find its orientation (the chunks that hold it may
+    follow the pixels): about 0.9 ms for a 320x120 label, on every scan. Their names
+    are plain bytes in the file, so a PNG that names none of them is upright.
+    """
+    if image.format == "PNG" and not any(name in data for name in _PNG_ORIENTATION_CHUNKS):
+        return 1
+    orientation: int = image.getexif().get(EXIF_ORIENTATION, 1)
+    return orientation
 
 
 def prepare_image(data: bytes, max_bytes: int = MAX_ENCODED_BYTES) -> PreparedImage:

@@ -5,6 +5,7 @@ Served on the health port (``/metrics`` next to ``/healthz``).
 
 from __future__ import annotations
 
+import functools
 import time
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -77,6 +78,13 @@ BATCHES = Counter(
     ["result"],
 )
 
+# A labelled child looked up once, not per scan (``labels`` takes a lock and builds a
+# key each call); the label values here are a handful of fixed words.
+_stage = functools.lru_cache(maxsize=64)(STAGE_DURATION.labels)
+_TOKENS_INPUT, _TOKENS_OUTPUT, _TOKENS_CACHE_READ, _TOKENS_CACHE_CREATION = (
+    TOKENS.labels(kind) for kind in ("input", "output", "cache_read", "cache_creation")
+)
+
 
 def cost_usd(settings: Settings, model: str, usage: Usage, *, batch: bool = False) -> float:
     """What ``usage`` of ``model`` costs in USD (0 for an unpriced model); half in a batch."""
@@ -94,10 +102,10 @@ def cost_usd(settings: Settings, model: str, usage: Usage, *, batch: bool = Fals
 
 def spent(settings: Settings, model: str, usage: Usage, *, batch: bool = False) -> None:
     """Count the tokens of one analysis and what they cost (half for a batch request)."""
-    TOKENS.labels("input").inc(usage.input_tokens)
-    TOKENS.labels("output").inc(usage.output_tokens)
-    TOKENS.labels("cache_read").inc(usage.cache_read_input_tokens)
-    TOKENS.labels("cache_creation").inc(usage.cache_creation_input_tokens)
+    _TOKENS_INPUT.inc(usage.input_tokens)
+    _TOKENS_OUTPUT.inc(usage.output_tokens)
+    _TOKENS_CACHE_READ.inc(usage.cache_read_input_tokens)
+    _TOKENS_CACHE_CREATION.inc(usage.cache_creation_input_tokens)
     cost = cost_usd(settings, model, usage, batch=batch)
     if cost:
         COST.labels(model).inc(cost)
@@ -114,5 +122,5 @@ class StageClock:
     def __call__(self, stage: str) -> None:
         """Observe ``stage`` as lasting from the previous call (or creation) until now."""
         now = time.monotonic()
-        STAGE_DURATION.labels(stage).observe(now - self._since)
+        _stage(stage).observe(now - self._since)
         self._since = now

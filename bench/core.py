@@ -24,11 +24,11 @@ import httpx
 import msgspec
 
 from bench.loadgen import LoadResult
-from bench.peers import CONCURRENCY
+from bench.peers import CONCURRENCY, group_cpu_s
 from bench.valkeycost import Cost, cost, snapshot
 from shared.clock import now_ms
 from shared.connection import connect
-from shared.embedded import EmbeddedValkey, free_port
+from shared.embedded import EmbeddedValkey, die_with_parent, free_port
 from shared.keys import Keys
 from shared.schemas import ScanJob
 from shared.settings import Settings
@@ -49,6 +49,8 @@ class PipelineResult(msgspec.Struct, frozen=True, kw_only=True):
     seconds: float
     scans_per_s: float
     events_published: int
+    cpu_us_per_scan: float | None = None
+    """The analyzer process's CPU time per scan over the same span (Linux only)."""
     accept_cost: Cost
     process_cost: Cost
     kept_bytes_per_scan: int
@@ -152,15 +154,25 @@ async def _fill(settings: Settings, scans: int) -> None:
     await redis.aclose()
 
 
-async def _span(settings: Settings, scans: int, timeout: float) -> tuple[float, int]:
-    # Throughput from the stream entry ids: first claim to last completion, in server time.
+async def _span(
+    settings: Settings, scans: int, timeout: float, pid: int
+) -> tuple[float, int, float | None]:
+    # Throughput from the stream entry ids: first claim to last completion, in server time;
+    # the analyzer's CPU per scan from its first completion seen to its last.
     redis = connect(settings)
     store = ScanStore(redis, settings)
     deadline = time.monotonic() + timeout
-    while (await queue_stats(redis, store.keys, settings)).completed < scans:
+    first: tuple[int, float | None] | None = None
+    while (completed := (await queue_stats(redis, store.keys, settings)).completed) < scans:
+        if first is None and completed > 0:
+            first = completed, group_cpu_s(pid)
         if time.monotonic() > deadline:
             raise RuntimeError("analyzer did not finish in time")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.02)
+    cpu_end = group_cpu_s(pid)
+    cpu_per_scan = None
+    if first is not None and first[1] is not None and cpu_end is not None and scans > first[0]:
+        cpu_per_scan = round((cpu_end - first[1]) * 1e6 / (scans - first[0]), 1)
     first_claim: int | None = None
     total = 0
     last = 0
@@ -179,7 +191,7 @@ async def _span(settings: Settings, scans: int, timeout: float) -> tuple[float, 
             cursor = "(" + batch[-1][0].decode()
     await redis.aclose()
     assert first_claim is not None
-    return max(last - first_claim, 1) / 1000, total
+    return max(last - first_claim, 1) / 1000, total, cpu_per_scan
 
 
 async def _kept_bytes(settings: Settings, sample: int = 200) -> int:
@@ -233,9 +245,13 @@ def bench_pipeline(
             ANALYZER_HEALTH_PORT="0",
             **env,
         ),
+        start_new_session=True,  # its own process group, whose CPU time is read
+        preexec_fn=die_with_parent,
     )
     try:
-        seconds, events = asyncio.run(_span(settings, scans, timeout=300))
+        seconds, events, cpu_per_scan = asyncio.run(
+            _span(settings, scans, timeout=300, pid=analyzer.pid)
+        )
         done = snapshot(*servers)
         kept = asyncio.run(_kept_bytes(settings))
     finally:
@@ -247,6 +263,7 @@ def bench_pipeline(
         seconds=round(seconds, 3),
         scans_per_s=round(scans / seconds, 1),
         events_published=events,
+        cpu_us_per_scan=cpu_per_scan,
         accept_cost=cost(start, filled, scans),
         process_cost=cost(filled, done, scans),
         kept_bytes_per_scan=kept,
@@ -286,6 +303,8 @@ def main() -> None:
     print(f"{'  p99 at max rate (ms)':<44}{peak.p99_ms:>12.2f}")
     print(f"{'scans/s, 1 analyzer, all events published':<44}{pipeline.scans_per_s:>12.0f}")
     print(f"{'  events published':<44}{pipeline.events_published:>12}")
+    if pipeline.cpu_us_per_scan is not None:
+        print(f"{'  analyzer CPU per scan (us)':<44}{pipeline.cpu_us_per_scan:>12.1f}")
     for what, c in (("accept", pipeline.accept_cost), ("process", pipeline.process_cost)):
         print(f"{'  Valkey CPU per scan, ' + what + ' (us)':<44}{c.cpu_us_per_unit:>12.1f}")
         print(f"{'  Valkey commands per scan, ' + what:<44}{c.commands_per_unit:>12.2f}")
@@ -298,6 +317,9 @@ def main() -> None:
         ratio = pipeline.scans_per_s / peer.jobs_per_s if peer.jobs_per_s else 0
         label = f"peer {peer.name} {peer.version} no-op jobs/s"
         print(f"{label:<44}{peer.jobs_per_s:>12.0f}  labelscan x{ratio:.2f}")
+        if peer.cpu_us_per_job is not None and pipeline.cpu_us_per_scan:
+            per_cpu = peer.cpu_us_per_job / pipeline.cpu_us_per_scan
+            print(f"{'  worker CPU per job (us)':<44}{peer.cpu_us_per_job:>12.1f}  x{per_cpu:.2f}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "core.json"
     out.write_bytes(

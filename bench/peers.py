@@ -71,6 +71,9 @@ class PeerResult(msgspec.Struct, frozen=True, kw_only=True):
     jobs: int
     seconds: float
     jobs_per_s: float
+    cpu_us_per_job: float | None = None
+    """CPU time of the worker's processes per job over the same span (Linux only): unlike
+    the rate, it hardly moves when other work shares the machine."""
     error: str | None = None
 
 
@@ -275,20 +278,39 @@ def _tail(path: Path, lines: int = 5) -> str:
     return " | ".join(text[-lines:])
 
 
+def group_cpu_s(pgid: int) -> float | None:
+    """User + system CPU seconds of the live processes in process group ``pgid`` (Linux)."""
+    total, found = 0.0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...
+            found = True
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total if found else None
+
+
 def _wait_done(
     client: redis.Redis, counter: str, jobs: int, proc: subprocess.Popen[bytes], deadline: float
-) -> tuple[int, float]:
-    """Poll the counter: (done when first seen, seconds from then until all ``jobs``)."""
+) -> tuple[int, float, float | None]:
+    """Poll the counter: (done when first seen, seconds from then until all ``jobs``, the
+    worker's CPU seconds meanwhile)."""
     started: float | None = None
     done_at_start = 0
+    cpu_at_start: float | None = None
     while True:
         done = int(client.get(counter) or 0)
         now = time.perf_counter()
         if started is None and done > 0:
             started, done_at_start = now, done
+            cpu_at_start = group_cpu_s(proc.pid)
         if done >= jobs:
             assert started is not None
-            return done_at_start, now - started
+            cpu_now = group_cpu_s(proc.pid)
+            cpu = None if cpu_at_start is None or cpu_now is None else cpu_now - cpu_at_start
+            return done_at_start, now - started, cpu
         if proc.poll() is not None:
             raise RuntimeError(f"worker exited with code {proc.returncode} after {done}/{jobs}")
         if time.monotonic() > deadline:
@@ -335,7 +357,7 @@ def _measure(peer: _Peer, redis_url: str, jobs: int, budget_s: float) -> PeerRes
                     start_new_session=True,
                     preexec_fn=die_with_parent,
                 )
-            done_at_start, seconds = _wait_done(client, counter, jobs, proc, deadline)
+            done_at_start, seconds, cpu_s = _wait_done(client, counter, jobs, proc, deadline)
         except Exception as exc:
             tail = _tail(log)
             return failed(f"{type(exc).__name__}: {exc}" + (f" [{tail}]" if tail else ""), version)
@@ -352,6 +374,7 @@ def _measure(peer: _Peer, redis_url: str, jobs: int, budget_s: float) -> PeerRes
         jobs=jobs,
         seconds=round(seconds, 3),
         jobs_per_s=round(timed / seconds, 1) if seconds > 0 else 0.0,
+        cpu_us_per_job=round(cpu_s * 1e6 / timed, 1) if cpu_s is not None and timed else None,
     )
 
 

@@ -7,6 +7,7 @@ import sys
 
 BENCHMARKS = (
     "bench.core",
+    "bench.hotpath",
     "bench.cluster",
     "bench.limiter",
     "bench.batch",

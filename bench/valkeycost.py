@@ -66,7 +66,7 @@ def cost(before: Snapshot, after: Snapshot, units: int) -> Cost:
     }
     delta = {name: n for name, n in delta.items() if n > 0}
     scripts = sum(n for name, n in delta.items() if name in ("evalsha", "eval", "fcall"))
-    top = sorted(delta.items(), key=lambda kv: -kv[1])[:12]
+    top = sorted(delta.items(), key=lambda kv: -kv[1])[:16]
     return Cost(
         units=units,
         cpu_us_per_unit=round((after.cpu_s - before.cpu_s) * 1e6 / units, 1),

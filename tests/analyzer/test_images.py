@@ -12,7 +12,7 @@ import warnings
 import zlib
 
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from analyzer.images import (
     MAX_BASE64_BYTES,
@@ -197,6 +197,38 @@ def test_an_image_that_already_fits_is_sent_byte_for_byte() -> None:
 def test_images_that_need_work_are_not_sent_as_is(data: bytes) -> None:
     """Anything to scale, rotate, convert or reject goes through prepare_image."""
     assert as_is(data) is None
+
+
+def _png_with_text(keyword: str, text: str) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(keyword, text)
+    return _encode(Image.new("RGB", (20, 10)), "PNG", pnginfo=info)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _encode(Image.new("RGB", (20, 10)), "PNG", exif=_rotated()),
+        _png_with_text("XML:com.adobe.xmp", '<x:xmpmeta><r tiff:Orientation="6"/></x:xmpmeta>'),
+        _png_with_text(
+            "Raw profile type exif",
+            f"\nexif\n{len(_rotated().tobytes())}\n{_rotated().tobytes().hex()}",
+        ),
+    ],
+    ids=["exif-chunk", "xmp", "raw-profile"],
+)
+def test_a_png_rotated_by_any_of_its_chunks_is_not_sent_as_is(data: bytes) -> None:
+    """A PNG's orientation is looked for wherever Pillow finds one."""
+    assert as_is(data) is None
+
+
+def test_an_upright_png_is_judged_by_its_header_alone() -> None:
+    """No chunk that could rotate it: its pixels are not decoded (a corrupt IDAT shows it)."""
+    png = label_png(size=(600, 200))
+    start = png.index(b"IDAT") + 4
+    broken = png[:start] + bytes(64) + png[start + 64 :]
+    ready = as_is(broken)
+    assert ready is not None and (ready.width, ready.height) == (600, 200)
 
 
 @pytest.mark.parametrize(
