@@ -19,12 +19,15 @@ import httpx
 
 from labelscan import errors
 from labelscan.api import LONG_POLL_S, Image, Requests, decode, default_name, http_args
-from labelscan.models import BatchAccepted, BatchStatus, EventsLink
-from labelscan.sse import Message, Resumable, ends_scan, scan_item
+from labelscan.sse import Message, Resumable, batch_item, ends_scan, scan_item
 from shared.schemas import (
     TERMINAL_STATES,
+    BatchAccepted,
+    BatchEvent,
+    BatchStatus,
     CancelResult,
     DeadLetters,
+    EventsLink,
     QueueStats,
     ScanAccepted,
     ScanDetail,
@@ -218,12 +221,17 @@ class AsyncClient:
 
     async def batch_events(
         self, events_url: str, *, last_event_id: str | None = None, max_failures: int = 10
-    ) -> AsyncIterator[Message]:
-        """A batch's event stream (``events_url`` of ``batch()``), resumed after drops."""
+    ) -> AsyncIterator[BatchEvent | ScanEvent]:
+        """A batch's events (``events_url`` of ``batch()``), resumed after drops: its
+        progress (``batch``), each scan's terminal event, and last ``batch.completed``."""
         follow = self._follow(Resumable(events_url, last_event_id), None, max_failures, "batch")
         async with contextlib.aclosing(follow) as messages:
             async for message in messages:
-                yield message
+                item = batch_item(message)
+                if item is not None:
+                    yield item
+                    if isinstance(item, BatchEvent) and item.type == "batch.completed":
+                        return
 
     async def batch_status(self, batch_id: str, cursor: str | None = None) -> BatchStatus:
         """The batch's counts per state, progress, a page of scan ids, and its aggregate."""

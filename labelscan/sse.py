@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import httpx
 import msgspec
 
-from shared.schemas import TERMINAL_STATES, ScanEvent
+from shared.schemas import TERMINAL_STATES, BatchEvent, ScanEvent
 
 if TYPE_CHECKING:
     from notifier.reset import ScanReset
@@ -23,6 +23,7 @@ _EVENT_TYPES = frozenset(
     {"scheduled", "queued", "progress", "retrying", "completed", "failed", "cancelled"}
 )
 _event = msgspec.json.Decoder(ScanEvent)
+_batch_event = msgspec.json.Decoder(BatchEvent)
 
 
 def _decode_reset(data: str) -> ScanReset:
@@ -109,6 +110,17 @@ def scan_item(message: Message) -> ScanEvent | ScanReset | None:
         return _event.decode(message.data)
     if message.event == "reset":
         return _decode_reset(message.data)
+    return None
+
+
+def batch_item(message: Message) -> BatchEvent | ScanEvent | None:
+    """A batch stream's message: its progress and end, or one of its scans' terminal events."""
+    if message.data is None:
+        return None
+    if message.event in ("batch", "batch.completed"):
+        return _batch_event.decode(message.data)
+    if message.event in _EVENT_TYPES:
+        return _event.decode(message.data)
     return None
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from labelscan.client import AsyncClient, Client
 from labelscan.errors import InvalidRequest
+from shared.schemas import BatchEvent, ScanEvent
 from tests.client.conftest import (
     KEY,
     ROOT,
@@ -133,7 +134,7 @@ async def test_client_batch_and_status_async_and_sync(services: Services) -> Non
             while (status := await client.batch_status(accepted.batch_id)).state == "running":
                 await asyncio.sleep(0.1)
     assert [d.product_name for d in details] == ["ok one", "bad two"]
-    assert status.total == 2 and status.done == 2 and status.progress == 100
+    assert status.total == 2 and status.counts.pending == 0 and status.progress == 100
     assert status.aggregate is not None
     counted = {verdict: n for verdict, n in status.aggregate.verdicts["FR"].items() if n}
     assert counted == {"compliant": 1, "non_compliant": 1}
@@ -190,3 +191,38 @@ async def test_cli_batch_under_a_terminal_draws_one_overall_bar(
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
     assert re.search(r"\rbatch +━+.* +\d+% [0-3]/3 done", plain), plain
     assert "3/3 done" in plain and "bad-1.png" in plain
+
+
+async def test_client_reads_every_batch_answer_of_the_api(services: Services) -> None:
+    """Replay (200), too few scans (422), the event stream's counts and its final event."""
+    async with AsyncClient(services.gateway_url, KEY) as client:
+        with pytest.raises(InvalidRequest) as empty:
+            await client.batch([], category="toys", marketplaces=["US"])
+        first = await client.batch(
+            [label_png(), label_png()],
+            category="toys",
+            marketplaces=["US"],
+            product_names=["ok a", "doomed b"],
+            idempotency_key="replay-me",
+        )
+        again = await client.batch(
+            [label_png(), label_png()],
+            category="toys",
+            marketplaces=["US"],
+            product_names=["ok a", "doomed b"],
+            idempotency_key="replay-me",
+        )
+        async with asyncio.timeout(30):
+            events = [e async for e in client.batch_events(first.events_url)]
+        status = await client.batch_status(first.batch_id)
+    assert empty.value.status == 422 and empty.value.field == "scans"
+    assert again.batch_id == first.batch_id and again.scan_ids == first.scan_ids
+    ends = {e.scan_id: e.type for e in events if isinstance(e, ScanEvent)}
+    assert ends == {first.scan_ids[0]: "completed", first.scan_ids[1]: "failed"}
+    last = events[-1]
+    assert isinstance(last, BatchEvent) and last.type == "batch.completed"
+    assert (last.counts.completed, last.counts.failed, last.counts.pending) == (1, 1, 0)
+    assert last.state == "finished" and last.progress == 100
+    assert status.state == "finished" and status.finished_at is not None
+    assert (status.counts.completed, status.counts.failed, status.counts.queued) == (1, 1, 0)
+    assert status.scan_ids == first.scan_ids
