@@ -16,10 +16,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self, TypeVar
 
 import httpx
+from httpx_sse import ServerSentEvent, aconnect_sse
 
 from labelscan import errors
 from labelscan.api import LONG_POLL_S, Image, Requests, decode, default_name, http_args
-from labelscan.sse import Message, Resumable, batch_item, ends_scan, scan_item
+from labelscan.sse import Resumable, batch_item, ends_scan, scan_item
 from shared.schemas import (
     TERMINAL_STATES,
     BatchAccepted,
@@ -161,14 +162,17 @@ class AsyncClient:
         relink: Callable[[], Awaitable[str]] | None,
         max_failures: int,
         what: str,
-    ) -> AsyncGenerator[Message, None]:
+    ) -> AsyncGenerator[ServerSentEvent, None]:
         """Every event of ``stream``, reconnecting from the last id seen until the server
         says it is over (``204``); ``relink`` gives a fresh URL for a refused token."""
         failures = 0
         while True:
             pause = min(stream.delay_s, 5.0)
             try:
-                async with self._http.stream("GET", stream.url, headers=stream.headers()) as answer:
+                async with aconnect_sse(
+                    self._http, "GET", stream.url, headers=stream.headers()
+                ) as source:
+                    answer = source.response
                     if answer.status_code == 204:  # the notifier says we have seen the end
                         return
                     if answer.status_code in (401, 403) and relink is not None:
@@ -179,7 +183,7 @@ class AsyncClient:
                         raise errors.from_response(answer)
                     else:
                         failures = 0
-                        async for message in stream.read(answer):
+                        async for message in stream.read(source):
                             yield message
             except (httpx.TransportError, errors.ServerError, errors.RateLimited) as exc:
                 failures += 1
