@@ -14,6 +14,7 @@ import re
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from labelscan.client import AsyncClient, Client
@@ -56,21 +57,38 @@ async def test_cli_batch_progress_summary_and_csv_report(
     assert lines[0].startswith("batch ") and lines[0].endswith(": 3 scans")
     assert any(line.endswith("3/3 done") for line in lines)
     assert any("Batch " in line and "finished" in line for line in lines)
+    batch_id = lines[0].split()[1].rstrip(":")
+    async with AsyncClient(services.gateway_url, KEY) as client:
+        status = await client.batch_status(batch_id)
     summary = run.out[run.out.index("Scans") :]
     # Not compliant first.
     assert summary.index("bad-1.png") < summary.index("ok-1.png") < summary.index("ok-2.png")
-    assert "FR-MISSING-ADDRESS" in summary
+    assert "counts: completed 3" in summary
+    # The batch's aggregate as the API has it: FR compliant 2, needs_review 0, non_compliant 1.
+    verdicts = summary[summary.index("Verdicts per marketplace") :]
+    assert re.search(r"FR\W+2\W+0\W+1\W", verdicts), verdicts
+    assert re.search(r"FR-MISSING-ADDRESS\W+1\W", summary[summary.index("Most frequent") :])
+    assert status.aggregate is not None
+    assert status.aggregate.verdicts == {
+        "FR": {"compliant": 2, "non_compliant": 1, "needs_review": 0}
+    }
+    assert [(r.rule, r.count) for r in status.aggregate.top_failing_rules] == [
+        ("FR-MISSING-ADDRESS", 1)
+    ]
     with report.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert sorted(r["file"] for r in rows) == ["bad-1.png", "ok-1.png", "ok-2.png"]
-    by_file = {r["file"]: r for r in rows}
-    assert by_file["bad-1.png"]["verdict"] == "non_compliant"
-    assert by_file["bad-1.png"]["FR"] == "non_compliant"
-    assert by_file["bad-1.png"]["failed_rules"] == "FR-MISSING-ADDRESS"
-    assert (
-        by_file["ok-1.png"]["verdict"] == "compliant"
-        and by_file["ok-1.png"]["state"] == "completed"
-    )
+        table = list(csv.reader(f))
+    assert table[0] == ["file", "scan_id", "state", "verdict", "FR", "failed_rules", "error"]
+    # One row per label, in the order sent, each with the scan id the batch gave it.
+    assert table[1:] == [
+        [file, scan_id, "completed", verdict, verdict, rules, ""]
+        for file, scan_id, verdict, rules in zip(
+            ["bad-1.png", "ok-1.png", "ok-2.png"],
+            status.scan_ids,
+            ["non_compliant", "compliant", "compliant"],
+            ["FR-MISSING-ADDRESS", "", ""],
+            strict=True,
+        )
+    ]
 
 
 async def test_cli_batch_json_and_json_report(
@@ -96,10 +114,36 @@ async def test_cli_batch_json_and_json_report(
     assert run.code == 0, run.err
     printed = json.loads(run.out)
     assert printed == json.loads(report.read_text())
-    assert printed["batch"]["state"] == "finished" and printed["batch"]["total"] == 2
-    assert [s["verdict"] for s in printed["scans"]] == ["compliant", "compliant"]
-    assert printed["scans"][0]["marketplaces"] == {"US": "compliant", "DE": "compliant"}
-    assert printed["batch"]["aggregate"]["verdicts"]["US"]["compliant"] == 2
+    batch = printed["batch"]
+    async with AsyncClient(services.gateway_url, KEY) as client:
+        status = await client.batch_status(batch["batch_id"])
+    # The report's batch is the API's answer, whole: state, counts, aggregate, scan ids.
+    assert batch == json.loads(msgspec.json.encode(status))
+    assert batch["state"] == "finished" and batch["total"] == 2 and batch["progress"] == 100
+    assert batch["counts"] == {
+        "scheduled": 0,
+        "queued": 0,
+        "active": 0,
+        "retrying": 0,
+        "completed": 2,
+        "failed": 0,
+        "cancelled": 0,
+        "pending": 0,
+    }
+    tally = {"compliant": 2, "non_compliant": 0, "needs_review": 0}
+    assert batch["aggregate"] == {"verdicts": {"DE": tally, "US": tally}, "top_failing_rules": []}
+    assert printed["scans"] == [
+        {
+            "file": name,
+            "scan_id": scan_id,
+            "state": "completed",
+            "verdict": "compliant",
+            "marketplaces": {"US": "compliant", "DE": "compliant"},
+            "failed_rules": [],
+            "error": None,
+        }
+        for name, scan_id in zip(["ok-1.png", "ok-2.png"], batch["scan_ids"], strict=True)
+    ]
 
 
 async def test_cli_batch_with_a_failed_scan_exits_2(services: Services, tmp_path: Path) -> None:
