@@ -239,3 +239,38 @@ async def test_a_bad_key_is_said_and_an_expired_event_token_is_renewed(
     links = [r for r in services.proxy.requests if b"/events" in r]
     assert len({re.search(rb"token=([^ &]+)", r).group(1) for r in links}) >= 2  # type: ignore[union-attr]
     assert b"last_event_id=" in links[-1], "the fresh link resumes from the last event"
+
+
+@needs_browser
+async def test_a_batch_stream_refused_for_an_expired_token_is_renewed(
+    make_settings: SettingsFactory, chromium: Browser, label_files: list[Path]
+) -> None:
+    """The batch's one stream, refused on reconnect (its token expired), is opened again
+    with a fresh link from the last event id; every card still ends once, in order."""
+    from playwright.async_api import expect
+
+    settings = msgspec.structs.replace(secured(make_settings), event_token_ttl_s=1)
+    async with (
+        running_services(settings, VerdictBackend(stage_s=2.0)) as services,
+        opened(chromium, f"{services.gateway_url}/") as (tab, bad),
+    ):
+        await tab.fill("#key-input", KEY)
+        await tab.click("#key-use")
+        await tab.set_input_files("#files", [str(p) for p in label_files[:2]])
+        await tab.click("#submit")
+        cards = tab.locator("article.scan")
+        await expect(cards).to_have_count(2)
+        await expect(cards.first.locator(".stage")).to_have_text("checking_rules")
+        services.proxy.cut()  # the stream's token is over a second old: the reconnect is refused
+        for name, verdict in (("bad-1.png", "non_compliant"), ("ok-1.png", "compliant")):
+            card = cards.filter(has_text=name)
+            await expect(card.locator(".verdict")).to_have_text(verdict)
+            stages = await card.locator(".steps li").evaluate_all(
+                "(items) => items.map((li) => li.dataset.stage)"
+            )
+            assert stages[-3:] == ["ocr", "checking_rules", "completed"], stages
+            assert len(stages) == len(set(stages)), stages
+        assert bad == []
+    links = [r for r in services.proxy.requests if b"/events" in r]
+    assert len({re.search(rb"token=([^ &]+)", r).group(1) for r in links}) >= 2  # type: ignore[union-attr]
+    assert b"last_event_id=" in links[-1], "the fresh link resumes from the last event"
