@@ -71,6 +71,8 @@ async function api(method, path, body) {
     const where = data.field ? ` (${data.field})` : "";
     const err = new Error(`${data.error || response.status}: ${data.detail || ""}${where}`);
     err.items = Array.isArray(data.errors) ? data.errors : [];  // a refused batch's, by index
+    err.status = response.status;
+    err.retryAfter = Number(response.headers.get("retry-after")) || 1;
     throw err;
   }
   return data;
@@ -181,10 +183,18 @@ class ScanCard {
     this.done = true;
     if (this.source) this.source.close();
     this.conn.textContent = "done";
-    try {
-      this.show(await api("GET", `/api/scans/${this.id}`));
-    } catch (err) {
-      alertUser(err.message);
+    // A batch's scans may end together: over the key's request rate, wait as told.
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        this.show(await api("GET", `/api/scans/${this.id}`));
+        return;
+      } catch (err) {
+        if (err.status !== 429 || attempt >= 5) {
+          alertUser(err.message);
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, err.retryAfter * 1000));
+      }
     }
   }
 
@@ -213,6 +223,7 @@ class BatchFeed {
   constructor() {
     this.cards = new Map();
     this.early = [];  // events that came before the batch's answer named their scans
+    this.closed = false;
     this.ready = false;  // the batch's answer has come: events of other scans are not ours
     this.lastEventId = null;
     this.source = null;
@@ -267,6 +278,7 @@ class BatchFeed {
     this.source.close();
     await new Promise((resolve) => setTimeout(resolve, this.relinkMs));
     this.relinkMs = Math.min(this.relinkMs * 2, 30000);
+    if (this.closed) return;  // every card ended meanwhile
     try {
       const link = await api("GET", "/api/events-url");
       const url = new URL(link.events_url);
@@ -306,6 +318,7 @@ class BatchFeed {
   }
 
   close() {
+    this.closed = true;
     if (this.source) this.source.close();
     this.source = null;
   }
