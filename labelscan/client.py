@@ -24,7 +24,9 @@ from labelscan.sse import Resumable, batch_item, ends_scan, scan_item
 from shared.schemas import (
     TERMINAL_STATES,
     BatchAccepted,
+    BatchCancelled,
     BatchEvent,
+    BatchRetried,
     BatchStatus,
     CancelResult,
     DeadLetters,
@@ -242,6 +244,16 @@ class AsyncClient:
         params: dict[str, str | int] = {"cursor": cursor} if cursor else {}
         return await self._send(self._build.get(f"/api/batches/{batch_id}", **params), BatchStatus)
 
+    async def cancel_batch(self, batch_id: str) -> BatchCancelled:
+        """Cancel every scan of the batch that has not finished."""
+        request = self._build.send("DELETE", f"/api/batches/{batch_id}")
+        return await self._send(request, BatchCancelled)
+
+    async def retry_batch(self, batch_id: str) -> BatchRetried:
+        """Replay the batch's failed scans (the ids of those queued again)."""
+        request = self._build.send("POST", f"/api/batches/{batch_id}/retry")
+        return await self._send(request, BatchRetried)
+
     async def cancel(self, scan_id: str) -> CancelResult:
         """Cancel a scan that has not finished (``ConflictError`` once it has)."""
         return await self._send(self._build.send("DELETE", f"/api/scans/{scan_id}"), CancelResult)
@@ -368,6 +380,15 @@ class Client:
         """The batch's counts per state, progress, a page of scan ids, and its aggregate."""
         params: dict[str, str | int] = {"cursor": cursor} if cursor else {}
         return self._send(self._build.get(f"/api/batches/{batch_id}", **params), BatchStatus)
+
+    def cancel_batch(self, batch_id: str) -> BatchCancelled:
+        """Cancel every scan of the batch that has not finished."""
+        return self._send(self._build.send("DELETE", f"/api/batches/{batch_id}"), BatchCancelled)
+
+    def retry_batch(self, batch_id: str) -> BatchRetried:
+        """Replay the batch's failed scans (the ids of those queued again)."""
+        request = self._build.send("POST", f"/api/batches/{batch_id}/retry")
+        return self._send(request, BatchRetried)
 
     def cancel(self, scan_id: str) -> CancelResult:
         """Cancel a scan that has not finished (``ConflictError`` once it has)."""

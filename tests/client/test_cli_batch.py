@@ -259,6 +259,8 @@ async def test_client_reads_every_batch_answer_of_the_api(services: Services) ->
         async with asyncio.timeout(30):
             events = [e async for e in client.batch_events(first.events_url)]
         status = await client.batch_status(first.batch_id)
+        retried = await client.retry_batch(first.batch_id)
+        cancelled = await client.cancel_batch(first.batch_id)
     assert empty.value.status == 422 and empty.value.field == "scans"
     assert again.batch_id == first.batch_id and again.scan_ids == first.scan_ids
     ends = {e.scan_id: e.type for e in events if isinstance(e, ScanEvent)}
@@ -270,3 +272,9 @@ async def test_client_reads_every_batch_answer_of_the_api(services: Services) ->
     assert status.state == "finished" and status.finished_at is not None
     assert (status.counts.completed, status.counts.failed, status.counts.queued) == (1, 1, 0)
     assert status.scan_ids == first.scan_ids
+    # The failed scan queued again, then cancelled unless it had already failed again.
+    assert retried.batch_id == first.batch_id and retried.scan_ids == [first.scan_ids[1]]
+    assert cancelled.batch_id == first.batch_id
+    assert cancelled.cancelled == cancelled.counts.cancelled
+    assert cancelled.counts.cancelled + cancelled.counts.failed == 1
+    assert cancelled.counts.completed == 1 and cancelled.counts.pending == 0
