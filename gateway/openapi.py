@@ -20,6 +20,7 @@ from shared.schemas import (
     CancelResult,
     DeadLetters,
     ErrorBody,
+    EventsLink,
     QueueStats,
     ScanAccepted,
     ScanCreate,
@@ -61,6 +62,7 @@ _STRUCTS: tuple[type[msgspec.Struct], ...] = (
     Drain,
     Drained,
     ScanPage,
+    EventsLink,
     *openapi_batches.STRUCTS,
     EndpointCreate,
     EndpointPatch,
@@ -268,17 +270,6 @@ def _components(settings: Settings) -> dict[str, Schema]:
     )
     components["ScanCreateForm"] = form
     components.update(openapi_batches.components(settings, components["ScanCreate"]))
-    components["EventsLink"] = {
-        "title": "EventsLink",
-        "type": "object",
-        "additionalProperties": False,
-        "description": "Where (and with what token) to listen to a scan's events.",
-        "properties": {
-            "events_url": {"type": "string"},
-            "events_token": {"anyOf": [{"type": "string"}, {"type": "null"}]},
-        },
-        "required": ["events_url", "events_token"],
-    }
     components["Health"] = {
         "title": "Health",
         "type": "object",

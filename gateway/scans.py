@@ -24,6 +24,7 @@ from shared.http.responses import JSONResponse
 from shared.metrics import finished, tenant_label
 from shared.schemas import (
     CancelResult,
+    EventsLink,
     ScanAccepted,
     ScanDetail,
     ScanJob,
@@ -259,7 +260,7 @@ async def events_link(request: Request) -> Response:
     """``GET /api/scans/{scan_id}/events-url``: a fresh token for the scan's event stream."""
     _, detail = await _owned(request)
     body = accepted(request.state.settings, detail.scan_id, detail.state)
-    return JSONResponse({"events_url": body.events_url, "events_token": body.events_token})
+    return JSONResponse(EventsLink(events_url=body.events_url, events_token=body.events_token))
 
 
 async def tenant_events_link(request: Request) -> Response:
@@ -276,9 +277,9 @@ async def tenant_events_link(request: Request) -> Response:
             raise ApiError(
                 422, "invalid_field", "tenant must match [A-Za-z0-9_.-]{1,64}", "tenant"
             ) from None
-        return JSONResponse({"events_url": f"{url}?tenant={tenant}", "events_token": None})
+        return JSONResponse(EventsLink(events_url=f"{url}?tenant={tenant}", events_token=None))
     token = tokens.sign(settings.event_keys, "t", caller.tenant, settings.event_token_ttl_s)
-    return JSONResponse({"events_url": f"{url}?token={token}", "events_token": token})
+    return JSONResponse(EventsLink(events_url=f"{url}?token={token}", events_token=token))
 
 
 async def cancel_scan(request: Request) -> Response:

@@ -21,8 +21,14 @@ from rich.console import Console
 from labelscan import render, report
 from labelscan.client import AsyncClient
 from labelscan.errors import ApiError, ConnectionLost, LabelscanError
-from labelscan.models import BatchAccepted, BatchStatus
-from shared.schemas import CATEGORIES, MARKETPLACES, PRIORITIES, ScanDetail
+from shared.schemas import (
+    CATEGORIES,
+    MARKETPLACES,
+    PRIORITIES,
+    BatchAccepted,
+    BatchStatus,
+    ScanDetail,
+)
 from shared.settings import Secret
 
 COMPLIANT, NOT_COMPLIANT, ERROR = 0, 1, 2

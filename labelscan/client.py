@@ -16,15 +16,21 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self, TypeVar
 
 import httpx
+from httpx_sse import ServerSentEvent, aconnect_sse
 
 from labelscan import errors
 from labelscan.api import LONG_POLL_S, Image, Requests, decode, default_name, http_args
-from labelscan.models import BatchAccepted, BatchStatus, EventsLink
-from labelscan.sse import Message, Resumable, ends_scan, scan_item
+from labelscan.sse import Resumable, batch_item, ends_scan, scan_item
 from shared.schemas import (
     TERMINAL_STATES,
+    BatchAccepted,
+    BatchCancelled,
+    BatchEvent,
+    BatchRetried,
+    BatchStatus,
     CancelResult,
     DeadLetters,
+    EventsLink,
     QueueStats,
     ScanAccepted,
     ScanDetail,
@@ -158,14 +164,17 @@ class AsyncClient:
         relink: Callable[[], Awaitable[str]] | None,
         max_failures: int,
         what: str,
-    ) -> AsyncGenerator[Message, None]:
+    ) -> AsyncGenerator[ServerSentEvent, None]:
         """Every event of ``stream``, reconnecting from the last id seen until the server
         says it is over (``204``); ``relink`` gives a fresh URL for a refused token."""
         failures = 0
         while True:
             pause = min(stream.delay_s, 5.0)
             try:
-                async with self._http.stream("GET", stream.url, headers=stream.headers()) as answer:
+                async with aconnect_sse(
+                    self._http, "GET", stream.url, headers=stream.headers()
+                ) as source:
+                    answer = source.response
                     if answer.status_code == 204:  # the notifier says we have seen the end
                         return
                     if answer.status_code in (401, 403) and relink is not None:
@@ -176,7 +185,7 @@ class AsyncClient:
                         raise errors.from_response(answer)
                     else:
                         failures = 0
-                        async for message in stream.read(answer):
+                        async for message in stream.read(source):
                             yield message
             except (httpx.TransportError, errors.ServerError, errors.RateLimited) as exc:
                 failures += 1
@@ -218,17 +227,32 @@ class AsyncClient:
 
     async def batch_events(
         self, events_url: str, *, last_event_id: str | None = None, max_failures: int = 10
-    ) -> AsyncIterator[Message]:
-        """A batch's event stream (``events_url`` of ``batch()``), resumed after drops."""
+    ) -> AsyncIterator[BatchEvent | ScanEvent]:
+        """A batch's events (``events_url`` of ``batch()``), resumed after drops: its
+        progress (``batch``), each scan's terminal event, and last ``batch.completed``."""
         follow = self._follow(Resumable(events_url, last_event_id), None, max_failures, "batch")
         async with contextlib.aclosing(follow) as messages:
             async for message in messages:
-                yield message
+                item = batch_item(message)
+                if item is not None:
+                    yield item
+                    if isinstance(item, BatchEvent) and item.type == "batch.completed":
+                        return
 
     async def batch_status(self, batch_id: str, cursor: str | None = None) -> BatchStatus:
         """The batch's counts per state, progress, a page of scan ids, and its aggregate."""
         params: dict[str, str | int] = {"cursor": cursor} if cursor else {}
         return await self._send(self._build.get(f"/api/batches/{batch_id}", **params), BatchStatus)
+
+    async def cancel_batch(self, batch_id: str) -> BatchCancelled:
+        """Cancel every scan of the batch that has not finished."""
+        request = self._build.send("DELETE", f"/api/batches/{batch_id}")
+        return await self._send(request, BatchCancelled)
+
+    async def retry_batch(self, batch_id: str) -> BatchRetried:
+        """Replay the batch's failed scans (the ids of those queued again)."""
+        request = self._build.send("POST", f"/api/batches/{batch_id}/retry")
+        return await self._send(request, BatchRetried)
 
     async def cancel(self, scan_id: str) -> CancelResult:
         """Cancel a scan that has not finished (``ConflictError`` once it has)."""
@@ -356,6 +380,15 @@ class Client:
         """The batch's counts per state, progress, a page of scan ids, and its aggregate."""
         params: dict[str, str | int] = {"cursor": cursor} if cursor else {}
         return self._send(self._build.get(f"/api/batches/{batch_id}", **params), BatchStatus)
+
+    def cancel_batch(self, batch_id: str) -> BatchCancelled:
+        """Cancel every scan of the batch that has not finished."""
+        return self._send(self._build.send("DELETE", f"/api/batches/{batch_id}"), BatchCancelled)
+
+    def retry_batch(self, batch_id: str) -> BatchRetried:
+        """Replay the batch's failed scans (the ids of those queued again)."""
+        request = self._build.send("POST", f"/api/batches/{batch_id}/retry")
+        return self._send(request, BatchRetried)
 
     def cancel(self, scan_id: str) -> CancelResult:
         """Cancel a scan that has not finished (``ConflictError`` once it has)."""

@@ -5,8 +5,7 @@ from __future__ import annotations
 import httpx
 import msgspec
 
-from labelscan.models import BatchItemError, BatchRejected
-from shared.schemas import ErrorBody
+from shared.schemas import BatchErrors, ErrorBody, ItemError
 
 
 class LabelscanError(Exception):
@@ -25,7 +24,7 @@ class ApiError(LabelscanError):
         detail: str,
         field: str | None = None,
         *,
-        errors: list[BatchItemError] | None = None,
+        errors: list[ItemError] | None = None,
         retry_after: float | None = None,
     ) -> None:
         super().__init__(f"{status} {error}: {detail}" + (f" ({field})" if field else ""))
@@ -97,7 +96,7 @@ _BY_STATUS: dict[int, type[ApiError]] = {
 }
 
 _error_body = msgspec.json.Decoder(ErrorBody)
-_batch_body = msgspec.json.Decoder(BatchRejected)
+_batch_body = msgspec.json.Decoder(BatchErrors)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -116,24 +115,13 @@ def from_response(response: httpx.Response) -> ApiError:
     try:
         body = _error_body.decode(response.content)
     except msgspec.DecodeError:
-        try:
-            batch = _batch_body.decode(response.content)
-        except msgspec.DecodeError:
-            text = response.text.strip()[:200] or response.reason_phrase
-            return cls(status, "http_error", text, retry_after=retry_after)
-        first = batch.errors[0] if batch.errors else None
-        return cls(
-            status,
-            batch.error,
-            batch.detail or (first.reason if first else "the batch was refused"),
-            first.field if first else None,
-            errors=batch.errors,
-            retry_after=retry_after,
-        )
-    errors: list[BatchItemError] = []
+        # Not the API's error body: a proxy's page, or a service that is not labelscan.
+        text = response.text.strip()[:200] or response.reason_phrase
+        return cls(status, "http_error", text, retry_after=retry_after)
+    errors: list[ItemError] = []
     if body.error == "invalid_batch":
         try:
             errors = _batch_body.decode(response.content).errors
         except msgspec.DecodeError:
-            errors = []
+            errors = []  # an older gateway's invalid_batch without the per-item list
     return cls(status, body.error, body.detail, body.field, errors=errors, retry_after=retry_after)

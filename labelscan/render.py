@@ -10,13 +10,21 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import msgspec
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 from rich.table import Table
 
-from labelscan.models import BatchStatus
-from shared.schemas import DeadLetters, Finding, MarketplaceReport, QueueStats, ScanDetail
+from shared.schemas import (
+    BatchCounts,
+    BatchStatus,
+    DeadLetters,
+    Finding,
+    MarketplaceReport,
+    QueueStats,
+    ScanDetail,
+)
 
 # Failures first: what the seller must fix before what merely needs a look.
 _STATUS_ORDER = {"fail": 0, "unclear": 1, "pass": 2}
@@ -129,6 +137,11 @@ def scan_bar(out: Console, scan_id: str) -> Iterator[ScanBar]:
         yield ScanBar(out, progress, task)
 
 
+def finished(counts: BatchCounts) -> int:
+    """A batch's scans that have ended, whatever their outcome."""
+    return counts.completed + counts.failed + counts.cancelled
+
+
 @dataclass
 class BatchBar:
     """A batch's overall progress: scans finished out of the total."""
@@ -140,16 +153,15 @@ class BatchBar:
 
     def update(self, status: BatchStatus) -> None:
         """Show how many scans are done, and how many of them failed."""
-        failed = status.counts.get("failed", 0) + status.counts.get("cancelled", 0)
-        now = (status.done, failed)
+        failed = status.counts.failed + status.counts.cancelled
+        done = finished(status.counts)
+        now = (done, failed)
         if now == self.last:
             return
         self.last = now
-        message = f"{status.done}/{status.total} done" + (f", {failed} failed" if failed else "")
+        message = f"{done}/{status.total} done" + (f", {failed} failed" if failed else "")
         if self.progress is not None and self.task is not None:
-            self.progress.update(
-                self.task, completed=status.done, total=status.total, message=message
-            )
+            self.progress.update(self.task, completed=done, total=status.total, message=message)
         else:
             self.out.print(f"{status.progress:>3}% {message}", markup=False)
 
@@ -194,7 +206,8 @@ def batch_summary(out: Console, status: BatchStatus, rows: Sequence[Row]) -> Non
             escape(", ".join(row.failed_rules) or "-"),
         )
     out.print(table)
-    counts = ", ".join(f"{state} {n}" for state, n in sorted(status.counts.items()) if n)
+    by_state = msgspec.structs.asdict(status.counts)
+    counts = ", ".join(f"{state} {n}" for state, n in sorted(by_state.items()) if n)
     out.print(f"counts: {counts or 'none'}", markup=False)
     if status.aggregate is None:
         return

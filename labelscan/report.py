@@ -8,9 +8,8 @@ from pathlib import Path
 
 import msgspec
 
-from labelscan.models import BatchStatus
 from labelscan.render import Row
-from shared.schemas import MARKETPLACES, ScanDetail
+from shared.schemas import MARKETPLACES, BatchStatus, ScanDetail
 
 
 def row(file: str, scan_id: str, detail: ScanDetail | None, problem: str = "") -> Row:

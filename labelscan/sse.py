@@ -1,20 +1,21 @@
-"""Server-Sent Events read off an httpx response, field by field as the HTML spec says.
+"""The notifier's event streams as the client follows them, parsed by ``httpx-sse``.
 
-Small on purpose: the notifier's streams need only ``id``, ``event``, ``data`` and
-``retry``, and the client must see id-only blocks (the notifier's pings move the
-resume point) that EventSource-style libraries fold away.
+``httpx-sse`` reads the blocks as the HTML spec says; this module keeps what the
+client needs across connections: the last event id (id-only blocks, the
+notifier's pings, move it too), the server's ``retry`` delay, and which blocks
+are events (a block without ``data`` is not dispatched, as in EventSource).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import httpx
 import msgspec
+from httpx_sse import EventSource, ServerSentEvent, SSEError
 
-from shared.schemas import TERMINAL_STATES, ScanEvent
+from labelscan import errors
+from shared.schemas import TERMINAL_STATES, BatchEvent, ScanEvent
 
 if TYPE_CHECKING:
     from notifier.reset import ScanReset
@@ -23,6 +24,7 @@ _EVENT_TYPES = frozenset(
     {"scheduled", "queued", "progress", "retrying", "completed", "failed", "cancelled"}
 )
 _event = msgspec.json.Decoder(ScanEvent)
+_batch_event = msgspec.json.Decoder(BatchEvent)
 
 
 def _decode_reset(data: str) -> ScanReset:
@@ -31,46 +33,6 @@ def _decode_reset(data: str) -> ScanReset:
     from notifier.reset import ScanReset
 
     return msgspec.json.decode(data, type=ScanReset)
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One block: an event when ``data`` is set, else only a new id or retry delay."""
-
-    id: str | None
-    event: str
-    data: str | None
-    retry_ms: int | None
-
-
-async def messages(response: httpx.Response) -> AsyncIterator[Message]:
-    """Every block of ``response`` until the server ends the stream."""
-    event_id: str | None = None
-    event = ""
-    data: list[str] = []
-    retry_ms: int | None = None
-    touched = False
-    async for line in response.aiter_lines():
-        if not line:
-            if touched:
-                yield Message(
-                    event_id, event or "message", "\n".join(data) if data else None, retry_ms
-                )
-            event, data, retry_ms, touched = "", [], None, False
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        touched = True
-        if name == "data":
-            data.append(value)
-        elif name == "event":
-            event = value
-        elif name == "id" and "\0" not in value:
-            event_id = value
-        elif name == "retry" and value.isascii() and value.isdigit():
-            retry_ms = int(value)
 
 
 class Resumable:
@@ -83,32 +45,39 @@ class Resumable:
 
     def headers(self) -> dict[str, str]:
         """The request's headers: ``Last-Event-ID`` once an id was seen."""
-        headers = {"accept": "text/event-stream"}
-        if self.last_event_id is not None:
-            headers["last-event-id"] = self.last_event_id
-        return headers
+        return {"last-event-id": self.last_event_id} if self.last_event_id is not None else {}
 
-    async def read(self, response: httpx.Response) -> AsyncIterator[Message]:
+    async def read(self, source: EventSource) -> AsyncIterator[ServerSentEvent]:
         """The events of one connection, until it ends or the server says reconnect."""
-        async for message in messages(response):
-            self.last_event_id = message.id or self.last_event_id
-            if message.retry_ms is not None:
-                self.delay_s = message.retry_ms / 1000
-            if message.data is None:
-                continue
-            if message.event == "reconnect":
-                return
-            yield message
+        try:
+            async for message in source.aiter_sse():
+                self.last_event_id = message.id or self.last_event_id
+                if message.retry is not None:
+                    self.delay_s = max(0, message.retry) / 1000
+                if not message.data:
+                    continue  # an id, a retry delay or a ping: nothing to dispatch
+                if message.event == "reconnect":
+                    return
+                yield message
+        except SSEError as exc:  # a 2xx that is not an event stream: not the notifier
+            raise errors.UnexpectedAnswer(f"{source.response.url}: {exc}") from exc
 
 
-def scan_item(message: Message) -> ScanEvent | ScanReset | None:
+def scan_item(message: ServerSentEvent) -> ScanEvent | ScanReset | None:
     """A scan stream's message as the client yields it (None: not one of its events)."""
-    if message.data is None:
-        return None
     if message.event in _EVENT_TYPES:
         return _event.decode(message.data)
     if message.event == "reset":
         return _decode_reset(message.data)
+    return None
+
+
+def batch_item(message: ServerSentEvent) -> BatchEvent | ScanEvent | None:
+    """A batch stream's message: its progress and end, or one of its scans' terminal events."""
+    if message.event in ("batch", "batch.completed"):
+        return _batch_event.decode(message.data)
+    if message.event in _EVENT_TYPES:
+        return _event.decode(message.data)
     return None
 
 

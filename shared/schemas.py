@@ -93,6 +93,13 @@ class ScanAccepted(Base, frozen=True, kw_only=True):
     """With ``callback_url``: the secret that signs its deliveries (``whsec_...``)."""
 
 
+class EventsLink(Base, frozen=True, kw_only=True):
+    """Answer of ``GET /api/scans/{id}/events-url`` and ``GET /api/events-url``."""
+
+    events_url: str
+    events_token: str | None
+
+
 class Progress(Base, frozen=True, kw_only=True):
     """Where a scan stands, for a progress bar."""
 

@@ -1,10 +1,14 @@
 // labelscan seller page: plain DOM, no framework, no build step.
 //
-// Each dropped label is one POST /api/scans (multipart); each scan's progress comes from
-// its EventSource on the notifier, which resumes by itself with Last-Event-ID after a
-// dropped connection; a refused reconnect (an expired token) gets a fresh link and resumes
-// from the last event id. Everything from the API reaches the page as text: the CSP
-// enforces Trusted Types, so a string put into an HTML sink would throw.
+// One label is one POST /api/scans (multipart), followed on its own EventSource. Several
+// are one POST /api/batches (multipart, one `image` part each: all accepted or none),
+// followed on ONE EventSource on the tenant's stream (GET /api/events-url), opened before
+// the batch is sent so no event is missed, and routed to each scan's card by scan_id: a
+// browser opens only six connections per server, so a stream per scan would stall the
+// seventh. Every EventSource resumes by itself with Last-Event-ID after a dropped
+// connection; a refused reconnect (an expired token) gets a fresh link and resumes from
+// the last event id. Everything from the API reaches the page as text: the CSP enforces
+// Trusted Types, so a string put into an HTML sink would throw.
 "use strict";
 
 const KEY_STORAGE = "labelscan.apiKey";
@@ -14,6 +18,8 @@ const EVENT_TYPES = ["scheduled", "queued", "progress", "retrying", "completed",
 const STATUS_ORDER = {fail: 0, unclear: 1, pass: 2};
 const SEVERITY_ORDER = {critical: 0, major: 1, minor: 2, info: 3};
 const VERDICT_ORDER = {non_compliant: 0, needs_review: 1, compliant: 2};
+const OPEN_WAIT_MS = 10000;  // how long a batch waits for its event stream before giving up
+const EARLY_MAX = 10000;     // events kept for scans whose batch answer has not arrived yet
 
 const $ = (id) => document.getElementById(id);
 let pending = [];
@@ -63,7 +69,11 @@ async function api(method, path, body) {
   }
   if (!response.ok) {
     const where = data.field ? ` (${data.field})` : "";
-    throw new Error(`${data.error || response.status}: ${data.detail || ""}${where}`);
+    const err = new Error(`${data.error || response.status}: ${data.detail || ""}${where}`);
+    err.items = Array.isArray(data.errors) ? data.errors : [];  // a refused batch's, by index
+    err.status = response.status;
+    err.retryAfter = Number(response.headers.get("retry-after")) || 1;
+    throw err;
   }
   return data;
 }
@@ -86,9 +96,12 @@ const stem = (name) => name.replace(/\.[^.]*$/, "").slice(0, 200) || "label";
 // --- one scan's card ----------------------------------------------------------------------
 
 class ScanCard {
-  constructor(file, accepted) {
+  /** A card for a scan; it listens on its own stream unless a BatchFeed routes to it. */
+  constructor(file, accepted, feed) {
     this.id = accepted.scan_id;
     this.lastEventId = null;
+    this.seen = new Set();  // event ids applied: a resume from an older id repeats none
+    this.done = false;
     this.source = null;
     this.relinkMs = 500;
     this.state = el("span", {class: "state", text: accepted.status});
@@ -108,7 +121,8 @@ class ScanCard {
     );
     $("scans").prepend(this.node);
     $("empty").hidden = true;
-    this.listen(accepted.events_url);
+    if (feed) feed.follow(this);
+    else this.listen(accepted.events_url);
   }
 
   listen(url) {
@@ -149,7 +163,11 @@ class ScanCard {
   }
 
   onEvent(e, data) {
-    if (e.lastEventId) this.lastEventId = e.lastEventId;
+    if (this.done || (e.lastEventId && this.seen.has(e.lastEventId))) return;
+    if (e.lastEventId) {
+      this.lastEventId = e.lastEventId;
+      this.seen.add(e.lastEventId);
+    }
     const progress = data.progress || {};
     this.state.textContent = data.state || this.state.textContent;
     this.bar.value = Number(progress.percentage) || 0;
@@ -162,12 +180,21 @@ class ScanCard {
   }
 
   async finish() {
-    this.source.close();
+    this.done = true;
+    if (this.source) this.source.close();
     this.conn.textContent = "done";
-    try {
-      this.show(await api("GET", `/api/scans/${this.id}`));
-    } catch (err) {
-      alertUser(err.message);
+    // A batch's scans may end together: over the key's request rate, wait as told.
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        this.show(await api("GET", `/api/scans/${this.id}`));
+        return;
+      } catch (err) {
+        if (err.status !== 429 || attempt >= 5) {
+          alertUser(err.message);
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, err.retryAfter * 1000));
+      }
     }
   }
 
@@ -187,6 +214,113 @@ class ScanCard {
       for (const report of reports) parts.push(...marketplaceTable(report));
     }
     this.outcome.replaceChildren(...parts);
+  }
+}
+
+// --- one stream for a batch's cards ---------------------------------------------------------
+
+class BatchFeed {
+  constructor() {
+    this.cards = new Map();
+    this.early = [];  // events that came before the batch's answer named their scans
+    this.closed = false;
+    this.ready = false;  // the batch's answer has come: events of other scans are not ours
+    this.lastEventId = null;
+    this.source = null;
+    this.relinkMs = 500;
+  }
+
+  /** Opens the tenant's stream; resolves once it is open (every later event reaches it). */
+  async open() {
+    const link = await api("GET", "/api/events-url");
+    let timer;
+    const late = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error("the event stream did not open")), OPEN_WAIT_MS);
+    });
+    try {
+      await Promise.race([this.listen(link.events_url), late]);
+    } catch (err) {
+      this.close();
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  listen(url) {
+    return new Promise((resolve, reject) => {
+      const source = new EventSource(url);
+      this.source = source;
+      source.onopen = () => {
+        this.conn("live");
+        this.relinkMs = 500;
+        resolve();
+      };
+      source.onerror = () => {
+        if (this.source !== source) return;
+        this.conn("reconnecting");  // CONNECTING: the browser resumes with Last-Event-ID
+        if (source.readyState === EventSource.CLOSED) {
+          if (this.cards.size) this.relink();  // refused (an expired token): a fresh link
+          else reject(new Error("the event stream was refused"));
+        }
+      };
+      for (const type of EVENT_TYPES) {
+        source.addEventListener(type, (e) => this.route(e, JSON.parse(e.data)));
+      }
+      // The tenant's reset: the latest event of each of its scans, in place of the lost ones.
+      source.addEventListener("reset", (e) => {
+        for (const latest of JSON.parse(e.data).scans || []) this.route(e, latest);
+      });
+    });
+  }
+
+  async relink() {
+    this.source.close();
+    await new Promise((resolve) => setTimeout(resolve, this.relinkMs));
+    this.relinkMs = Math.min(this.relinkMs * 2, 30000);
+    if (this.closed) return;  // every card ended meanwhile
+    try {
+      const link = await api("GET", "/api/events-url");
+      const url = new URL(link.events_url);
+      if (this.lastEventId) url.searchParams.set("last_event_id", this.lastEventId);
+      await this.listen(url.toString());
+    } catch (err) {
+      this.conn("lost");
+      alertUser(err.message);
+    }
+  }
+
+  route(e, data) {
+    if (e.lastEventId) this.lastEventId = e.lastEventId;
+    const card = this.cards.get(data.scan_id);
+    if (card) card.onEvent(e, data);
+    else if (!this.ready && this.early.length < EARLY_MAX) this.early.push([e, data]);
+    if (this.ready && [...this.cards.values()].every((c) => c.done)) this.close();
+  }
+
+  follow(card) {
+    this.cards.set(card.id, card);
+    card.conn.textContent = this.source ? "live" : "connecting";
+  }
+
+  /** Every card of the batch exists: first the events that came before them. */
+  started() {
+    this.ready = true;
+    const early = this.early;
+    this.early = [];
+    for (const [e, data] of early) this.route(e, data);
+  }
+
+  conn(text) {
+    for (const card of this.cards.values()) {
+      if (!card.done) card.conn.textContent = text;
+    }
+  }
+
+  close() {
+    this.closed = true;
+    if (this.source) this.source.close();
+    this.source = null;
   }
 }
 
@@ -223,21 +357,52 @@ async function submit(event) {
   const files = pending;
   pending = [];
   $("picked").replaceChildren();
-  let sent = 0;
-  for (const file of files) {
-    const form = new FormData();
-    form.append("image", file, file.name);
-    form.append("category", $("category").value);
-    form.append("marketplaces", markets.join(","));
-    form.append("product_name", stem(file.name));
-    try {
-      new ScanCard(file, await api("POST", "/api/scans", form));
-      sent += 1;
-    } catch (err) {
-      alertUser(`${file.name}: ${err.message}`);
-    }
+  if (files.length === 1) await submitOne(files[0], markets);
+  else await submitBatch(files, markets);
+}
+
+function form(markets) {
+  const body = new FormData();
+  body.append("category", $("category").value);
+  body.append("marketplaces", markets.join(","));
+  return body;
+}
+
+async function submitOne(file, markets) {
+  const body = form(markets);
+  body.append("image", file, file.name);
+  body.append("product_name", stem(file.name));
+  try {
+    new ScanCard(file, await api("POST", "/api/scans", body));
+    $("submit-status").textContent = "1 of 1 sent";
+  } catch (err) {
+    alertUser(`${file.name}: ${err.message}`);
+    $("submit-status").textContent = "0 of 1 sent";
   }
-  $("submit-status").textContent = `${sent} of ${files.length} sent`;
+}
+
+async function submitBatch(files, markets) {
+  // Each file's name (without its extension) names its product, as for one scan.
+  const body = form(markets);
+  for (const file of files) body.append("image", file, file.name);
+  const feed = new BatchFeed();
+  try {
+    await feed.open();
+    const accepted = await api("POST", "/api/batches", body);
+    accepted.scan_ids.forEach((id, i) => {
+      new ScanCard(files[i], {scan_id: id, status: "queued"}, feed);
+    });
+    feed.started();
+    $("submit-status").textContent =
+      `${files.length} of ${files.length} sent as batch ${accepted.batch_id}`;
+  } catch (err) {
+    feed.close();
+    // A refused batch wrote nothing: say which labels, by their position in it.
+    const items = (err.items || []).map((item) =>
+      `${files[item.index] ? files[item.index].name : `#${item.index}`}: ${item.reason}`);
+    alertUser([err.message, ...items].join(" · "));
+    $("submit-status").textContent = `0 of ${files.length} sent`;
+  }
 }
 
 function setUp() {

@@ -14,10 +14,12 @@ import re
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from labelscan.client import AsyncClient, Client
 from labelscan.errors import InvalidRequest
+from shared.schemas import BatchEvent, ScanEvent
 from tests.client.conftest import (
     KEY,
     ROOT,
@@ -55,21 +57,38 @@ async def test_cli_batch_progress_summary_and_csv_report(
     assert lines[0].startswith("batch ") and lines[0].endswith(": 3 scans")
     assert any(line.endswith("3/3 done") for line in lines)
     assert any("Batch " in line and "finished" in line for line in lines)
+    batch_id = lines[0].split()[1].rstrip(":")
+    async with AsyncClient(services.gateway_url, KEY) as client:
+        status = await client.batch_status(batch_id)
     summary = run.out[run.out.index("Scans") :]
     # Not compliant first.
     assert summary.index("bad-1.png") < summary.index("ok-1.png") < summary.index("ok-2.png")
-    assert "FR-MISSING-ADDRESS" in summary
+    assert "counts: completed 3" in summary
+    # The batch's aggregate as the API has it: FR compliant 2, needs_review 0, non_compliant 1.
+    verdicts = summary[summary.index("Verdicts per marketplace") :]
+    assert re.search(r"FR\W+2\W+0\W+1\W", verdicts), verdicts
+    assert re.search(r"FR-MISSING-ADDRESS\W+1\W", summary[summary.index("Most frequent") :])
+    assert status.aggregate is not None
+    assert status.aggregate.verdicts == {
+        "FR": {"compliant": 2, "non_compliant": 1, "needs_review": 0}
+    }
+    assert [(r.rule, r.count) for r in status.aggregate.top_failing_rules] == [
+        ("FR-MISSING-ADDRESS", 1)
+    ]
     with report.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert sorted(r["file"] for r in rows) == ["bad-1.png", "ok-1.png", "ok-2.png"]
-    by_file = {r["file"]: r for r in rows}
-    assert by_file["bad-1.png"]["verdict"] == "non_compliant"
-    assert by_file["bad-1.png"]["FR"] == "non_compliant"
-    assert by_file["bad-1.png"]["failed_rules"] == "FR-MISSING-ADDRESS"
-    assert (
-        by_file["ok-1.png"]["verdict"] == "compliant"
-        and by_file["ok-1.png"]["state"] == "completed"
-    )
+        table = list(csv.reader(f))
+    assert table[0] == ["file", "scan_id", "state", "verdict", "FR", "failed_rules", "error"]
+    # One row per label, in the order sent, each with the scan id the batch gave it.
+    assert table[1:] == [
+        [file, scan_id, "completed", verdict, verdict, rules, ""]
+        for file, scan_id, verdict, rules in zip(
+            ["bad-1.png", "ok-1.png", "ok-2.png"],
+            status.scan_ids,
+            ["non_compliant", "compliant", "compliant"],
+            ["FR-MISSING-ADDRESS", "", ""],
+            strict=True,
+        )
+    ]
 
 
 async def test_cli_batch_json_and_json_report(
@@ -95,10 +114,36 @@ async def test_cli_batch_json_and_json_report(
     assert run.code == 0, run.err
     printed = json.loads(run.out)
     assert printed == json.loads(report.read_text())
-    assert printed["batch"]["state"] == "finished" and printed["batch"]["total"] == 2
-    assert [s["verdict"] for s in printed["scans"]] == ["compliant", "compliant"]
-    assert printed["scans"][0]["marketplaces"] == {"US": "compliant", "DE": "compliant"}
-    assert printed["batch"]["aggregate"]["verdicts"]["US"]["compliant"] == 2
+    batch = printed["batch"]
+    async with AsyncClient(services.gateway_url, KEY) as client:
+        status = await client.batch_status(batch["batch_id"])
+    # The report's batch is the API's answer, whole: state, counts, aggregate, scan ids.
+    assert batch == json.loads(msgspec.json.encode(status))
+    assert batch["state"] == "finished" and batch["total"] == 2 and batch["progress"] == 100
+    assert batch["counts"] == {
+        "scheduled": 0,
+        "queued": 0,
+        "active": 0,
+        "retrying": 0,
+        "completed": 2,
+        "failed": 0,
+        "cancelled": 0,
+        "pending": 0,
+    }
+    tally = {"compliant": 2, "non_compliant": 0, "needs_review": 0}
+    assert batch["aggregate"] == {"verdicts": {"DE": tally, "US": tally}, "top_failing_rules": []}
+    assert printed["scans"] == [
+        {
+            "file": name,
+            "scan_id": scan_id,
+            "state": "completed",
+            "verdict": "compliant",
+            "marketplaces": {"US": "compliant", "DE": "compliant"},
+            "failed_rules": [],
+            "error": None,
+        }
+        for name, scan_id in zip(["ok-1.png", "ok-2.png"], batch["scan_ids"], strict=True)
+    ]
 
 
 async def test_cli_batch_with_a_failed_scan_exits_2(services: Services, tmp_path: Path) -> None:
@@ -133,7 +178,7 @@ async def test_client_batch_and_status_async_and_sync(services: Services) -> Non
             while (status := await client.batch_status(accepted.batch_id)).state == "running":
                 await asyncio.sleep(0.1)
     assert [d.product_name for d in details] == ["ok one", "bad two"]
-    assert status.total == 2 and status.done == 2 and status.progress == 100
+    assert status.total == 2 and status.counts.pending == 0 and status.progress == 100
     assert status.aggregate is not None
     counted = {verdict: n for verdict, n in status.aggregate.verdicts["FR"].items() if n}
     assert counted == {"compliant": 1, "non_compliant": 1}
@@ -190,3 +235,46 @@ async def test_cli_batch_under_a_terminal_draws_one_overall_bar(
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
     assert re.search(r"\rbatch +━+.* +\d+% [0-3]/3 done", plain), plain
     assert "3/3 done" in plain and "bad-1.png" in plain
+
+
+async def test_client_reads_every_batch_answer_of_the_api(services: Services) -> None:
+    """Replay (200), too few scans (422), the event stream's counts and its final event."""
+    async with AsyncClient(services.gateway_url, KEY) as client:
+        with pytest.raises(InvalidRequest) as empty:
+            await client.batch([], category="toys", marketplaces=["US"])
+        first = await client.batch(
+            [label_png(), label_png()],
+            category="toys",
+            marketplaces=["US"],
+            product_names=["ok a", "doomed b"],
+            idempotency_key="replay-me",
+        )
+        again = await client.batch(
+            [label_png(), label_png()],
+            category="toys",
+            marketplaces=["US"],
+            product_names=["ok a", "doomed b"],
+            idempotency_key="replay-me",
+        )
+        async with asyncio.timeout(30):
+            events = [e async for e in client.batch_events(first.events_url)]
+        status = await client.batch_status(first.batch_id)
+        retried = await client.retry_batch(first.batch_id)
+        cancelled = await client.cancel_batch(first.batch_id)
+    assert empty.value.status == 422 and empty.value.field == "scans"
+    assert again.batch_id == first.batch_id and again.scan_ids == first.scan_ids
+    ends = {e.scan_id: e.type for e in events if isinstance(e, ScanEvent)}
+    assert ends == {first.scan_ids[0]: "completed", first.scan_ids[1]: "failed"}
+    last = events[-1]
+    assert isinstance(last, BatchEvent) and last.type == "batch.completed"
+    assert (last.counts.completed, last.counts.failed, last.counts.pending) == (1, 1, 0)
+    assert last.state == "finished" and last.progress == 100
+    assert status.state == "finished" and status.finished_at is not None
+    assert (status.counts.completed, status.counts.failed, status.counts.queued) == (1, 1, 0)
+    assert status.scan_ids == first.scan_ids
+    # The failed scan queued again, then cancelled unless it had already failed again.
+    assert retried.batch_id == first.batch_id and retried.scan_ids == [first.scan_ids[1]]
+    assert cancelled.batch_id == first.batch_id
+    assert cancelled.cancelled == cancelled.counts.cancelled
+    assert cancelled.counts.cancelled + cancelled.counts.failed == 1
+    assert cancelled.counts.completed == 1 and cancelled.counts.pending == 0

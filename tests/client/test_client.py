@@ -26,7 +26,7 @@ from labelscan.errors import (
 from notifier.reset import ScanReset
 from shared.embedded import free_port
 from shared.keys import Keys
-from shared.schemas import ScanEvent
+from shared.schemas import Progress, ScanEvent
 from tests.client.conftest import KEY, Services, VerdictBackend, running_services, secured
 from tests.conftest import SettingsFactory
 from tests.support.images import label_png
@@ -200,3 +200,38 @@ async def test_events_give_up_with_connection_lost(services: Services) -> None:
                 async for _ in client.events(accepted.scan_id, events_url=nowhere, max_failures=1):
                     pass
     assert lost.value.retryable
+
+
+async def test_events_keep_the_servers_retry_and_id_only_blocks_across_reconnects() -> None:
+    """A scripted stream: ``retry:``, an event, an id-only ping, a ``reconnect``; the client
+    resumes from the ping's id (not the event's) and ignores what is not an event."""
+    scan_id = "0" * 26
+
+    def block(stage: str, kind: str, state: str, pct: int) -> str:
+        progress = Progress(stage=stage, percentage=pct, message=stage)  # type: ignore[arg-type]
+        event = ScanEvent(scan_id=scan_id, type=kind, state=state, progress=progress)  # type: ignore[arg-type]
+        return f"event: {kind}\ndata: {msgspec.json.encode(event).decode()}\n"
+
+    asked: list[str | None] = []
+
+    async def stream(request: Request) -> Response:
+        asked.append(request.headers.get("last-event-id"))
+        if len(asked) == 1:
+            body = (
+                "retry: 20\n\n"
+                f"id: 1-0\n{block('ocr', 'progress', 'active', 40)}\n"
+                ": ping\nid: 5-0\n\n"
+                "event: unknown\ndata: {}\n\n"
+                'event: reconnect\ndata: {"reason": "draining"}\n\n'
+                f"id: 9-0\n{block('ocr', 'progress', 'active', 41)}\n"  # after reconnect: unread
+            )
+        else:
+            body = f"id: 6-0\n{block('completed', 'completed', 'completed', 100)}\n"
+        return Response(body, media_type="text/event-stream")
+
+    app = Starlette(routes=[Route("/events", stream)])
+    async with serve(app) as server, AsyncClient(server.url) as client:
+        async with asyncio.timeout(10):
+            seen = [e async for e in client.events(scan_id, events_url=f"{server.url}/events")]
+    assert asked == [None, "5-0"]
+    assert [e.progress.percentage for e in seen if isinstance(e, ScanEvent)] == [40, 100]

@@ -1,8 +1,9 @@
 """The seller page at /: its headers, and chromium using it on a real stack.
 
-Two labels dropped at once, each followed live over its own EventSource, with the
-notifier connection cut mid-scan (a TCP proxy aborts it): the browser resumes with
-Last-Event-ID, and each card ends with its findings per marketplace, failures first.
+Three labels dropped at once go as one batch, followed live over one EventSource (the
+tenant's stream), with the notifier connection cut mid-scan (a TCP proxy aborts it):
+the browser resumes with Last-Event-ID, and each card ends with its findings per
+marketplace, failures first. One label is one scan on its own stream, its token renewed.
 """
 
 from __future__ import annotations
@@ -88,8 +89,8 @@ async def test_page_and_files_are_served_with_security_headers(
 
 @pytest.fixture
 def label_files(tmp_path: Path) -> list[Path]:
-    """bad-1.png (non-compliant) and ok-1.png (compliant)."""
-    files = [tmp_path / "bad-1.png", tmp_path / "ok-1.png"]
+    """bad-1.png (non-compliant), ok-1.png (compliant) and doomed-1.png (fails)."""
+    files = [tmp_path / "bad-1.png", tmp_path / "ok-1.png", tmp_path / "doomed-1.png"]
     for path in files:
         path.write_bytes(label_png())
     return files
@@ -119,10 +120,11 @@ async def opened(browser: Browser, url: str) -> AsyncIterator[tuple[Page, list[s
 
 
 @needs_browser
-async def test_two_labels_progress_live_resume_after_a_drop_and_show_findings(
+async def test_labels_dropped_together_are_one_batch_followed_live_across_a_drop(
     make_settings: SettingsFactory, chromium: Browser, label_files: list[Path]
 ) -> None:
-    """Two labels; a connection cut mid-scan resumes; findings per marketplace, fail first."""
+    """Three labels: one POST /api/batches, one event stream for all of them, cut mid-scan
+    and resumed by id; each card shows its live stage, then findings (fail first) or error."""
     from playwright.async_api import expect
 
     backend = VerdictBackend(stage_s=1.5)
@@ -130,23 +132,31 @@ async def test_two_labels_progress_live_resume_after_a_drop_and_show_findings(
         running_services(secured(make_settings), backend) as services,
         opened(chromium, f"{services.gateway_url}/") as (tab, bad),
     ):
+        sent: list[str] = []
+        tab.on("request", lambda r: sent.append(f"{r.method} {r.url.split('?')[0]}"))
         await tab.fill("#key-input", KEY)
         await tab.click("#key-use")
         await expect(tab.locator("#key-status")).to_have_text("key set")
         await tab.set_input_files("#files", [str(p) for p in label_files])
-        await expect(tab.locator("#picked li")).to_have_text(["bad-1.png", "ok-1.png"])
+        await expect(tab.locator("#picked li")).to_have_text(
+            ["bad-1.png", "ok-1.png", "doomed-1.png"]
+        )
         await tab.select_option("#category", "toys")
         await tab.check('#marketplaces input[value="DE"]')
         await tab.click("#submit")
-        await expect(tab.locator("#submit-status")).to_have_text("2 of 2 sent")
+        await expect(tab.locator("#submit-status")).to_have_text(
+            re.compile(r"^3 of 3 sent as batch \w+$")
+        )
         cards = tab.locator("article.scan")
-        await expect(cards).to_have_count(2)
+        await expect(cards).to_have_count(3)
         first = cards.filter(has_text="bad-1.png")
-        # Live: the stage and its message, mid-scan; then the connection is cut under it.
-        await expect(first.locator(".stage")).to_have_text("ocr")
-        await expect(first.locator(".message")).to_have_text("Reading the label of bad-1")
+        # Live: each card's stage and its message, mid-scan; then the stream is cut under them.
+        for name in ("bad-1", "ok-1"):
+            card = cards.filter(has_text=f"{name}.png")
+            await expect(card.locator(".stage")).to_have_text("ocr")
+            await expect(card.locator(".message")).to_have_text(f"Reading the label of {name}")
         assert await first.locator("progress").evaluate("(bar) => bar.value") == 40
-        assert services.proxy.cut() >= 2, "both scans' streams were open"
+        assert services.proxy.cut() >= 1, "the stream was open"
         for card, verdict in (
             (first, "non_compliant"),
             (cards.filter(has_text="ok-1.png"), "compliant"),
@@ -160,14 +170,22 @@ async def test_two_labels_progress_live_resume_after_a_drop_and_show_findings(
             # Every event once, in order, across the drop.
             assert stages[-3:] == ["ocr", "checking_rules", "completed"], stages
             assert len(stages) == len(set(stages)), stages
+        doomed = cards.filter(has_text="doomed-1.png")
+        await expect(doomed.locator(".state")).to_have_text("failed")
+        await expect(doomed.locator(".error")).to_have_text(
+            "backend_error: the label could not be judged"
+        )
         await expect(first.locator("h4")).to_have_text(["US: non_compliant", "DE: non_compliant"])
         us = first.locator('table.findings[data-marketplace="US"] tbody tr')
         await expect(us.locator("td.status")).to_have_text(["fail", "pass"])
         await expect(us.locator("td.rule")).to_have_text(["US-MISSING-ADDRESS", "PASSED-RULE"])
         await expect(us.locator("td.fix").first).to_have_text("Print the maker's address")
         assert bad == [], "the page ran into its own CSP"
+    posts = [r for r in sent if r.startswith("POST")]
+    assert posts == [f"POST {services.gateway_url}/api/batches"], posts
     streams = [r.lower() for r in services.proxy.requests if b"/events" in r]
-    assert sum(b"last-event-id:" in r for r in streams) >= 2, "both streams resumed by id"
+    assert all(b"get /api/events?" in r for r in streams), "no stream per scan"
+    assert sum(b"last-event-id:" in r for r in streams) >= 1, "the stream resumed by id"
 
 
 @needs_browser
@@ -217,6 +235,41 @@ async def test_a_bad_key_is_said_and_an_expired_event_token_is_renewed(
         )
         assert stages[-3:] == ["ocr", "checking_rules", "completed"], stages
         assert len(stages) == len(set(stages)), stages
+        assert bad == []
+    links = [r for r in services.proxy.requests if b"/events" in r]
+    assert len({re.search(rb"token=([^ &]+)", r).group(1) for r in links}) >= 2  # type: ignore[union-attr]
+    assert b"last_event_id=" in links[-1], "the fresh link resumes from the last event"
+
+
+@needs_browser
+async def test_a_batch_stream_refused_for_an_expired_token_is_renewed(
+    make_settings: SettingsFactory, chromium: Browser, label_files: list[Path]
+) -> None:
+    """The batch's one stream, refused on reconnect (its token expired), is opened again
+    with a fresh link from the last event id; every card still ends once, in order."""
+    from playwright.async_api import expect
+
+    settings = msgspec.structs.replace(secured(make_settings), event_token_ttl_s=1)
+    async with (
+        running_services(settings, VerdictBackend(stage_s=2.0)) as services,
+        opened(chromium, f"{services.gateway_url}/") as (tab, bad),
+    ):
+        await tab.fill("#key-input", KEY)
+        await tab.click("#key-use")
+        await tab.set_input_files("#files", [str(p) for p in label_files[:2]])
+        await tab.click("#submit")
+        cards = tab.locator("article.scan")
+        await expect(cards).to_have_count(2)
+        await expect(cards.first.locator(".stage")).to_have_text("checking_rules")
+        services.proxy.cut()  # the stream's token is over a second old: the reconnect is refused
+        for name, verdict in (("bad-1.png", "non_compliant"), ("ok-1.png", "compliant")):
+            card = cards.filter(has_text=name)
+            await expect(card.locator(".verdict")).to_have_text(verdict)
+            stages = await card.locator(".steps li").evaluate_all(
+                "(items) => items.map((li) => li.dataset.stage)"
+            )
+            assert stages[-3:] == ["ocr", "checking_rules", "completed"], stages
+            assert len(stages) == len(set(stages)), stages
         assert bad == []
     links = [r for r in services.proxy.requests if b"/events" in r]
     assert len({re.search(rb"token=([^ &]+)", r).group(1) for r in links}) >= 2  # type: ignore[union-attr]
