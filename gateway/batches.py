@@ -11,6 +11,7 @@ from starlette.responses import Response
 from gateway.auth import Caller, Guard
 from gateway.batchintake import InvalidBatchError, Scan, body_hash, read_batch
 from gateway.metrics import SUBMITTED
+from gateway.webhooks import Webhooks
 from shared import tokens
 from shared.batchrecord import BatchHead
 from shared.batchstore import BatchItem, BatchStore
@@ -121,7 +122,12 @@ async def create_batch(request: Request) -> Response:
         )
         for scan_id, item in zip(scan_ids, scans, strict=True)
     ]
-    outcome = await store.submit_batch(batch_id, tenant, items, idempotency=idempotency)
+    # As for one scan (gateway/scans.py); a batch's scans carry no callback_url.
+    hooks: Webhooks = request.state.webhooks
+    webhook = await hooks.has_endpoints(tenant)
+    outcome = await store.submit_batch(
+        batch_id, tenant, items, idempotency=idempotency, webhook=webhook
+    )
     if isinstance(outcome, OverQuota):
         raise ApiError(
             429,

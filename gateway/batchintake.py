@@ -92,6 +92,18 @@ def _check_count(count: int, settings: Settings) -> None:
         )
 
 
+def _no_callback() -> ApiError:
+    # One callback secret per scan would mean hundreds of secrets in one answer; a
+    # tenant's endpoints get every scan of the batch and its end (``batch.completed``).
+    return ApiError(
+        422,
+        "invalid_field",
+        "a batch's scans take no callback_url: register a webhook endpoint "
+        "(POST /api/webhooks) for scan.* and batch.completed events",
+        "callback_url",
+    )
+
+
 def _item_error(index: int, exc: ApiError) -> ItemError:
     return ItemError(index=index, field=exc.field, reason=exc.detail)
 
@@ -104,6 +116,8 @@ async def _read_json(body: bytes, settings: Settings) -> list[Scan]:
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, "malformed_json", str(exc), "body") from None
     _check_count(len(batch.scans), settings)
+    if batch.defaults and batch.defaults.get("callback_url") is not None:
+        raise _no_callback()
     scans: list[Scan] = []
     errors: list[ItemError] = []
     for index, raw in enumerate(batch.scans):
@@ -113,11 +127,15 @@ async def _read_json(body: bytes, settings: Settings) -> list[Scan]:
                 scan = _decode_json(_encode({**batch.defaults, **fields}))
             else:
                 scan = _decode_json(raw)
+            if scan.callback_url is not None:
+                raise _no_callback()
             image = await _decode_base64(scan.image_base64, settings) if scan.image_base64 else None
             scans.append(_checked(scan, image, settings))
         except msgspec.DecodeError:
             errors.append(ItemError(index=index, field=None, reason="a scan must be an object"))
         except ApiError as exc:
+            if exc.field == "callback_url":
+                raise  # the whole batch's mistake, not one scan's
             errors.append(_item_error(index, exc))
     if errors:
         raise InvalidBatchError(errors)
@@ -185,6 +203,8 @@ def _split_form(
             shared.setdefault("marketplaces", []).extend(items)
         elif name == "delay_ms":
             shared[name] = _form_int(value, name)
+        elif name == "callback_url":
+            raise _no_callback()
         elif name in ("image_base64", "image_url"):
             raise ApiError(422, "invalid_field", "upload each image as an `image` file", name)
         else:

@@ -29,7 +29,7 @@ from shared.schemas import (
     ScanStatus,
 )
 from shared.settings import Settings
-from shared.webhooks.events import WebhookEvent
+from shared.webhooks.events import BatchWebhookEvent, WebhookEvent
 from shared.webhooks.models import (
     DeliveryPage,
     DeliveryView,
@@ -73,6 +73,7 @@ _STRUCTS: tuple[type[msgspec.Struct], ...] = (
     DeliveryView,
     DeliveryPage,
     WebhookEvent,
+    BatchWebhookEvent,
 )
 _REASONS = {
     400: "Malformed request (JSON, multipart, Content-Length, Idempotency-Key or a query "
@@ -721,16 +722,27 @@ def _webhook_events() -> dict[str, Schema]:
         name: {"in": "header", "name": name, "required": True, "schema": {"type": "string"}}
         for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
     }
-    operation = {
-        "summary": "A scan ended (Standard Webhooks signature in the webhook-* headers)",
-        "parameters": list(signed.values()),
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": _ref("WebhookEvent")}},
+
+    def operation(summary: str, schema: str) -> Schema:
+        return {
+            "summary": f"{summary} (Standard Webhooks signature in the webhook-* headers)",
+            "parameters": list(signed.values()),
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref(schema)}},
+            },
+            "responses": {"200": {"description": "Any 2xx acknowledges the delivery"}},
+        }
+
+    return {
+        "scanEnded": {"post": operation("A scan ended", "WebhookEvent")},
+        "batchCompleted": {
+            "post": operation(
+                "A batch's last scan ended, or it was cancelled (batch.completed)",
+                "BatchWebhookEvent",
+            )
         },
-        "responses": {"200": {"description": "Any 2xx acknowledges the delivery"}},
     }
-    return {"scanEnded": {"post": operation}}
 
 
 def _metrics_path(settings: Settings) -> dict[str, Any]:

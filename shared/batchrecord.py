@@ -3,7 +3,9 @@
 The hash holds ``total``, ``tenant``, ``created_ms``, the terminal counts
 (``completed``, ``failed``, ``cancelled``, kept by the scripts that end a scan),
 ``finished_ms`` once every scan has ended, ``cancelled_ms`` once it was
-cancelled and the cached ``aggregate`` (stamped with the finish it describes).
+cancelled, the cached ``aggregate`` (stamped with the finish it describes) and
+``webhook`` when its tenant had webhook endpoints at submit (its end then goes to
+the outbox as ``batch.completed``).
 """
 
 from __future__ import annotations

@@ -64,8 +64,12 @@ class BatchStore(ScanStore):
         items: list[BatchItem],
         *,
         idempotency: tuple[str, str] | None = None,
+        webhook: bool = False,
     ) -> Duplicate | OverQuota | None:
         """Accept every scan of the batch in one script call, or none.
+
+        ``webhook``: the tenant has endpoints, so each scan's end and the batch's end
+        are appended to the outbox (as ``POST /api/scans`` marks a single scan).
 
         The day's quota is spent for all of them first (and given back for a replay):
         OverQuota, with nothing written, when it cannot cover the batch.
@@ -134,6 +138,7 @@ class BatchStore(ScanStore):
                 batch_event=encode(first),
                 index_horizon_ms=index_horizon_ms(self.settings),
                 index_max=self.settings.scan_index_max,
+                webhook=int(webhook),
                 items=tuple(args),
             ),
         )

@@ -561,6 +561,8 @@ class SubmitBatchArgs(_S, frozen=True, kw_only=True):
     """The batch's first progress event (nothing finished yet)."""
     index_horizon_ms: int
     index_max: int
+    webhook: int = 0
+    """1: every scan's end and the batch's end go to the partition's outbox (webhooks)."""
     items: tuple[bytes | str | int, ...]
     """Per scan, in order: id, priority, job, due_ms (0: now), event, image (or empty)."""
 

@@ -90,7 +90,7 @@ function deliveryRow(endpointId, d) {
   return el("tr", {"data-delivery-id": d.id},
     el("td", {class: "when", text: when(d.created_at)}),
     el("td", {class: "type", text: d.type}),
-    el("td", {class: "scan", text: d.scan_id}),
+    el("td", {class: "scan", text: d.scan_id || (d.batch_id ? `batch ${d.batch_id}` : "")}),
     el("td", {class: "status", text: d.status}),
     el("td", {class: "attempts", text: String(d.attempts)}),
     el("td", {class: "code", text: code}),

@@ -31,7 +31,8 @@ end
 -- and no tenant, so notifiers route it and tenant streams skip it) the scan's
 -- event, then the batch's progress; the last scan to end also ends the batch.
 -- The progress events hold only numbers, so they are encoded here, where the
--- counts of this moment are known.
+-- counts of this moment are known. Returns the batch's end state ('finished' or
+-- 'cancelled') when this call ended it, else nil.
 local function batch_note(batch_key, batch_events_key, batch_scans_key, events_key, batch_id,
                           state, delta, scan_event, now_ms, maxlen, ttl)
   if batch_id == '' or redis.call('EXISTS', batch_key) == 0 then
@@ -48,6 +49,7 @@ local function batch_note(batch_key, batch_events_key, batch_scans_key, events_k
   total, completed = tonumber(total), tonumber(completed or '0')
   failed, cancelled = tonumber(failed or '0'), tonumber(cancelled or '0')
   local ended = completed + failed + cancelled
+  local ended_as = nil
   local body = {batch_id = batch_id, total = total, at_ms = now_ms, state = 'running',
     progress = math.floor(ended * 100 / total),
     counts = {completed = completed, failed = failed, cancelled = cancelled,
@@ -62,12 +64,14 @@ local function batch_note(batch_key, batch_events_key, batch_scans_key, events_k
     body.type = 'batch.completed'
     body.state = stopped and 'cancelled' or 'finished'
     add(cjson.encode(body))
+    ended_as = body.state
   elseif ended < total and finished_ms then
     redis.call('HDEL', batch_key, 'finished_ms', 'aggregate')
   end
   for _, key in ipairs({batch_key, batch_events_key, batch_scans_key}) do
     redis.call('EXPIRE', key, ttl)
   end
+  return ended_as
 end
 
 -- Enter new scans in the listings (GET /api/scans), scored by creation time; each
@@ -92,5 +96,15 @@ end
 local function to_outbox(scan_key, outbox_key, scan_id, tenant, state)
   if redis.call('HEXISTS', scan_key, F.webhook) == 1 then
     redis.call('XADD', outbox_key, '*', 'scan_id', scan_id, 'tenant', tenant, 'state', state)
+  end
+end
+
+-- A batch that just ended (`state`: finished or cancelled) and was marked for
+-- webhooks at submit is appended to the outbox of its partition (its scans' too),
+-- in the call that ended it: one `batch.completed` per end, never lost.
+local function batch_to_outbox(batch_key, outbox_key, batch_id, state)
+  local tenant, webhook = unpack(redis.call('HMGET', batch_key, 'tenant', 'webhook'))
+  if webhook then
+    redis.call('XADD', outbox_key, '*', 'batch_id', batch_id, 'tenant', tenant, 'state', state)
   end
 end

@@ -27,8 +27,11 @@ redis.call('HDEL', scan_key, F.token, F.owner, F.due_ms, F.entry_id, F.deferred)
 emit(scan_key, events_key, history_key, scan_id, tenant, event, maxlen, scan_maxlen)
 to_outbox(scan_key, outbox_key, scan_id, tenant, 'cancelled')
 redis.call('HINCRBY', stats_key, 'cancelled', 1)
-batch_note(batch_key, batch_events_key, batch_scans_key, events_key, batch_id, 'cancelled', 1,
+local batch_ended = batch_note(batch_key, batch_events_key, batch_scans_key, events_key, batch_id, 'cancelled', 1,
   event, now_ms, maxlen, history_ttl)
+if batch_ended then
+  batch_to_outbox(batch_key, outbox_key, batch_id, batch_ended)
+end
 redis.call('EXPIRE', scan_key, history_ttl)
 redis.call('EXPIRE', history_key, history_ttl)
 redis.call('DEL', image_key)

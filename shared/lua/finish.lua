@@ -19,8 +19,11 @@ to_outbox(scan_key, outbox_key, scan_id, tenant, state)
 redis.call('XACK', stream_key, group, entry_id)
 redis.call('XDEL', stream_key, entry_id)
 redis.call('HINCRBY', stats_key, state, 1)
-batch_note(batch_key, batch_events_key, batch_scans_key, events_key, batch_id, state, 1, event,
+local batch_ended = batch_note(batch_key, batch_events_key, batch_scans_key, events_key, batch_id, state, 1, event,
   now_ms, maxlen, retention_ttl)
+if batch_ended then
+  batch_to_outbox(batch_key, outbox_key, batch_id, batch_ended)
+end
 redis.call('EXPIRE', scan_key, retention_ttl)
 redis.call('EXPIRE', history_key, retention_ttl)
 if state == 'completed' then

@@ -46,6 +46,9 @@ for i = 0, n - 1 do
       F.tenant, tenant, F.attempts, 0, F.created_ms, now_ms, F.entry_id, entry_id,
       F.batch, batch_id)
   end
+  if webhook == 1 then
+    redis.call('HSET', scan_key, F.webhook, 1)
+  end
   redis.call('EXPIRE', scan_key, history_ttl)
   emit(scan_key, events_key, history_key, scan_id, tenant, event, maxlen, scan_maxlen)
   redis.call('EXPIRE', history_key, history_ttl)
@@ -54,6 +57,9 @@ redis.call('RPUSH', batch_scans_key, unpack(ids))
 list_scans({scan_index_key, tenant_scan_index_key}, now_ms, ids, index_horizon_ms, index_max)
 redis.call('HSET', batch_key, 'total', n, 'tenant', tenant, 'created_ms', now_ms,
   'completed', 0, 'failed', 0, 'cancelled', 0)
+if webhook == 1 then
+  redis.call('HSET', batch_key, 'webhook', 1)
+end
 local id = redis.call('XADD', events_key, 'MAXLEN', '~', maxlen, '*', 'batch_id', batch_id,
   'event', batch_event)
 redis.call('XADD', batch_events_key, id, 'event', batch_event)

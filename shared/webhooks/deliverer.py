@@ -20,11 +20,11 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 
+from shared.batchstore import BatchStore
 from shared.clock import now_ms
 from shared.connection import RedisClient
 from shared.keys import Keys
 from shared.settings import Settings
-from shared.store import ScanStore
 from shared.webhooks import metrics
 from shared.webhooks.deliveries import (
     Delivery,
@@ -64,7 +64,8 @@ class Deliverer:
         self.keys = Keys(settings.prefix, settings.partitions)
         self.endpoints = EndpointStore(redis, self.keys, settings)
         self.deliveries = DeliveryStore(redis, self.keys, ttl_s=delivery_ttl_s(settings))
-        self.scans = ScanStore(redis, settings)
+        self.scans = BatchStore(redis, settings)
+        """Scans and batches: a delivery's payload is one of them."""
         self.sender = Sender(
             timeout_s=settings.webhook_timeout_s,
             allow_hosts=settings.webhook_allow_hosts,
@@ -212,7 +213,8 @@ class Deliverer:
             delivery=d.doc.id,
             webhook_id=d.doc.event_id,
             type=d.doc.type,
-            scan_id=d.doc.scan_id,
+            scan_id=d.doc.scan_id or None,
+            batch_id=d.doc.batch_id,
             attempt=attempts,
             status=status,
             code=outcome.status or None,

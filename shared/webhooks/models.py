@@ -58,7 +58,10 @@ class DeliveryDoc(Base, frozen=True, kw_only=True):
     event_id: str
     type: WebhookEventType
     tenant: str
-    scan_id: str
+    scan_id: str = ""
+    """The scan that ended; empty for ``batch.completed``."""
+    batch_id: str | None = None
+    """The batch that ended (``batch.completed`` only)."""
     endpoint_id: str | None = None
     callback_url: str | None = None
     created_ms: int
@@ -144,7 +147,10 @@ class DeliveryView(Base, frozen=True, kw_only=True):
     id: str
     event_id: str
     type: WebhookEventType
-    scan_id: str
+    scan_id: str | None = None
+    """The scan that ended (``scan.*`` events)."""
+    batch_id: str | None = None
+    """The batch that ended (``batch.completed``)."""
     status: DeliveryStatus
     attempts: int
     created_at: str

@@ -1,10 +1,12 @@
 """Stage one of webhook delivery: each partition's outbox turned into delivery records.
 
 The terminal Lua scripts append a finished scan (marked ``webhook``) to its
-partition's outbox stream. A consumer group (``webhooks``) reads it; an entry is
-acknowledged only after its deliveries exist, and their ids follow from the
-entry, so an entry reclaimed from a dead reader (``XAUTOCLAIM`` after the lease)
-creates nothing twice.
+partition's outbox stream, and a batch marked ``webhook`` when its last scan ends
+(an entry with ``batch_id``: one ``batch.completed``, whose ``data`` is the batch
+as ``GET /api/batches/{id}`` shows it when the entry is read). A consumer group
+(``webhooks``) reads it; an entry is acknowledged only after its deliveries
+exist, and their ids follow from the entry, so an entry reclaimed from a dead
+reader (``XAUTOCLAIM`` after the lease) creates nothing twice.
 """
 
 from __future__ import annotations
@@ -18,18 +20,26 @@ import msgspec
 import structlog
 from redis.exceptions import RedisError, ResponseError
 
+from shared.batchstore import BatchStore
 from shared.clock import iso
 from shared.connection import RedisClient
 from shared.keys import WEBHOOK_GROUP, Keys, Partition
-from shared.store import ScanStore
 from shared.webhooks.deliveries import DeliveryStore, callback_owner, delivery_id, event_id
 from shared.webhooks.endpoints import EndpointStore
-from shared.webhooks.events import WebhookEvent, encode_event, types_of
+from shared.webhooks.events import (
+    BATCH_COMPLETED,
+    BatchWebhookEvent,
+    WebhookEvent,
+    encode_event,
+    types_of,
+)
 from shared.webhooks.models import DeliveryDoc
 
 log = structlog.get_logger("webhooks")
 
 BLOCK_MS = 1_000
+BATCH_PAGE = 100
+"""Scan ids a ``batch.completed`` lists: the first page, as ``GET /api/batches/{id}``."""
 
 
 class Outbox:
@@ -41,7 +51,7 @@ class Outbox:
         redis: RedisClient,
         reader: RedisClient,
         keys: Keys,
-        scans: ScanStore,
+        scans: BatchStore,
         endpoints: EndpointStore,
         deliveries: DeliveryStore,
         consumer: str,
@@ -107,6 +117,19 @@ class Outbox:
 
     async def _fan_out(self, part: Partition, entry_id: str, fields: dict[bytes, bytes]) -> None:
         """Create the entry's deliveries, then acknowledge it."""
+        if b"batch_id" in fields:
+            created = await self._batch(part, entry_id, fields)
+        else:
+            created = await self._scan(part, entry_id, fields)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xack(part.outbox, WEBHOOK_GROUP, entry_id)
+        pipe.xdel(part.outbox, entry_id)
+        await pipe.execute()
+        if created:
+            self._on_created()
+
+    async def _scan(self, part: Partition, entry_id: str, fields: dict[bytes, bytes]) -> int:
+        """A scan's end: its events for the subscribed endpoints, and its callback_url."""
         scan_id = fields.get(b"scan_id", b"").decode()
         tenant = fields.get(b"tenant", b"").decode()
         state = fields.get(b"state", b"").decode()
@@ -137,12 +160,41 @@ class Outbox:
                     created += await self._enqueue(base, body, callback=record.job.callback_url)
         else:
             log.warning("outbox entry of an expired scan skipped", scan_id=scan_id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.xack(part.outbox, WEBHOOK_GROUP, entry_id)
-        pipe.xdel(part.outbox, entry_id)
-        await pipe.execute()
-        if created:
-            self._on_created()
+        return created
+
+    async def _batch(self, part: Partition, entry_id: str, fields: dict[bytes, bytes]) -> int:
+        """A batch's end: ``batch.completed`` for the endpoints subscribed to it."""
+        batch_id = fields[b"batch_id"].decode()
+        tenant = fields.get(b"tenant", b"").decode()
+        at_ms = int(entry_id.split("-", maxsplit=1)[0])
+        head = await self.scans.head(batch_id)
+        if head is None:
+            log.warning("outbox entry of an expired batch skipped", batch_id=batch_id)
+            return 0
+        targets = [
+            e
+            for e, _ in await self.endpoints.of_tenant(tenant)
+            if e.enabled and BATCH_COMPLETED in e.events
+        ]
+        if not targets:
+            return 0
+        event = event_id(self.keys.prefix, part.outbox, entry_id, BATCH_COMPLETED)
+        status = await self.scans.status(head, 0, BATCH_PAGE)
+        body = encode_event(
+            BatchWebhookEvent(id=event, type=BATCH_COMPLETED, created_at=iso(at_ms), data=status)
+        )
+        base = DeliveryDoc(
+            id="",
+            event_id=event,
+            type=BATCH_COMPLETED,
+            tenant=tenant,
+            batch_id=batch_id,
+            created_ms=at_ms,
+        )
+        created = 0
+        for endpoint in targets:
+            created += await self._enqueue(base, body, endpoint_id=endpoint.id)
+        return created
 
     async def _enqueue(
         self,
