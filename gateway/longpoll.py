@@ -1,8 +1,8 @@
 """Status and result answers that carry an ``ETag``, answer ``304``, and can wait (``?wait=``).
 
 ``GET /api/scans/{id}?wait=N`` (and ``/status``) answers as soon as the scan has
-ended, or after N seconds (at most 60) with the document as it is then. With
-``If-None-Match`` it waits instead until the document differs from that ETag
+ended, or after N seconds (at most SCAN_WAIT_LIMIT, 60 by default) with the document
+as it is then. With ``If-None-Match`` it waits instead until the document differs from that ETag
 (a progress long-poll), and answers ``304`` if it never does. The wait costs no
 Redis call: see :mod:`gateway.waiters`.
 """
@@ -22,7 +22,6 @@ from gateway.waiters import ScanWaiters, TooManyWaitersError
 from shared.http.errors import ApiError
 from shared.schemas import TERMINAL_STATES, ScanStatus
 
-MAX_WAIT_S = 60
 _WAIT = re.compile(r"[0-9]{1,2}")
 _encode = msgspec.json.Encoder().encode
 
@@ -34,16 +33,16 @@ Load = Callable[[], Awaitable[ScanStatus]]
 """Reads the scan's document now (raises the 404 when it is gone)."""
 
 
-def parse_wait(request: Request) -> int | None:
-    """The ``wait`` query parameter in seconds (0..60), None if absent; ApiError 400 if bad."""
+def parse_wait(request: Request, limit_s: int) -> int | None:
+    """The ``wait`` query parameter in seconds (0..limit_s), None if absent; ApiError 400 if bad."""
     raw = request.query_params.get("wait")
     if raw is None:
         return None
-    if _WAIT.fullmatch(raw) is None or int(raw) > MAX_WAIT_S:
+    if _WAIT.fullmatch(raw) is None or int(raw) > limit_s:
         raise ApiError(
             400,
             "invalid_parameter",
-            f"wait must be whole seconds from 0 to {MAX_WAIT_S}",
+            f"wait must be whole seconds from 0 to {limit_s}",
             "wait",
         )
     return int(raw)
@@ -76,7 +75,7 @@ class _Doc:
 
 async def answer(request: Request, scan_id: str, load: Load) -> Response:
     """The scan's document, conditional on ``If-None-Match``, after ``?wait=`` if asked."""
-    wait_s = parse_wait(request)
+    wait_s = parse_wait(request, request.state.settings.scan_wait_limit_s)
     seen = request.headers.get("if-none-match")
     doc = _Doc(await load())
     if wait_s and not _settled(doc, seen):

@@ -151,27 +151,33 @@ _LIST_PARAMETERS: list[Schema] = [
         ),
     )
 ]
-_LONG_POLL: list[Schema] = [
-    {
-        "name": "wait",
-        "in": "query",
-        "required": False,
-        "description": (
-            "Long-poll: answer as soon as the scan has ended (completed, failed or cancelled), "
-            "or after this many seconds with the document as it is then. With If-None-Match, "
-            "answer as soon as the document differs from that version instead (304 if it "
-            "never does within the wait). Beyond SCAN_WAIT_MAX waiting requests: 503."
-        ),
-        "schema": {"type": "integer", "minimum": 0, "maximum": 60},
-    },
-    {
-        "name": "If-None-Match",
-        "in": "header",
-        "required": False,
-        "description": "The ETag of the version you have: 304 while it is still current.",
-        "schema": {"type": "string"},
-    },
-]
+
+
+def _long_poll(limit_s: int) -> list[Schema]:
+    """The ``wait`` and ``If-None-Match`` parameters of a scan's document."""
+    return [
+        {
+            "name": "wait",
+            "in": "query",
+            "required": False,
+            "description": (
+                "Long-poll: answer as soon as the scan has ended (completed, failed or cancelled), "
+                "or after this many seconds with the document as it is then. With If-None-Match, "
+                "answer as soon as the document differs from that version instead (304 if it "
+                "never does within the wait). Beyond SCAN_WAIT_MAX waiting requests: 503."
+            ),
+            "schema": {"type": "integer", "minimum": 0, "maximum": limit_s},
+        },
+        {
+            "name": "If-None-Match",
+            "in": "header",
+            "required": False,
+            "description": "The ETag of the version you have: 304 while it is still current.",
+            "schema": {"type": "string"},
+        },
+    ]
+
+
 _ETAG: Schema = {
     "description": "The version of the document (strong)",
     "required": True,
@@ -284,7 +290,7 @@ def _components(settings: Settings) -> dict[str, Schema]:
     return components
 
 
-def _paths(auth: bool) -> dict[str, Schema]:
+def _paths(auth: bool, wait_limit_s: int) -> dict[str, Schema]:
     api = functools.partial(_api, auth)
     accepted = {"Location": _LOCATION}
     scan_id = [_SCAN_ID]
@@ -338,7 +344,7 @@ def _paths(auth: bool) -> dict[str, Schema]:
                 400,
                 404,
                 operationId="getScan",
-                parameters=[*scan_id, *_LONG_POLL],
+                parameters=[*scan_id, *_long_poll(wait_limit_s)],
             ),
             "delete": api(
                 "Cancel a scan that has not finished",
@@ -356,7 +362,7 @@ def _paths(auth: bool) -> dict[str, Schema]:
                 400,
                 404,
                 operationId="getScanStatus",
-                parameters=[*scan_id, *_LONG_POLL],
+                parameters=[*scan_id, *_long_poll(wait_limit_s)],
             )
         },
         "/api/scans/{scan_id}/events-url": {
@@ -789,7 +795,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             ),
         },
         "servers": [{"url": settings.gateway_url}],
-        "paths": _paths(settings.auth)
+        "paths": _paths(settings.auth, settings.scan_wait_limit_s)
         | openapi_batches.paths(functools.partial(_api, settings.auth), _IDEMPOTENCY_KEY)
         | _metrics_path(settings),
         "webhooks": _webhook_events(),

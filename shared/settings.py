@@ -21,6 +21,8 @@ MAX_PARTITIONS = 256
 """Enough for a cluster of 256 primaries; partition tags are found at start in ~N² slot checks."""
 
 
+MAX_WAIT_S = 60
+"""The longest long-poll (``?wait=``) the gateway allows."""
 MAX_BATCH_SCANS = 1000
 """A batch is accepted by one Lua call whose arguments Lua unpacks (8,000 at most)."""
 
@@ -159,6 +161,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Most scans one listing index keeps per partition (GET /api/scans); the oldest go first."""
     scan_wait_max: int = 1_000
     """Most requests one gateway process holds in a long-poll (``?wait=``) at once."""
+    scan_wait_limit_s: int = MAX_WAIT_S
+    """Longest ``?wait=`` a client may ask for (a proxy's idle timeout may call for less)."""
     batch_max_scans: int = 500
     """Scans one ``POST /api/batches`` may carry (at most MAX_BATCH_SCANS)."""
     batch_max_body_bytes: int = 32 * 1024 * 1024
@@ -342,6 +346,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             anthropic_prices=r.get("ANTHROPIC_PRICES", _prices, d.anthropic_prices),
             scan_index_max=r.get("SCAN_INDEX_MAX", _positive, d.scan_index_max),
             scan_wait_max=r.get("SCAN_WAIT_MAX", _positive, d.scan_wait_max),
+            scan_wait_limit_s=r.get(
+                "SCAN_WAIT_LIMIT", _between(1, MAX_WAIT_S), d.scan_wait_limit_s
+            ),
             batch_max_scans=r.get(
                 "BATCH_MAX_SCANS", _between(1, MAX_BATCH_SCANS), d.batch_max_scans
             ),

@@ -200,6 +200,28 @@ async def test_bad_wait_is_400(client: httpx.AsyncClient, wait: str) -> None:
         assert response.json()["field"] == "wait"
 
 
+async def test_wait_limit_is_a_setting(make_settings: SettingsFactory) -> None:
+    """SCAN_WAIT_LIMIT=2: wait=2 waits, wait=3 is a 400 naming the limit, and the OpenAPI
+    document says so."""
+    async with (
+        serve(create_app(make_settings(scan_wait_limit_s=2))) as server,
+        httpx.AsyncClient(base_url=server.url, timeout=10) as http,
+    ):
+        scan_id = await submit(http)
+        started = time.monotonic()
+        assert (await http.get(f"/api/scans/{scan_id}", params={"wait": "2"})).status_code == 200
+        assert time.monotonic() - started >= 1.9
+        refused = await http.get(f"/api/scans/{scan_id}", params={"wait": "3"})
+        assert refused.status_code == 400 and "0 to 2" in refused.json()["detail"]
+        document = (await http.get("/openapi.json")).json()
+        wait = next(
+            p
+            for p in document["paths"]["/api/scans/{scan_id}"]["get"]["parameters"]
+            if p["name"] == "wait"
+        )
+        assert wait["schema"]["maximum"] == 2
+
+
 async def test_unknown_scan_is_404_without_waiting(client: httpx.AsyncClient) -> None:
     """A scan that does not exist is not waited for."""
     response = await client.get(f"/api/scans/{'0' * 32}", params={"wait": WAIT_S})

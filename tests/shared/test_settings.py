@@ -38,6 +38,9 @@ def test_defaults_match_the_issue() -> None:
         ("LABELSCAN_API_KEYS", "tenant-without-key", "tenant:key"),
         ("LABELSCAN_EVENT_KEYS", "short", "32 characters"),
         ("CORS_ORIGINS", "example.com", "origin"),
+        ("SCAN_INDEX_MAX", "0", "SCAN_INDEX_MAX"),
+        ("SCAN_WAIT_MAX", "-1", "SCAN_WAIT_MAX"),
+        ("SCAN_WAIT_LIMIT", "61", "SCAN_WAIT_LIMIT"),
     ],
 )
 def test_malformed_values_fail_with_one_clear_line(name: str, value: str, words: str) -> None:
