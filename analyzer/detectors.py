@@ -34,6 +34,11 @@ class Decision(msgspec.Struct, frozen=True):
     confidence: float
     absent: bool = False
     """The element was not seen at all (rather than seen and found wanting)."""
+    wanted: tuple[str, ...] = ()
+    """The patterns looked for and not found: on OCR'd text, a misread form of one of them
+    turns a ``fail`` into ``unclear`` (analyzer/misread.py)."""
+    seen: tuple[int, ...] = ()
+    """Lines holding the part of the element that was found: the rest is expected nearby."""
 
 
 def _describe(address: Address, lines: Sequence[str]) -> str:
@@ -157,4 +162,6 @@ def code_rule(text: str, keywords: re.Pattern[str]) -> Decision:
         seen.append(text[match.start() : match.end() + 16].replace("\n", " "))
     if seen:
         return Decision("unclear", f"An identifier word without a readable code: {seen[0]!r}.", 0.5)
+    # No misread check here: a code is any letters and digits, so an edit or two turns
+    # almost any short word and number into "keyword + code".
     return Decision("fail", "No batch, lot, type, model or serial number found.", 0.9, absent=True)
