@@ -80,6 +80,7 @@ def address_rule(
                 "fail",
                 f"Postal address {_describe(best, lines)} but no e-mail or web address.",
                 0.9,
+                seen=best.lines,
             )
         return Decision("pass", _describe(best, lines), best.confidence)
     if fitting or doubtful:
@@ -96,6 +97,7 @@ def address_rule(
             f"Only addresses outside {'/'.join(regions)}: "
             + "; ".join(_describe(a, lines) for a in usable[:2]),
             0.85,
+            seen=tuple(i for a in usable[:2] for i in a.lines),
         )
     if role_lines:
         # A role word with text after it but no postal line we know: an address in a format

@@ -98,3 +98,18 @@ def test_a_warning_wrapped_onto_the_next_line_is_found() -> None:
     ]
     status, _ = _status(lines, "toys", "FR", "EU-TOY-AGE-WARNING")
     assert status == "pass"
+
+
+def test_an_address_with_a_garbled_line_is_unclear_about_its_email() -> None:
+    lines = [
+        "Holzeisenbahn",
+        "Hersteller: Spielwerk GmbH",
+        "Lindenweg 12, 90403 Nürnberg, Deutschland",
+        "hpsaibrig",
+        "Nur für den Innenbereich.",
+    ]
+    rule = "EU-ALL-GPSR-MANUFACTURER"
+    weak, evidence = _status(lines, "toys", "DE", rule, [0.99, 0.99, 0.98, 0.63, 0.99])
+    read_well, _ = _status(lines, "toys", "DE", rule, [0.99, 0.99, 0.98, 0.97, 0.99])
+    assert weak == "unclear" and '"hpsaibrig"' in evidence and "0.63" in evidence
+    assert read_well == "fail"
