@@ -28,14 +28,15 @@ from bench.labelset import SEED, corpus, split_of
 from bench.scoring import score, wilson
 
 # Held-out floors. The text floor is the target. The OCR floors are regression
-# guards at what the fixed sample reaches today, not targets: the whole part's numbers, with
-# intervals, are in bench/results/local_eval.json and the README (photo-like fail precision
-# 0.81, short of 0.9). On the photo-like sample a rerun can flip one finding (ONNX Runtime's
-# threaded scores vary in the last digits), so it is held to a count of false fails.
+# guards at what the fixed sample reaches today: the whole part's numbers, with intervals,
+# are in bench/results/local_eval.json and the README (photo-like fail precision 0.91, the
+# target 0.9 met since the misread check). On the photo-like sample a rerun can flip one
+# finding (ONNX Runtime's threaded scores vary in the last digits), so it is held to a count
+# of false fails: the 2 it makes today, plus that one.
 TEXT_FLOOR = 0.95
 OCR_PRECISION_FLOOR = 0.9
 OCR_RECALL_FLOOR = 0.9
-PHOTO_FALSE_FAILS = 4
+PHOTO_FALSE_FAILS = 3
 SAMPLE = 14  # labels; x2 renderings at about a second each
 
 pytestmark = pytest.mark.timeout(300)
