@@ -158,6 +158,26 @@ def test_postal_table_reads_every_format(lines: list[str], country: str, region:
     assert address.has_name and address.has_street
 
 
+def test_postal_line_wrapped_after_its_code_is_one_line() -> None:
+    book = load_rulebook()
+    legal = compile_pattern("{LEGAL_FORM}", book.all_macros())
+    wrapped = [
+        "Verantwortliche",
+        "Person Saffron S.A., 28 Grand-Rue, L-8327",
+        "Esch-sur-Alzette, Luxemburg,",
+        "service@saffron.lu",
+    ]
+    (address,) = find_addresses(wrapped, book.postal, {}, legal)
+    assert (address.country, address.region, address.electronic) == (
+        "LU",
+        "EU",
+        "service@saffron.lu",
+    )
+    # A date ending a line is not a code whose city is the next line.
+    dated = ["Best before end: 01 2026", "Keep this information for future reference."]
+    assert find_addresses(dated, book.postal, {}, legal) == []
+
+
 def test_food_operator_without_a_role_word_passes() -> None:
     lines = [
         "Zutaten: Hafer, Zucker",
