@@ -47,6 +47,11 @@ _NOT_CITY = frozenset(
         "hotline",
     }
 )
+# A line that ends with a postal-code-like token ("L-8327,", "731 64"), not with a date
+# ("01 2026", "10.2027", "03/06/2027"): digits after a digit and a separator are a date's.
+_CODE_AT_END = re.compile(
+    r"(?<![\w./-])(?<!\d[ ./-])(?:[A-Z]{1,3}-?)?\d{3,5}(?:[ -]\d{2,3})?,?\s*$"
+)
 _BACK = 3  # lines above a postal line that may hold its street, name and role
 _AHEAD = 2  # lines below it that may hold its e-mail or web address
 
@@ -155,6 +160,12 @@ def find_addresses(
         _postal(line, lines[i + 1] if i + 1 < len(lines) else "", table)
         for i, line in enumerate(lines)
     ]
+    for i in range(len(lines) - 1):
+        if postal[i] is None and postal[i + 1] is None and _CODE_AT_END.search(lines[i]):
+            # A postal line wrapped after its code ("..., L-8327" / "Esch-sur-Alzette,
+            # Luxemburg"), as narrow labels and two-column layouts wrap it.
+            after = lines[i + 2] if i + 2 < len(lines) else ""
+            postal[i] = _postal(f"{lines[i]} {lines[i + 1]}", after, table)
     found: list[Address] = []
     for i, hit in enumerate(postal):
         if hit is None:

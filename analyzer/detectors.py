@@ -34,6 +34,11 @@ class Decision(msgspec.Struct, frozen=True):
     confidence: float
     absent: bool = False
     """The element was not seen at all (rather than seen and found wanting)."""
+    wanted: tuple[str, ...] = ()
+    """The patterns looked for and not found: on OCR'd text, a misread form of one of them
+    turns a ``fail`` into ``unclear`` (analyzer/misread.py)."""
+    seen: tuple[int, ...] = ()
+    """Lines holding the part of the element that was found: the rest is expected nearby."""
 
 
 def _describe(address: Address, lines: Sequence[str]) -> str:
@@ -75,6 +80,7 @@ def address_rule(
                 "fail",
                 f"Postal address {_describe(best, lines)} but no e-mail or web address.",
                 0.9,
+                seen=best.lines,
             )
         return Decision("pass", _describe(best, lines), best.confidence)
     if fitting or doubtful:
@@ -91,6 +97,7 @@ def address_rule(
             f"Only addresses outside {'/'.join(regions)}: "
             + "; ".join(_describe(a, lines) for a in usable[:2]),
             0.85,
+            seen=tuple(i for a in usable[:2] for i in a.lines),
         )
     if role_lines:
         # A role word with text after it but no postal line we know: an address in a format
@@ -157,4 +164,6 @@ def code_rule(text: str, keywords: re.Pattern[str]) -> Decision:
         seen.append(text[match.start() : match.end() + 16].replace("\n", " "))
     if seen:
         return Decision("unclear", f"An identifier word without a readable code: {seen[0]!r}.", 0.5)
+    # No misread check here: a code is any letters and digits, so an edit or two turns
+    # almost any short word and number into "keyword + code".
     return Decision("fail", "No batch, lot, type, model or serial number found.", 0.9, absent=True)

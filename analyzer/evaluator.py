@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 
 from analyzer.addresses import Address, find_addresses
 from analyzer.detectors import Decision, address_rule, code_rule, operator_rule
+from analyzer.misread import find_misread
 from analyzer.rulebook import Detect, Rule, Rulebook, compile_pattern, load_rulebook
 from shared.schemas import Category, Finding, Marketplace, MarketplaceReport, Verdict
 
@@ -17,13 +18,21 @@ FAIL_CONFIDENCE = 0.8
 """A ``fail`` below this confidence is reported as ``unclear``: a false alarm costs trust."""
 OCR_DOUBT = 0.8
 """Below this mean OCR confidence, "not found" may be "not read": absence is less certain."""
+MISREAD_CONFIDENCE = 0.5
+"""The confidence of a ``fail`` whose element may be on the label, misread."""
+ILLEGIBLE = 0.85
+"""A line read below this confidence next to part of an element may hold the rest of it."""
 
 
 class LabelText:
     """OCR lines, normalised, with a map from character offsets back to lines."""
 
     def __init__(
-        self, lines: Sequence[str], confidences: Sequence[float] = (), fold: str = ""
+        self,
+        lines: Sequence[str],
+        confidences: Sequence[float] = (),
+        fold: str = "",
+        reread: Sequence[bool] = (),
     ) -> None:
         # NFKC folds full-width colons, ligatures and the like into what patterns expect;
         # ``fold`` ("ab" pairs) maps OCR lookalikes back (a simplified 赏 to the Japanese 賞).
@@ -31,7 +40,10 @@ class LabelText:
         self.lines = [
             unicodedata.normalize("NFKC", line).translate(table).strip() for line in lines
         ]
+        self.ocr = bool(confidences)
+        """Read by OCR (with confidences), rather than text known to be right."""
         self.confidences = list(confidences) or [1.0] * len(self.lines)
+        self.reread = list(reread) or [False] * len(self.lines)
         self.text = "\n".join(self.lines)
         self._starts: list[int] = []
         offset = 0
@@ -42,6 +54,11 @@ class LabelText:
     def index_at(self, offset: int) -> int:
         """The index of the line containing character ``offset``."""
         return bisect.bisect_right(self._starts, offset) - 1
+
+    def locate(self, pattern: re.Pattern[str]) -> int | None:
+        """The index of the line where ``pattern`` first matches, if it does."""
+        match = pattern.search(self.text)
+        return None if match is None else self.index_at(match.start())
 
     def line_at(self, offset: int) -> str:
         """The line containing character ``offset``."""
@@ -113,6 +130,12 @@ class Evaluator:
                 f"{evidence} Part of the label ({self._unread} line(s) or strip(s)) was read "
                 "poorly or not at all."
             )
+        if status == "fail" and self._text.ocr:
+            misread = self._misread(decision)
+            if misread:
+                # Present but misread, or print too weak to say: a doubt, not a failure.
+                confidence = min(confidence, MISREAD_CONFIDENCE)
+                evidence = f"{evidence} Perhaps misread: {misread}"
         if status == "fail" and rule.detect.on_missing == "unclear":
             status = "unclear"
         if status == "fail" and confidence < FAIL_CONFIDENCE:
@@ -136,6 +159,26 @@ class Evaluator:
             fix=fix,
             regulation=rule.regulation,
         )
+
+    def _misread(self, decision: Decision) -> str:
+        """Why the element a ``fail`` missed may be on the label after all ("" if not)."""
+        text = self._text
+        if decision.seen:
+            # Part of it was read: a barely legible line next to that part may hold the rest.
+            low, high = min(decision.seen) - 2, max(decision.seen) + 2
+            weak = [
+                i
+                for i in range(max(0, low), min(len(text.lines), high + 1))
+                if text.confidences[i] < ILLEGIBLE
+            ]
+            if weak:
+                line, read = text.lines[weak[0]], text.confidences[weak[0]]
+                return f'"{line}" next to it was read with OCR confidence {read:.2f}.'
+        if not decision.wanted:
+            return ""
+        patterns = [self._pattern(p).pattern for p in decision.wanted]
+        found = find_misread(patterns, text.lines, text.confidences, text.reread, decision.seen)
+        return found.describe() if found else ""
 
     def _decide(self, rule: Rule, marketplace: Marketplace) -> Decision:
         detect = rule.detect
@@ -176,13 +219,13 @@ class Evaluator:
         if bad:
             return Decision("fail", f"Prohibited wording: {_quote(bad)}", 0.9)
         wanted_any = detect.local.get(marketplace, detect.any)
-        found_all = [self._search(p) for p in detect.all]
-        found_any = self._found(wanted_any)
-        hits = [line for line in (*found_all, *found_any) if line is not None]
-        complete = all(line is not None for line in found_all) and (
-            not wanted_any or len(found_any) >= min(detect.min_any, len(wanted_any))
-        )
-        if complete:
+        at_all = {p: self._text.locate(self._pattern(p)) for p in detect.all}
+        at_any = {p: self._text.locate(self._pattern(p)) for p in wanted_any}
+        seen = tuple(i for i in (*at_all.values(), *at_any.values()) if i is not None)
+        hits = [self._text.lines[i] for i in seen]
+        any_found = sum(i is not None for i in at_any.values())
+        any_ok = not wanted_any or any_found >= min(detect.min_any, len(wanted_any))
+        if all(i is not None for i in at_all.values()) and any_ok:
             return Decision("pass", _quote(hits) if hits else "No prohibited wording found.", 0.9)
         partial = f" Found only: {_quote(hits)}." if hits else ""
         near = self._found(detect.near)
@@ -190,8 +233,16 @@ class Evaluator:
             return Decision(
                 "unclear", f"Could not confirm it; related text: {_quote(near)}.{partial}", 0.5
             )
+        wanted = [p for p, i in at_all.items() if i is None]
+        if not any_ok:
+            wanted += [p for p, i in at_any.items() if i is None]
         return Decision(
-            detect.on_missing, f"Not found in the label text.{partial}", 0.9, absent=not hits
+            detect.on_missing,
+            f"Not found in the label text.{partial}",
+            0.9,
+            absent=not hits,
+            wanted=tuple(wanted),
+            seen=seen,
         )
 
     def _languages(self, codes: Sequence[str]) -> Decision:
@@ -241,14 +292,16 @@ def evaluate(
     confidences: Sequence[float] = (),
     *,
     unread: int = 0,
+    reread: Sequence[bool] = (),
 ) -> list[MarketplaceReport]:
     """Check the label text against every applicable rule, one report per marketplace.
 
-    ``confidences`` are the OCR confidences of the lines (none: text known to be right).
+    ``confidences`` are the OCR confidences of the lines (none: text known to be right);
+    ``reread`` says which lines the OCR second look read again.
     """
     book = book or load_rulebook()
     fold = "".join(a + b for a, b in book.fold.items() if len(a) == len(b) == 1)
-    evaluator = Evaluator(book, LabelText(lines, confidences, fold), unread)
+    evaluator = Evaluator(book, LabelText(lines, confidences, fold, reread), unread)
     reports: list[MarketplaceReport] = []
     for marketplace in dict.fromkeys(marketplaces):
         findings = [evaluator.finding(r, marketplace) for r in book.for_scan(marketplace, category)]

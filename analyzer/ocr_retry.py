@@ -12,6 +12,7 @@ A re-read replaces the first one only when the recogniser is more confident in i
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -27,6 +28,7 @@ WEAK = 0.8  # re-read lines the recogniser is less sure of than this
 SMALL = 18  # px: re-read lines shorter than this (small print)
 TARGET_HEIGHT = 40  # px: upscale small text to about this height
 MAX_REGIONS = 4  # bound the extra time per label
+SAME_TEXT = 0.8  # similarity above which a re-read box is a neighbour read again
 
 
 def is_inverse(image: Image.Image) -> bool:
@@ -120,6 +122,10 @@ def second_look(
             (int(crop.width * scale), int(crop.height * scale)), Image.Resampling.LANCZOS
         )
         again = _middle_row(read(crop), (y0 - box[1]) * scale, (y1 - box[1]) * scale)
+        # A tilted line's box is tall: the cut-out holds part of the line above or below,
+        # and its re-read is that neighbour again, not this line.
+        neighbours = [x.text for x in lines if x is not line and _overlaps(x.box, box)]
+        again = [x for x in again if not any(_same_text(x.text, n) for n in neighbours)]
         if again and _mean(again) > line.confidence:
             text = " ".join(x.text for x in again)
             index = lines.index(line)
@@ -131,6 +137,14 @@ def second_look(
         extra, unread = _unread_rows(image, lines, read)
         lines += extra
     return sorted(lines, key=lambda x: (x.box[1], x.box[0])), unread
+
+
+def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[1] < b[3] and b[1] < a[3] and a[0] < b[2] and b[0] < a[2]
+
+
+def _same_text(a: str, b: str) -> bool:
+    return difflib.SequenceMatcher(None, a, b).ratio() >= SAME_TEXT
 
 
 def _middle_row(lines: Sequence[OcrLine], top: float, bottom: float) -> list[OcrLine]:

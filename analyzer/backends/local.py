@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import msgspec
 
@@ -11,7 +12,15 @@ from analyzer.backends import Analysis, AnalysisRequest, Report
 from analyzer.evaluator import evaluate, worst
 from analyzer.ratelimit import mark_sent
 from analyzer.rulebook import Rulebook, load_rulebook
-from shared.schemas import Finding, LabelAnalysis, MarketplaceReport, Stage, Usage
+from shared.schemas import (
+    Category,
+    Finding,
+    LabelAnalysis,
+    Marketplace,
+    MarketplaceReport,
+    Stage,
+    Usage,
+)
 from shared.settings import Settings
 
 OCR_STAGE: Stage = "ocr"
@@ -44,18 +53,7 @@ class LocalBackend:
         markets = ", ".join(dict.fromkeys(request.marketplaces))
         await report(RULES_STAGE, 80, f"Checking {request.category} label rules for {markets}")
         lines = [line.text for line in result.lines]
-        # The recogniser's confidence per line: a poorly read label makes absence uncertain.
-        confidences = [line.confidence for line in result.lines]
-        reports = evaluate(
-            lines,
-            request.category,
-            request.marketplaces,
-            self._book,
-            confidences,
-            unread=result.unread_strips + sum(x.confidence < WEAK_LINE for x in result.lines),
-        )
-        if not lines:
-            reports = [_unreadable(r) for r in reports]
+        reports = check(result, request.category, request.marketplaces, self._book)
         analysis = LabelAnalysis(
             verdict=worst(r.verdict for r in reports),
             summary=summarize(reports, request.product_name, has_text=bool(lines)),
@@ -66,6 +64,28 @@ class LocalBackend:
 
     async def aclose(self) -> None:
         """Nothing to release: the OCR engine is shared by the process."""
+
+
+def check(
+    result: ocr.OcrResult,
+    category: Category,
+    marketplaces: Sequence[Marketplace],
+    book: Rulebook | None = None,
+) -> list[MarketplaceReport]:
+    """The rulebook's reports on what OCR read, with how well each line was read."""
+    reports = evaluate(
+        [line.text for line in result.lines],
+        category,
+        marketplaces,
+        book,
+        # The recogniser's confidence per line: a poorly read label makes absence uncertain.
+        [line.confidence for line in result.lines],
+        unread=result.unread_strips + sum(x.confidence < WEAK_LINE for x in result.lines),
+        reread=[line.second_look for line in result.lines],
+    )
+    if not result.lines:
+        reports = [_unreadable(r) for r in reports]
+    return reports
 
 
 def summarize(reports: list[MarketplaceReport], product: str, *, has_text: bool = True) -> str:

@@ -28,14 +28,15 @@ from bench.labelset import SEED, corpus, split_of
 from bench.scoring import score, wilson
 
 # Held-out floors. The text floor is the target. The OCR floors are regression
-# guards at what the fixed sample reaches today, not targets: the whole part's numbers, with
-# intervals, are in bench/results/local_eval.json and the README (photo-like fail precision
-# 0.81, short of 0.9). On the photo-like sample a rerun can flip one finding (ONNX Runtime's
-# threaded scores vary in the last digits), so it is held to a count of false fails.
+# guards at what the fixed sample reaches today: the whole part's numbers, with intervals,
+# are in bench/results/local_eval.json and the README (photo-like fail precision 0.91, the
+# target 0.9 met since the misread check). On the photo-like sample a rerun can flip one
+# finding (ONNX Runtime's threaded scores vary in the last digits), so it is held to a count
+# of false fails: the 2 it makes today, plus that one.
 TEXT_FLOOR = 0.95
 OCR_PRECISION_FLOOR = 0.9
 OCR_RECALL_FLOOR = 0.9
-PHOTO_FALSE_FAILS = 4
+PHOTO_FALSE_FAILS = 3
 SAMPLE = 14  # labels; x2 renderings at about a second each
 
 pytestmark = pytest.mark.timeout(300)
@@ -155,6 +156,26 @@ def test_postal_table_reads_every_format(lines: list[str], country: str, region:
     (address,) = find_addresses(lines, book.postal, roles, legal)
     assert (address.country, address.region) == (country, region)
     assert address.has_name and address.has_street
+
+
+def test_postal_line_wrapped_after_its_code_is_one_line() -> None:
+    book = load_rulebook()
+    legal = compile_pattern("{LEGAL_FORM}", book.all_macros())
+    wrapped = [
+        "Verantwortliche",
+        "Person Saffron S.A., 28 Grand-Rue, L-8327",
+        "Esch-sur-Alzette, Luxemburg,",
+        "service@saffron.lu",
+    ]
+    (address,) = find_addresses(wrapped, book.postal, {}, legal)
+    assert (address.country, address.region, address.electronic) == (
+        "LU",
+        "EU",
+        "service@saffron.lu",
+    )
+    # A date ending a line is not a code whose city is the next line.
+    dated = ["Best before end: 01 2026", "Keep this information for future reference."]
+    assert find_addresses(dated, book.postal, {}, legal) == []
 
 
 def test_food_operator_without_a_role_word_passes() -> None:
