@@ -97,13 +97,17 @@ async def batch_stream(
             return
         # Read before the history: a finished batch's history already holds its end.
         finished = await src.redis.hget(part.batch(batch_id), "finished_ms") is not None
+        ended = False
         async for page in replay(src.redis, part.batch_events(batch_id), after):
             if sub.ended:
                 return  # overflowed or shutting down: the client resumes by id
             metrics.replayed(len(page))
             last = page[-1].key
+            # The batch may have ended since it was read as running: then its end is the
+            # history's last entry, and the live copy would be skipped as already sent.
+            ended = page[-1].type == END
             yield b"".join(event.wire for event in page)
-        if finished:
+        if finished or ended:
             return
         async for chunk in _live(src, sub, last):
             yield chunk
