@@ -207,6 +207,13 @@ async def browser() -> AsyncIterator[Browser]:
 @contextlib.asynccontextmanager
 async def dashboard(browser: Browser, url: str) -> AsyncIterator[tuple[Page, list[str]]]:
     """The page at /admin, and the policy violations and script errors it reports."""
+    async with opened(browser, f"{url}/admin") as page:
+        yield page
+
+
+@contextlib.asynccontextmanager
+async def opened(browser: Browser, url: str) -> AsyncIterator[tuple[Page, list[str]]]:
+    """The page at ``url``, and the policy violations and script errors it reports."""
     context = await browser.new_context()
     try:
         tab = await context.new_page()
@@ -221,7 +228,7 @@ async def dashboard(browser: Browser, url: str) -> AsyncIterator[tuple[Page, lis
                 else None
             ),
         )
-        await tab.goto(f"{url}/admin")
+        await tab.goto(url)
         yield tab, problems
     finally:
         await context.close()
