@@ -30,6 +30,7 @@ STATIC = "/admin/static/"
 # /admin is looked up on disk, so no path can reach outside the package.
 _FILES = {
     PAGE: ("dashboard.html", "text/html; charset=utf-8"),
+    f"{STATIC}dom.js": ("dom.js", "text/javascript; charset=utf-8"),
     f"{STATIC}dashboard.js": ("dashboard.js", "text/javascript; charset=utf-8"),
     f"{STATIC}dashboard.css": ("dashboard.css", "text/css; charset=utf-8"),
     f"{STATIC}webhooks.js": ("webhooks.js", "text/javascript; charset=utf-8"),

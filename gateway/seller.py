@@ -19,6 +19,7 @@ STATIC = "/static/"
 # Path -> (file in gateway/static, media type): nothing else is looked up on disk.
 _FILES = {
     PAGE: ("seller.html", "text/html; charset=utf-8"),
+    f"{STATIC}dom.js": ("dom.js", "text/javascript; charset=utf-8"),
     f"{STATIC}seller.js": ("seller.js", "text/javascript; charset=utf-8"),
     f"{STATIC}seller.css": ("seller.css", "text/css; charset=utf-8"),
 }

@@ -133,6 +133,7 @@ async def test_page_and_files_are_served_with_security_headers(
     assert sorted(re.findall(r'(?:src|href)="([^"]*)"', html)) == [
         "/admin/static/dashboard.css",
         "/admin/static/dashboard.js",
+        "/admin/static/dom.js",
         "/admin/static/webhooks.js",
     ]
     assert re.search(r"<script(?![^>]*\bsrc=)", html) is None
