@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from gateway.auth import Caller, Guard
 from gateway.batchintake import InvalidBatchError, Scan, body_hash, read_batch
-from gateway.intake import idempotency_digest
+from gateway.intake import idempotency_conflict, idempotency_digest
 from gateway.metrics import SUBMITTED
 from gateway.webhooks import Webhooks
 from shared import tokens
@@ -132,12 +132,7 @@ async def create_batch(request: Request) -> Response:
         )
     if isinstance(outcome, Duplicate):
         if not outcome.same_body:
-            raise ApiError(
-                422,
-                "idempotency_conflict",
-                "this Idempotency-Key was used with a different request body",
-                "idempotency-key",
-            )
+            raise idempotency_conflict()
         first = outcome.scan_id
         return JSONResponse(
             accepted(settings, first, await store.scan_ids(first)),

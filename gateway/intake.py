@@ -211,6 +211,16 @@ def idempotency_digest(request: Request) -> str | None:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def idempotency_conflict() -> ApiError:
+    """The 422 for an ``Idempotency-Key`` used before with another body."""
+    return ApiError(
+        422,
+        "idempotency_conflict",
+        "this Idempotency-Key was used with a different request body",
+        "idempotency-key",
+    )
+
+
 async def _read_multipart(request: Request, settings: Settings) -> tuple[ScanCreate, bytes | None]:
     form = await read_form(request, settings, max_files=1, max_fields=16)
     try:

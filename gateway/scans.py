@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from gateway import longpoll
 from gateway.auth import Caller, Guard
-from gateway.intake import idempotency_digest, read_scan
+from gateway.intake import idempotency_conflict, idempotency_digest, read_scan
 from gateway.metrics import SUBMITTED
 from gateway.webhooks import Webhooks
 from shared import tokens, tracing
@@ -160,12 +160,7 @@ async def _create_scan(request: Request, settings: Settings, span: Span | None) 
         )
     if isinstance(outcome, Duplicate):
         if not outcome.same_body:
-            raise ApiError(
-                422,
-                "idempotency_conflict",
-                "this Idempotency-Key was used with a different request body",
-                "idempotency-key",
-            )
+            raise idempotency_conflict()
         # The scan may have moved on since the first request: answer where it is now.
         current = await store.get(outcome.scan_id)
         state: ScanState = current.state if current is not None else "queued"

@@ -140,3 +140,13 @@ local function accept_scan(scan_key, history_key, image_key, stream_key, delayed
   redis.call('EXPIRE', history_key, history_ttl)
   return entry_id
 end
+
+-- What an earlier request with the same Idempotency-Key created (its id and body
+-- hash, stored as "<id> <body_hash>"): the {'duplicate', id, body_hash} reply, or nil.
+local function replay_of(idempotency_key)
+  local seen = redis.call('GET', idempotency_key)
+  if seen then
+    local sep = string.find(seen, ' ', 1, true)
+    return {'duplicate', string.sub(seen, 1, sep - 1), string.sub(seen, sep + 1)}
+  end
+end

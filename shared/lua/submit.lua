@@ -2,10 +2,9 @@
 -- schedule it when due_ms > 0), publish its first event. All or nothing.
 -- Returns {'new', entry_id} or {'duplicate', scan_id, body_hash}
 if body_hash ~= '' then
-  local seen = redis.call('GET', idempotency_key)
-  if seen then
-    local sep = string.find(seen, ' ', 1, true)
-    return {'duplicate', string.sub(seen, 1, sep - 1), string.sub(seen, sep + 1)}
+  local replay = replay_of(idempotency_key)
+  if replay then
+    return replay
   end
   redis.call('SET', idempotency_key, scan_id .. ' ' .. body_hash, 'EX', idempotency_ttl)
 end

@@ -2,12 +2,9 @@
 -- or schedule, first event), plus the batch's hash, scan list and first progress
 -- event. Every check comes before the first write, so a refused batch writes nothing.
 -- Returns {'new'} or {'duplicate', batch_id, body_hash}
-if body_hash ~= '' then
-  local seen = redis.call('GET', idempotency_key)
-  if seen then
-    local sep = string.find(seen, ' ', 1, true)
-    return {'duplicate', string.sub(seen, 1, sep - 1), string.sub(seen, sep + 1)}
-  end
+local replay = body_hash ~= '' and replay_of(idempotency_key)
+if replay then
+  return replay
 end
 local n = #scans_key / 3
 if n < 1 or #items ~= n * 6 or n ~= math.floor(n) then
