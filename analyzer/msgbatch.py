@@ -119,16 +119,7 @@ class Batcher:
         Raises StaleAttemptError when the attempt no longer owns the scan.
         """
         job = claim.job
-        params = self.backend.params(
-            AnalysisRequest(
-                image=prepared.data,
-                media_type=prepared.media_type,
-                image_tokens=prepared.token_estimate,
-                category=job.category,
-                marketplaces=job.marketplaces,
-                product_name=job.product_name,
-            )
-        )
+        params = self.backend.params(AnalysisRequest.of(job, prepared))
         scan = BatchedScan.of(claim, sent)
         async with self._lock:  # a flush waits: this scan joins the record it is written to
             if self._record_id is None:

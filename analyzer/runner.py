@@ -261,14 +261,7 @@ class ScanRunner:
         """The backend's analysis, with the limiter told what it cost (or that it got a 429)."""
         try:
             outcome = await self.backend.analyze(
-                AnalysisRequest(
-                    image=prepared.data,
-                    media_type=prepared.media_type,
-                    image_tokens=prepared.token_estimate,
-                    category=job.category,
-                    marketplaces=job.marketplaces,
-                    product_name=job.product_name,
-                ),
+                AnalysisRequest.of(job, prepared),
                 report,
             )
         except RateLimitedError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from starlette.requests import Request
@@ -10,6 +9,7 @@ from starlette.responses import Response
 
 from gateway.auth import Caller, Guard
 from gateway.batchintake import InvalidBatchError, Scan, body_hash, read_batch
+from gateway.intake import idempotency_conflict, idempotency_digest
 from gateway.metrics import SUBMITTED
 from gateway.webhooks import Webhooks
 from shared import tokens
@@ -77,18 +77,11 @@ def _tenant(caller: Caller, scans: list[Scan]) -> str:
 
 
 def _idempotency(request: Request, scans: list[Scan], tenant: str) -> tuple[str, str] | None:
-    key = request.headers.get("idempotency-key")
+    key = idempotency_digest(request)
     if key is None:
         return None
-    if not 1 <= len(key) <= 255 or not key.isprintable():
-        raise ApiError(
-            400,
-            "bad_request",
-            "Idempotency-Key must be 1-255 printable characters",
-            "idempotency-key",
-        )
     # Apart from the scans' keys: the same key may name a scan and a batch.
-    return f"{tenant}:batch:{hashlib.sha256(key.encode()).hexdigest()}", body_hash(scans, tenant)
+    return f"{tenant}:batch:{key}", body_hash(scans, tenant)
 
 
 async def create_batch(request: Request) -> Response:
@@ -139,12 +132,7 @@ async def create_batch(request: Request) -> Response:
         )
     if isinstance(outcome, Duplicate):
         if not outcome.same_body:
-            raise ApiError(
-                422,
-                "idempotency_conflict",
-                "this Idempotency-Key was used with a different request body",
-                "idempotency-key",
-            )
+            raise idempotency_conflict()
         first = outcome.scan_id
         return JSONResponse(
             accepted(settings, first, await store.scan_ids(first)),

@@ -16,14 +16,15 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from gateway.intake import (
-    _capped,
-    _check_image,
-    _check_source,
-    _decode_base64,
-    _decode_json,
-    _due_ms,
-    _form_int,
+    capped,
+    check_image,
+    check_source,
+    decode_base64,
+    decode_json,
+    due_at_ms,
+    form_int,
     invalid,
+    read_form,
 )
 from shared.http.errors import ApiError
 from shared.schemas import ItemError, ScanCreate
@@ -68,7 +69,7 @@ async def read_batch(request: Request, settings: Settings) -> list[Scan]:
             raise ApiError(400, "bad_request", "invalid Content-Length", "content-length")
         if int(raw_length) > limit:
             raise ApiError(413, "too_large", f"body exceeds {limit} bytes", "body")
-    request = _capped(request, limit)
+    request = capped(request, limit)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == "application/json":
         return await _read_json(await request.body(), settings)
@@ -124,12 +125,12 @@ async def _read_json(body: bytes, settings: Settings) -> list[Scan]:
         try:
             if batch.defaults:
                 fields = _decode_fields(raw)
-                scan = _decode_json(_encode({**batch.defaults, **fields}))
+                scan = decode_json(_encode({**batch.defaults, **fields}))
             else:
-                scan = _decode_json(raw)
+                scan = decode_json(raw)
             if scan.callback_url is not None:
                 raise _no_callback()
-            image = await _decode_base64(scan.image_base64, settings) if scan.image_base64 else None
+            image = await decode_base64(scan.image_base64, settings) if scan.image_base64 else None
             scans.append(_checked(scan, image, settings))
         except msgspec.DecodeError:
             errors.append(ItemError(index=index, field=None, reason="a scan must be an object"))
@@ -143,26 +144,16 @@ async def _read_json(body: bytes, settings: Settings) -> list[Scan]:
 
 
 def _checked(scan: ScanCreate, image: bytes | None, settings: Settings) -> Scan:
-    _check_source(scan, image, settings)
+    check_source(scan, image, settings)
     return Scan(
         scan=msgspec.structs.replace(scan, image_base64=None),
         image=image,
-        due_ms=_due_ms(scan, settings),
+        due_ms=due_at_ms(scan, settings),
     )
 
 
 async def _read_multipart(request: Request, settings: Settings) -> list[Scan]:
-    try:
-        form = await request.form(
-            max_files=settings.batch_max_scans + 1,
-            max_fields=32,
-            max_part_size=settings.max_image_bytes + 1,
-        )
-    except ApiError:
-        raise  # the body is over the cap
-    except Exception as exc:  # starlette raises HTTPException/MultiPartException subclasses
-        detail = getattr(exc, "detail", None) or str(exc) or "malformed multipart body"
-        raise ApiError(400, "malformed_multipart", str(detail), "body") from None
+    form = await read_form(request, settings, max_files=settings.batch_max_scans + 1, max_fields=32)
     try:
         shared, files = _split_form(form.multi_items())
         _check_count(len(files), settings)
@@ -173,8 +164,8 @@ async def _read_multipart(request: Request, settings: Settings) -> list[Scan]:
                 fields = dict(shared)
                 # A file's own name (without its extension) names the product by default.
                 fields.setdefault("product_name", PurePath(upload.filename or "").stem or "label")
-                scan = _decode_json(_encode(fields))
-                image = await _check_image(await upload.read(), settings, "image")
+                scan = decode_json(_encode(fields))
+                image = await check_image(await upload.read(), settings, "image")
                 scans.append(_checked(scan, image, settings))
             except ApiError as exc:
                 errors.append(_item_error(index, exc))
@@ -202,7 +193,7 @@ def _split_form(
             items = [m.strip() for m in str(value).split(",") if m.strip()]
             shared.setdefault("marketplaces", []).extend(items)
         elif name == "delay_ms":
-            shared[name] = _form_int(value, name)
+            shared[name] = form_int(value, name)
         elif name == "callback_url":
             raise _no_callback()
         elif name in ("image_base64", "image_url"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from urllib.parse import urlsplit
@@ -29,6 +30,7 @@ STATIC = "/admin/static/"
 # /admin is looked up on disk, so no path can reach outside the package.
 _FILES = {
     PAGE: ("dashboard.html", "text/html; charset=utf-8"),
+    f"{STATIC}dom.js": ("dom.js", "text/javascript; charset=utf-8"),
     f"{STATIC}dashboard.js": ("dashboard.js", "text/javascript; charset=utf-8"),
     f"{STATIC}dashboard.css": ("dashboard.css", "text/css; charset=utf-8"),
     f"{STATIC}webhooks.js": ("webhooks.js", "text/javascript; charset=utf-8"),
@@ -95,12 +97,18 @@ def _load(name: str, media_type: str) -> Asset:
 
 
 class Dashboard:
-    """ASGI middleware: answers ``GET``/``HEAD`` of the dashboard's files, passes the rest on."""
+    """ASGI middleware: answers ``GET``/``HEAD`` of the dashboard's files, passes the rest on.
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    ``files`` (path -> file in gateway/static, media type) serves another static page
+    the same way (the seller page).
+    """
+
+    def __init__(
+        self, app: ASGIApp, settings: Settings, files: Mapping[str, tuple[str, str]] = _FILES
+    ) -> None:
         self.app = app
         self.headers = security_headers(settings)
-        self.assets = {path: _load(name, media) for path, (name, media) in _FILES.items()}
+        self.assets = {path: _load(name, media) for path, (name, media) in files.items()}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve a dashboard file, or hand the request to the app."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import re
 from typing import Any
 
 import msgspec
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.types import Message
 
@@ -44,11 +45,11 @@ async def read_scan(request: Request, settings: Settings) -> Intake:
     """Parse and validate the body of ``POST /api/scans``; raise ApiError on bad input."""
     _check_length(request, settings)
     # Content-Length is optional (chunked bodies): the count is kept while reading, too.
-    request = _capped(request, settings.max_body_bytes)
+    request = capped(request, settings.max_body_bytes)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == "application/json":
-        scan = _decode_json(await request.body())
-        image = await _decode_base64(scan.image_base64, settings) if scan.image_base64 else None
+        scan = decode_json(await request.body())
+        image = await decode_base64(scan.image_base64, settings) if scan.image_base64 else None
     elif media_type == "multipart/form-data":
         scan, image = await _read_multipart(request, settings)
     else:
@@ -58,11 +59,11 @@ async def read_scan(request: Request, settings: Settings) -> Intake:
             "send application/json or multipart/form-data",
             "content-type",
         )
-    _check_source(scan, image, settings)
-    return Intake(scan=scan, image=image, due_ms=_due_ms(scan, settings))
+    check_source(scan, image, settings)
+    return Intake(scan=scan, image=image, due_ms=due_at_ms(scan, settings))
 
 
-def _due_ms(scan: ScanCreate, settings: Settings) -> int:
+def due_at_ms(scan: ScanCreate, settings: Settings) -> int:
     if scan.delay_ms is not None and scan.run_at is not None:
         raise ApiError(422, "invalid_field", "give delay_ms or run_at, not both", "run_at")
     now = now_ms()
@@ -96,7 +97,7 @@ def _check_length(request: Request, settings: Settings) -> None:
         raise ApiError(413, "too_large", f"body exceeds {settings.max_body_bytes} bytes", "body")
 
 
-def _capped(request: Request, limit: int) -> Request:
+def capped(request: Request, limit: int) -> Request:
     """``request`` whose body reads fail with 413 as soon as they pass ``limit`` bytes."""
     receive = request.receive
     size = 0
@@ -113,7 +114,7 @@ def _capped(request: Request, limit: int) -> Request:
     return Request(request.scope, counting)
 
 
-def _decode_json(body: bytes) -> ScanCreate:
+def decode_json(body: bytes) -> ScanCreate:
     try:
         return _decode_scan(body)
     except msgspec.ValidationError as exc:
@@ -146,7 +147,7 @@ def _missing_field(message: str) -> str | None:
     return match.group(1) if match else None
 
 
-async def _decode_base64(data: str, settings: Settings) -> bytes:
+async def decode_base64(data: str, settings: Settings) -> bytes:
     if len(data) > settings.max_image_bytes * 4 // 3 + 4:
         raise ApiError(
             413, "too_large", f"image exceeds {settings.max_image_bytes} bytes", "image_base64"
@@ -155,10 +156,10 @@ async def _decode_base64(data: str, settings: Settings) -> bytes:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise ApiError(422, "invalid_field", "not valid base64", "image_base64") from None
-    return await _check_image(raw, settings, "image_base64")
+    return await check_image(raw, settings, "image_base64")
 
 
-async def _check_image(raw: bytes, settings: Settings, field: str) -> bytes:
+async def check_image(raw: bytes, settings: Settings, field: str) -> bytes:
     if len(raw) > settings.max_image_bytes:
         raise ApiError(413, "too_large", f"image exceeds {settings.max_image_bytes} bytes", field)
     if not raw:
@@ -180,16 +181,48 @@ async def _check_image(raw: bytes, settings: Settings, field: str) -> bytes:
     return raw
 
 
-async def _read_multipart(request: Request, settings: Settings) -> tuple[ScanCreate, bytes | None]:
+async def read_form(
+    request: Request, settings: Settings, *, max_files: int, max_fields: int
+) -> FormData:
+    """The multipart body parsed, or a 400 ``malformed_multipart`` (or the cap's 413)."""
     try:
-        form = await request.form(
-            max_files=1, max_fields=16, max_part_size=settings.max_image_bytes + 1
+        return await request.form(
+            max_files=max_files, max_fields=max_fields, max_part_size=settings.max_image_bytes + 1
         )
     except ApiError:
         raise  # the body is over the cap
     except Exception as exc:  # starlette raises HTTPException/MultiPartException subclasses
         detail = getattr(exc, "detail", None) or str(exc) or "malformed multipart body"
         raise ApiError(400, "malformed_multipart", str(detail), "body") from None
+
+
+def idempotency_digest(request: Request) -> str | None:
+    """The ``Idempotency-Key`` header's SHA-256 (hex), None without one; 400 if malformed."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isprintable():
+        raise ApiError(
+            400,
+            "bad_request",
+            "Idempotency-Key must be 1-255 printable characters",
+            "idempotency-key",
+        )
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def idempotency_conflict() -> ApiError:
+    """The 422 for an ``Idempotency-Key`` used before with another body."""
+    return ApiError(
+        422,
+        "idempotency_conflict",
+        "this Idempotency-Key was used with a different request body",
+        "idempotency-key",
+    )
+
+
+async def _read_multipart(request: Request, settings: Settings) -> tuple[ScanCreate, bytes | None]:
+    form = await read_form(request, settings, max_files=1, max_fields=16)
     try:
         fields: dict[str, Any] = {}
         image: bytes | None = None
@@ -197,7 +230,7 @@ async def _read_multipart(request: Request, settings: Settings) -> tuple[ScanCre
             if name == "image":
                 if not isinstance(value, UploadFile):
                     raise ApiError(422, "invalid_field", "image must be a file", "image")
-                image = await _check_image(await value.read(), settings, "image")
+                image = await check_image(await value.read(), settings, "image")
             elif name == "marketplaces":
                 # Accept repeated fields and comma-separated lists alike.
                 items = [m.strip() for m in str(value).split(",") if m.strip()]
@@ -205,28 +238,28 @@ async def _read_multipart(request: Request, settings: Settings) -> tuple[ScanCre
             elif isinstance(value, UploadFile):
                 raise ApiError(422, "invalid_field", "unexpected file field", name)
             elif name == "delay_ms":
-                fields[name] = _form_int(value, name)
+                fields[name] = form_int(value, name)
             else:
                 fields[name] = value
     finally:
         await form.close()
     if "image_base64" in fields:
         raise ApiError(422, "invalid_field", "upload the file as `image`", "image_base64")
-    scan = _decode_json(msgspec.json.encode(fields))
+    scan = decode_json(msgspec.json.encode(fields))
     return scan, image
 
 
 _FORM_INT = re.compile(r"[0-9]{1,15}")
 
 
-def _form_int(value: str, field: str) -> int:
+def form_int(value: str, field: str) -> int:
     # Form values are all text; ASCII digits only (int() would take " 5", "٣" and "1_0").
     if _FORM_INT.fullmatch(value) is None:
         raise ApiError(422, "invalid_field", f"{field} must be a whole number", field)
     return int(value)
 
 
-def _check_source(scan: ScanCreate, image: bytes | None, settings: Settings) -> None:
+def check_source(scan: ScanCreate, image: bytes | None, settings: Settings) -> None:
     sources = sum(x is not None for x in (scan.image_url, image))
     if sources != 1:
         raise ApiError(

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from gateway import longpoll
 from gateway.auth import Caller, Guard
-from gateway.intake import read_scan
+from gateway.intake import idempotency_conflict, idempotency_digest, read_scan
 from gateway.metrics import SUBMITTED
 from gateway.webhooks import Webhooks
 from shared import tokens, tracing
@@ -68,17 +68,8 @@ def accepted(settings: Settings, scan_id: str, state: ScanState = "queued") -> S
 
 
 def _idempotency(request: Request, body: bytes) -> tuple[str, str] | None:
-    key = request.headers.get("idempotency-key")
-    if key is None:
-        return None
-    if not 1 <= len(key) <= 255 or not key.isprintable():
-        raise ApiError(
-            400,
-            "bad_request",
-            "Idempotency-Key must be 1-255 printable characters",
-            "idempotency-key",
-        )
-    return hashlib.sha256(key.encode()).hexdigest(), hashlib.sha256(body).hexdigest()
+    key = idempotency_digest(request)
+    return None if key is None else (key, hashlib.sha256(body).hexdigest())
 
 
 async def create_scan(request: Request) -> Response:
@@ -169,12 +160,7 @@ async def _create_scan(request: Request, settings: Settings, span: Span | None) 
         )
     if isinstance(outcome, Duplicate):
         if not outcome.same_body:
-            raise ApiError(
-                422,
-                "idempotency_conflict",
-                "this Idempotency-Key was used with a different request body",
-                "idempotency-key",
-            )
+            raise idempotency_conflict()
         # The scan may have moved on since the first request: answer where it is now.
         current = await store.get(outcome.scan_id)
         state: ScanState = current.state if current is not None else "queued"

@@ -8,13 +8,9 @@ the gateway only, EventSource to the notifier's origin, Trusted Types required.
 
 from __future__ import annotations
 
-import hashlib
-from importlib import resources
-
 from starlette.middleware import Middleware
-from starlette.types import ASGIApp
 
-from gateway.dashboard import Asset, Dashboard, security_headers
+from gateway.dashboard import Dashboard
 from shared.settings import Settings
 
 PAGE = "/"
@@ -23,27 +19,12 @@ STATIC = "/static/"
 # Path -> (file in gateway/static, media type): nothing else is looked up on disk.
 _FILES = {
     PAGE: ("seller.html", "text/html; charset=utf-8"),
+    f"{STATIC}dom.js": ("dom.js", "text/javascript; charset=utf-8"),
     f"{STATIC}seller.js": ("seller.js", "text/javascript; charset=utf-8"),
     f"{STATIC}seller.css": ("seller.css", "text/css; charset=utf-8"),
 }
 
 
-def _asset(name: str, media_type: str) -> Asset:
-    body = (resources.files("gateway") / "static" / name).read_bytes()
-    return Asset(body, media_type, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
-
-
-class SellerPage(Dashboard):
-    """ASGI middleware: the seller page's files for ``GET``/``HEAD``, the rest passed on."""
-
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        # Dashboard's answering (ETag, 304, 405) with this page's files, not the admin's:
-        # its __init__ would load the admin's files, which this middleware never serves.
-        self.app = app
-        self.headers = security_headers(settings)
-        self.assets = {path: _asset(name, media) for path, (name, media) in _FILES.items()}
-
-
 def middleware(settings: Settings) -> Middleware:
     """The seller page middleware for ``settings``."""
-    return Middleware(SellerPage, settings=settings)
+    return Middleware(Dashboard, settings=settings, files=_FILES)

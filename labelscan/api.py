@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,6 +13,7 @@ import httpx
 import msgspec
 
 from labelscan import errors
+from shared.schemas import TERMINAL_STATES, ScanDetail
 
 T = TypeVar("T")
 Image = str | os.PathLike[str] | bytes
@@ -98,6 +100,39 @@ class Requests:
 
     def send(self, method: str, path: str, body: object = None) -> httpx.Request:
         return self.http.build_request(method, path, json=body)
+
+
+class LongPolls:
+    """How ``wait()`` polls, for both clients: each poll's ``wait=`` (never past the
+    deadline) and, when an answer came long before its wait ended (a gateway without
+    long polls), a pause with backoff before the next."""
+
+    def __init__(self, scan_id: str, timeout: float | None) -> None:
+        self.scan_id = scan_id
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.pause = 0.1
+        self.hold = LONG_POLL_S
+        self.started = 0.0
+
+    def request(self, build: Requests) -> httpx.Request:
+        """The next poll: ``GET /api/scans/{id}?wait=`` for as long as may be waited."""
+        left = LONG_POLL_S if self.deadline is None else int(self.deadline - time.monotonic())
+        self.hold = max(0, min(LONG_POLL_S, left))
+        self.started = time.monotonic()
+        return build.get(f"/api/scans/{self.scan_id}", wait=self.hold)
+
+    def pause_after(self, detail: ScanDetail) -> float | None:
+        """None once the scan has finished, else the seconds to sleep before the next poll;
+        ``WaitTimeout`` past the deadline."""
+        if detail.state in TERMINAL_STATES:
+            return None
+        now = time.monotonic()
+        if self.deadline is not None and now >= self.deadline:
+            raise errors.WaitTimeout(f"scan {self.scan_id} is still {detail.state}")
+        if self.hold and now - self.started >= self.hold / 2:
+            return 0.0
+        pause, self.pause = self.pause, min(self.pause * 2, 2.0)
+        return pause
 
 
 def decode(response: httpx.Response, into: type[T]) -> T:

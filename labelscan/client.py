@@ -19,10 +19,9 @@ import httpx
 from httpx_sse import ServerSentEvent, aconnect_sse
 
 from labelscan import errors
-from labelscan.api import LONG_POLL_S, Image, Requests, decode, default_name, http_args
+from labelscan.api import Image, LongPolls, Requests, decode, default_name, http_args
 from labelscan.sse import Resumable, batch_item, ends_scan, scan_item
 from shared.schemas import (
-    TERMINAL_STATES,
     BatchAccepted,
     BatchCancelled,
     BatchEvent,
@@ -44,10 +43,6 @@ if TYPE_CHECKING:
 __all__ = ["AsyncClient", "Client", "Image"]
 
 T = TypeVar("T")
-
-
-def _still_waiting(detail: ScanDetail) -> bool:
-    return detail.state not in TERMINAL_STATES
 
 
 class AsyncClient:
@@ -137,22 +132,13 @@ class AsyncClient:
     # The deadline also shortens the last long poll's `wait=`, which asyncio.timeout cannot.
     async def wait(self, scan_id: str, timeout: float | None = None) -> ScanDetail:  # noqa: ASYNC109
         """The scan once finished: long polls, or polls with backoff if the API answers at once."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = 0.1
+        polls = LongPolls(scan_id, timeout)
         while True:
-            hold = LONG_POLL_S if deadline is None else int(deadline - time.monotonic())
-            hold = max(0, min(LONG_POLL_S, hold))
-            started = time.monotonic()
-            request = self._build.get(f"/api/scans/{scan_id}", wait=hold)
-            detail = await self._send(request, ScanDetail)
-            if not _still_waiting(detail):
+            detail = await self._send(polls.request(self._build), ScanDetail)
+            pause = polls.pause_after(detail)
+            if pause is None:
                 return detail
-            if deadline is not None and time.monotonic() >= deadline:
-                raise errors.WaitTimeout(f"scan {scan_id} is still {detail.state}")
-            if hold == 0 or time.monotonic() - started < hold / 2:
-                # The answer came long before the wait ended: a gateway without long polls.
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 2.0)
+            await asyncio.sleep(pause)
 
     async def events_link(self, scan_id: str) -> EventsLink:
         """A fresh token and URL for the scan's event stream."""
@@ -361,20 +347,13 @@ class Client:
 
     def wait(self, scan_id: str, timeout: float | None = None) -> ScanDetail:
         """The scan once finished: long polls, or polls with backoff if the API answers at once."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = 0.1
+        polls = LongPolls(scan_id, timeout)
         while True:
-            hold = LONG_POLL_S if deadline is None else int(deadline - time.monotonic())
-            hold = max(0, min(LONG_POLL_S, hold))
-            started = time.monotonic()
-            detail = self._send(self._build.get(f"/api/scans/{scan_id}", wait=hold), ScanDetail)
-            if not _still_waiting(detail):
+            detail = self._send(polls.request(self._build), ScanDetail)
+            pause = polls.pause_after(detail)
+            if pause is None:
                 return detail
-            if deadline is not None and time.monotonic() >= deadline:
-                raise errors.WaitTimeout(f"scan {scan_id} is still {detail.state}")
-            if hold == 0 or time.monotonic() - started < hold / 2:
-                time.sleep(pause)
-                pause = min(pause * 2, 2.0)
+            time.sleep(pause)
 
     def batch_status(self, batch_id: str, cursor: str | None = None) -> BatchStatus:
         """The batch's counts per state, progress, a page of scan ids, and its aggregate."""

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
 from shared import events, scripts
 from shared.batchrecord import BatchHead, decode_head, summarize
 from shared.clock import iso, now_ms
-from shared.keys import GROUP, Partition
+from shared.keys import Partition
 from shared.replies import text
 from shared.scanlist import index_horizon_ms
 from shared.schemas import (
@@ -29,6 +29,7 @@ from shared.schemas import (
     BatchEvent,
     BatchRetried,
     BatchStatus,
+    Priority,
     ScanJob,
     ScanResult,
 )
@@ -227,7 +228,7 @@ class BatchStore(ScanStore):
         ids = await self.scan_ids(head.batch_id)
         rows = await self._states(part, ids, "state", "attempts", "priority")
         open_ = [
-            (sid, int(attempts or 0), text(priority) or "normal")
+            (sid, int(attempts or 0), _priority(priority))
             for sid, (state, attempts, priority) in zip(ids, rows, strict=True)
             if state is not None and text(state) not in TERMINAL_STATES
         ]
@@ -236,7 +237,7 @@ class BatchStore(ScanStore):
             await self.redis.hset(part.batch(head.batch_id), "cancelled_ms", now_ms())
         replies = await asyncio.gather(
             *(
-                self._cancel(part, head, sid, attempts, priority)
+                self.run_cancel(sid, head.tenant, attempts, priority, head.batch_id)
                 for sid, attempts, priority in open_
             )
         )
@@ -256,77 +257,19 @@ class BatchStore(ScanStore):
             counts=await self.counts(after),
         )
 
-    async def _cancel(
-        self, part: Partition, head: BatchHead, sid: str, attempts: int, priority: str
-    ) -> scripts.Outcome:
-        ev = events.event(sid, "cancelled", "cancelled", events.CANCELLED, attempts)
-        return await self.run(
-            scripts.CANCEL,
-            scripts.CancelKeys(
-                scan=part.scan(sid),
-                events=part.events,
-                history=part.scan_events(sid),
-                stream=part.requests(priority),  # type: ignore[arg-type]  # as stored
-                delayed=part.delayed,
-                stats=part.stats,
-                image=part.image(sid),
-                tenant_active=part.tenant_active,
-                batch=part.batch(head.batch_id),
-                batch_events=part.batch_events(head.batch_id),
-                batch_scans=part.batch_scans(head.batch_id),
-                outbox=part.outbox,
-            ),
-            scripts.CancelArgs(
-                scan_id=sid,
-                tenant=head.tenant,
-                attempts=attempts,
-                event=ev,
-                group=GROUP,
-                history_ttl=self.history_ttl,
-                channel=self.keys.control,
-                maxlen=self.maxlen,
-                scan_maxlen=self.scan_maxlen,
-                batch_id=head.batch_id,
-                now_ms=now_ms(),
-            ),
-        )
-
     async def retry_batch(self, head: BatchHead) -> BatchRetried:
         """Replay every failed scan of the batch with fresh attempts (their dead letters go)."""
         part = self.keys.of_scan(head.batch_id)
         ids = await self.scan_ids(head.batch_id)
         rows = await self._states(part, ids, "state", "priority")
         failed = [
-            (sid, text(priority) or "normal")
+            (sid, _priority(priority))
             for sid, (state, priority) in zip(ids, rows, strict=True)
             if text(state) == "failed"
         ]
         replies = await asyncio.gather(
             *(
-                self.run(
-                    scripts.REQUEUE,
-                    scripts.RequeueKeys(
-                        scan=part.scan(sid),
-                        events=part.events,
-                        history=part.scan_events(sid),
-                        stream=part.requests(priority),  # type: ignore[arg-type]
-                        dead=part.dead,
-                        stats=part.stats,
-                        batch=part.batch(head.batch_id),
-                        batch_events=part.batch_events(head.batch_id),
-                        batch_scans=part.batch_scans(head.batch_id),
-                    ),
-                    scripts.RequeueArgs(
-                        scan_id=sid,
-                        tenant=head.tenant,
-                        event=events.event(sid, "queued", "queued", events.REPLAYED, 0),
-                        history_ttl=self.history_ttl,
-                        maxlen=self.maxlen,
-                        scan_maxlen=self.scan_maxlen,
-                        batch_id=head.batch_id,
-                        now_ms=now_ms(),
-                    ),
-                )
+                self.run_requeue(sid, head.tenant, priority, head.batch_id)
                 for sid, priority in failed
             )
         )
@@ -334,3 +277,7 @@ class BatchStore(ScanStore):
             sid for (sid, _), reply in zip(failed, replies, strict=True) if reply.outcome == "ok"
         ]
         return BatchRetried(batch_id=head.batch_id, scan_ids=retried)
+
+
+def _priority(raw: Any) -> Priority:
+    return cast("Priority", text(raw) or "normal")  # as stored by the submit script

@@ -19,7 +19,15 @@ from shared.keys import GROUP, Keys, Partition
 from shared.luascript import ScriptRunner
 from shared.record import ScanRecord, decode_record, latest_event
 from shared.scanlist import index_horizon_ms
-from shared.schemas import DeadLetter, DeadLetters, ScanDetail, ScanError, ScanEvent, ScanJob
+from shared.schemas import (
+    DeadLetter,
+    DeadLetters,
+    Priority,
+    ScanDetail,
+    ScanError,
+    ScanEvent,
+    ScanJob,
+)
 from shared.scripts import OverQuota
 from shared.settings import Settings
 from shared.streamids import parse_stream_id
@@ -219,61 +227,75 @@ class ScanStore(StoreBase):
         """Cancel a scan that has not finished."""
         if not is_scan_id(scan_id):
             return CancelOutcome("missing", None)
-        k = self.keys.of_scan(scan_id)
         for _ in range(RECOUNTS):
             record = await self.record(scan_id)
             if record is None:
                 return CancelOutcome("missing", None)
-            ev = events.event(scan_id, "cancelled", "cancelled", events.CANCELLED, record.attempts)
-            batch, batch_events, batch_scans = self.batch_of(scan_id, record.batch)
-            reply = await self.run(
-                scripts.CANCEL,
-                scripts.CancelKeys(
-                    scan=k.scan(scan_id),
-                    events=k.events,
-                    history=k.scan_events(scan_id),
-                    stream=k.requests(record.priority),
-                    delayed=k.delayed,
-                    stats=k.stats,
-                    image=k.image(scan_id),
-                    tenant_active=k.tenant_active,
-                    batch=batch,
-                    batch_events=batch_events,
-                    batch_scans=batch_scans,
-                    outbox=k.outbox,
-                ),
-                scripts.CancelArgs(
-                    scan_id=scan_id,
-                    tenant=record.tenant,
-                    attempts=record.attempts,
-                    event=ev,
-                    group=GROUP,
-                    history_ttl=self.history_ttl,
-                    channel=self.keys.control,
-                    maxlen=self.maxlen,
-                    scan_maxlen=self.scan_maxlen,
-                    batch_id=record.batch or "",
-                    now_ms=now_ms(),
-                ),
+            reply = await self.run_cancel(
+                scan_id, record.tenant, record.attempts, record.priority, record.batch or ""
             )
             if reply.outcome != "recount":
                 return CancelOutcome(reply.outcome, reply.state)
         raise ResponseError(f"scan {scan_id} kept changing; cancel again")
+
+    async def run_cancel(
+        self, scan_id: str, tenant: str, attempts: int, priority: Priority, batch_id: str
+    ) -> scripts.Outcome:
+        """One call of the cancel script, for a scan as last read (``recount`` if it moved)."""
+        k = self.keys.of_scan(scan_id)
+        batch, batch_events, batch_scans = self.batch_of(scan_id, batch_id)
+        return await self.run(
+            scripts.CANCEL,
+            scripts.CancelKeys(
+                scan=k.scan(scan_id),
+                events=k.events,
+                history=k.scan_events(scan_id),
+                stream=k.requests(priority),
+                delayed=k.delayed,
+                stats=k.stats,
+                image=k.image(scan_id),
+                tenant_active=k.tenant_active,
+                batch=batch,
+                batch_events=batch_events,
+                batch_scans=batch_scans,
+                outbox=k.outbox,
+            ),
+            scripts.CancelArgs(
+                scan_id=scan_id,
+                tenant=tenant,
+                attempts=attempts,
+                event=events.event(scan_id, "cancelled", "cancelled", events.CANCELLED, attempts),
+                group=GROUP,
+                history_ttl=self.history_ttl,
+                channel=self.keys.control,
+                maxlen=self.maxlen,
+                scan_maxlen=self.scan_maxlen,
+                batch_id=batch_id,
+                now_ms=now_ms(),
+            ),
+        )
 
     async def requeue(self, scan_id: str) -> CancelOutcome:
         """Replay a failed scan with fresh attempts: ``ok``, ``state`` or ``missing``."""
         record = await self.record(scan_id)
         if record is None:
             return CancelOutcome("missing", None)
+        reply = await self.run_requeue(scan_id, record.tenant, record.priority, record.batch or "")
+        return CancelOutcome(reply.outcome, reply.state)
+
+    async def run_requeue(
+        self, scan_id: str, tenant: str, priority: Priority, batch_id: str
+    ) -> scripts.Outcome:
+        """One call of the requeue script: ``ok`` when the failed scan was queued again."""
         k = self.keys.of_scan(scan_id)
-        batch, batch_events, batch_scans = self.batch_of(scan_id, record.batch)
-        reply = await self.run(
+        batch, batch_events, batch_scans = self.batch_of(scan_id, batch_id)
+        return await self.run(
             scripts.REQUEUE,
             scripts.RequeueKeys(
                 scan=k.scan(scan_id),
                 events=k.events,
                 history=k.scan_events(scan_id),
-                stream=k.requests(record.priority),
+                stream=k.requests(priority),
                 dead=k.dead,
                 stats=k.stats,
                 batch=batch,
@@ -282,16 +304,15 @@ class ScanStore(StoreBase):
             ),
             scripts.RequeueArgs(
                 scan_id=scan_id,
-                tenant=record.tenant,
+                tenant=tenant,
                 event=events.event(scan_id, "queued", "queued", events.REPLAYED, 0),
                 history_ttl=self.history_ttl,
                 maxlen=self.maxlen,
                 scan_maxlen=self.scan_maxlen,
-                batch_id=record.batch or "",
+                batch_id=batch_id,
                 now_ms=now_ms(),
             ),
         )
-        return CancelOutcome(reply.outcome, reply.state)
 
     async def dead_letters(
         self, count: int, before: str | None, tenant: str | None = None

@@ -7,7 +7,8 @@ from typing import Protocol
 
 import msgspec
 
-from shared.schemas import Category, LabelAnalysis, Marketplace, Stage, Usage
+from analyzer.images import PreparedImage
+from shared.schemas import Category, LabelAnalysis, Marketplace, ScanJob, Stage, Usage
 from shared.settings import Settings
 
 Report = Callable[[Stage, int, str], Awaitable[None]]
@@ -24,6 +25,18 @@ class AnalysisRequest(msgspec.Struct, frozen=True, kw_only=True):
     category: Category
     marketplaces: list[Marketplace]
     product_name: str
+
+    @classmethod
+    def of(cls, job: ScanJob, prepared: PreparedImage) -> AnalysisRequest:
+        """The request for a scan's job, with its image as prepared for the API."""
+        return cls(
+            image=prepared.data,
+            media_type=prepared.media_type,
+            image_tokens=prepared.token_estimate,
+            category=job.category,
+            marketplaces=job.marketplaces,
+            product_name=job.product_name,
+        )
 
 
 class ApiLimits(msgspec.Struct, frozen=True, kw_only=True):

@@ -15,24 +15,7 @@ const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 const EVENT_TYPES = ["scheduled", "queued", "progress", "retrying", "completed", "failed",
                      "cancelled"];
 
-const $ = (id) => document.getElementById(id);
-
-// --- DOM helpers -------------------------------------------------------------------
-
-/** An element with text-only content: strings become text nodes, never markup. */
-function el(tag, props, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(props || {})) {
-    if (value === undefined || value === null) continue;
-    if (name === "text") node.textContent = String(value);
-    else if (name === "class") node.className = value;
-    else node.setAttribute(name, String(value));
-  }
-  for (const child of children) {
-    if (child !== undefined && child !== null) node.append(child);
-  }
-  return node;
-}
+// --- DOM helpers (with $ and el of dom.js) -------------------------------------------
 
 function fmt(value) {
   if (value === null || value === undefined) return "none";

@@ -21,23 +21,7 @@ const VERDICT_ORDER = {non_compliant: 0, needs_review: 1, compliant: 2};
 const OPEN_WAIT_MS = 10000;  // how long a batch waits for its event stream before giving up
 const EARLY_MAX = 10000;     // events kept for scans whose batch answer has not arrived yet
 
-const $ = (id) => document.getElementById(id);
-let pending = [];
-
-/** An element with text-only content: strings become text nodes, never markup. */
-function el(tag, props, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(props || {})) {
-    if (value === undefined || value === null) continue;
-    if (name === "text") node.textContent = String(value);
-    else if (name === "class") node.className = value;
-    else node.setAttribute(name, String(value));
-  }
-  for (const child of children) {
-    if (child !== undefined && child !== null) node.append(child);
-  }
-  return node;
-}
+let pending = [];  // $ and el come from dom.js
 
 function alertUser(message) {
   $("alert").textContent = message || "";

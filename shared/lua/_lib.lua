@@ -108,3 +108,45 @@ local function batch_to_outbox(batch_key, outbox_key, batch_id, state)
     redis.call('XADD', outbox_key, '*', 'batch_id', batch_id, 'tenant', tenant, 'state', state)
   end
 end
+
+-- Accept one scan (submit.lua, and submit_batch.lua for each of its scans): store
+-- its image, create its hash, queue its request entry (or schedule it when
+-- due_ms > 0) and publish its first event. `batch_id` is '' for a scan of no batch.
+-- Returns the request's entry ID, '' when scheduled.
+local function accept_scan(scan_key, history_key, image_key, stream_key, delayed_key,
+                           events_key, scan_id, tenant, priority, job, due_ms, event, image,
+                           batch_id, webhook, now_ms, image_ttl, history_ttl, maxlen,
+                           scan_maxlen)
+  if image ~= '' then
+    redis.call('SET', image_key, image, 'EX', image_ttl)
+  end
+  local state, entry_id, when_field, when = 'scheduled', '', F.due_ms, due_ms
+  if due_ms > 0 then
+    redis.call('ZADD', delayed_key, due_ms, scan_id)
+  else
+    entry_id = redis.call('XADD', stream_key, '*', 'scan_id', scan_id, 'attempts', 0, 'job', job)
+    state, when_field, when = 'queued', F.entry_id, entry_id
+  end
+  redis.call('HSET', scan_key, F.state, state, F.job, job, F.priority, priority,
+    F.tenant, tenant, F.attempts, 0, F.created_ms, now_ms, when_field, when)
+  if batch_id ~= '' then
+    redis.call('HSET', scan_key, F.batch, batch_id)
+  end
+  if webhook == 1 then
+    redis.call('HSET', scan_key, F.webhook, 1)
+  end
+  redis.call('EXPIRE', scan_key, history_ttl)
+  emit(scan_key, events_key, history_key, scan_id, tenant, event, maxlen, scan_maxlen)
+  redis.call('EXPIRE', history_key, history_ttl)
+  return entry_id
+end
+
+-- What an earlier request with the same Idempotency-Key created (its id and body
+-- hash, stored as "<id> <body_hash>"): the {'duplicate', id, body_hash} reply, or nil.
+local function replay_of(idempotency_key)
+  local seen = redis.call('GET', idempotency_key)
+  if seen then
+    local sep = string.find(seen, ' ', 1, true)
+    return {'duplicate', string.sub(seen, 1, sep - 1), string.sub(seen, sep + 1)}
+  end
+end

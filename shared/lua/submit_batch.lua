@@ -2,12 +2,9 @@
 -- or schedule, first event), plus the batch's hash, scan list and first progress
 -- event. Every check comes before the first write, so a refused batch writes nothing.
 -- Returns {'new'} or {'duplicate', batch_id, body_hash}
-if body_hash ~= '' then
-  local seen = redis.call('GET', idempotency_key)
-  if seen then
-    local sep = string.find(seen, ' ', 1, true)
-    return {'duplicate', string.sub(seen, 1, sep - 1), string.sub(seen, sep + 1)}
-  end
+local replay = body_hash ~= '' and replay_of(idempotency_key)
+if replay then
+  return replay
 end
 local n = #scans_key / 3
 if n < 1 or #items ~= n * 6 or n ~= math.floor(n) then
@@ -32,26 +29,9 @@ for i = 0, n - 1 do
   local scan_id, priority, job, due_ms, event, image = items[i * 6 + 1], items[i * 6 + 2],
     items[i * 6 + 3], tonumber(items[i * 6 + 4]), items[i * 6 + 5], items[i * 6 + 6]
   ids[i + 1] = scan_id
-  if image ~= '' then
-    redis.call('SET', image_key, image, 'EX', image_ttl)
-  end
-  if due_ms > 0 then
-    redis.call('ZADD', delayed_key, due_ms, scan_id)
-    redis.call('HSET', scan_key, F.state, 'scheduled', F.job, job, F.priority, priority,
-      F.tenant, tenant, F.attempts, 0, F.created_ms, now_ms, F.due_ms, due_ms, F.batch, batch_id)
-  else
-    local entry_id = redis.call('XADD', streams[priority], '*', 'scan_id', scan_id, 'attempts', 0,
-      'job', job)
-    redis.call('HSET', scan_key, F.state, 'queued', F.job, job, F.priority, priority,
-      F.tenant, tenant, F.attempts, 0, F.created_ms, now_ms, F.entry_id, entry_id,
-      F.batch, batch_id)
-  end
-  if webhook == 1 then
-    redis.call('HSET', scan_key, F.webhook, 1)
-  end
-  redis.call('EXPIRE', scan_key, history_ttl)
-  emit(scan_key, events_key, history_key, scan_id, tenant, event, maxlen, scan_maxlen)
-  redis.call('EXPIRE', history_key, history_ttl)
+  accept_scan(scan_key, history_key, image_key, streams[priority], delayed_key, events_key,
+    scan_id, tenant, priority, job, due_ms, event, image, batch_id, webhook, now_ms, image_ttl,
+    history_ttl, maxlen, scan_maxlen)
 end
 redis.call('RPUSH', batch_scans_key, unpack(ids))
 list_scans({scan_index_key, tenant_scan_index_key}, now_ms, ids, index_horizon_ms, index_max)

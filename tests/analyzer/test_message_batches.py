@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import signal
-from collections.abc import AsyncIterator
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -378,6 +380,32 @@ BATCH_ENV = {
 }
 
 
+@contextlib.asynccontextmanager
+async def takeover(
+    settings: Settings, **env: str
+) -> AsyncIterator[Callable[..., Awaitable[subprocess.Popen[bytes]]]]:
+    """A healthy analyzer (with ``env``), and ``succeed(**heir_env)`` that kills it with
+    SIGKILL and starts its heir; both are stopped at the end."""
+    port = free_port()
+    procs = [spawn("analyzer", settings, ANALYZER_HEALTH_PORT=str(port), **env)]
+
+    async def succeed(log: Path | None = None, **heir_env: str) -> subprocess.Popen[bytes]:
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait()
+        heir = spawn(
+            "analyzer", settings, ANALYZER_HEALTH_PORT=str(free_port()), log=log, **heir_env
+        )
+        procs.append(heir)
+        return heir
+
+    try:
+        await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/healthz", procs[0])
+        yield succeed
+    finally:
+        for proc in procs:
+            stop(proc)
+
+
 async def test_kill_9_of_the_analyzer_polling_a_batch(
     make_settings: SettingsFactory, redis: Redis, tmp_path: Path
 ) -> None:
@@ -387,42 +415,26 @@ async def test_kill_9_of_the_analyzer_polling_a_batch(
         settings = batch_settings(make_settings, emulator)
         keys = Keys(settings.prefix)
         env = {**BATCH_ENV, "ANTHROPIC_BATCH_WINDOW": "0.5"}
-        port = free_port()
-        victim = spawn("analyzer", settings, ANALYZER_HEALTH_PORT=str(port), **env)
-        heir = None
-        try:
-            await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/healthz", victim)
-            async with (
-                serve(create_gateway(settings)) as gateway,
-                httpx.AsyncClient(base_url=gateway.url, timeout=10) as client,
-            ):
-                ids = [await post(client) for _ in range(5)]
+        async with (
+            takeover(settings, **env) as succeed,
+            serve(create_gateway(settings)) as gateway,
+            httpx.AsyncClient(base_url=gateway.url, timeout=10) as client,
+        ):
+            ids = [await post(client) for _ in range(5)]
 
-                async def batch_out() -> bool:
-                    records = await redis.zrange(keys.msgbatch_leases, 0, -1)
-                    return len(records) == 1 and bool(
-                        await redis.hget(keys.msgbatch(records[0].decode()), "batch_id")
-                    )
+            async def batch_out() -> bool:
+                records = await redis.zrange(keys.msgbatch_leases, 0, -1)
+                return len(records) == 1 and bool(
+                    await redis.hget(keys.msgbatch(records[0].decode()), "batch_id")
+                )
 
-                await _wait_for(batch_out)
-                [created] = emulator.batches
-                victim.send_signal(signal.SIGKILL)
-                victim.wait()
-                heir = spawn(
-                    "analyzer",
-                    settings,
-                    ANALYZER_HEALTH_PORT=str(free_port()),
-                    log=tmp_path / "heir.log",
-                    **env,
-                )
-                done = await wait_all(client, ids, timeout=40)
-                took = await asyncio.to_thread(
-                    wait_log, tmp_path / "heir.log", heir, lambda e: "took over" in e["event"]
-                )
-        finally:
-            for proc in (victim, heir):
-                if proc is not None:
-                    stop(proc)
+            await _wait_for(batch_out)
+            [created] = emulator.batches
+            heir = await succeed(log=tmp_path / "heir.log", **env)
+            done = await wait_all(client, ids, timeout=40)
+            took = await asyncio.to_thread(
+                wait_log, tmp_path / "heir.log", heir, lambda e: "took over" in e["event"]
+            )
     assert all(d["state"] == "completed" and d["attempts"] == 1 for d in done.values())
     assert all(d["result"]["batch"] is True for d in done.values())
     assert took["batch_id"] == created and took["scans"] == 5
@@ -442,43 +454,23 @@ async def test_kill_9_while_collecting_hands_the_scans_back(
     async with run_emulator(batch_delay_s=0.3) as emulator:
         settings = batch_settings(make_settings, emulator)
         keys = Keys(settings.prefix)
-        port = free_port()
         # A long window: the victim is killed while it waits for more scans.
-        victim = spawn(
-            "analyzer",
-            settings,
-            ANALYZER_HEALTH_PORT=str(port),
-            **{**BATCH_ENV, "ANTHROPIC_BATCH_WINDOW": "120"},
-        )
-        heir = None
-        try:
-            await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/healthz", victim)
-            async with (
-                serve(create_gateway(settings)) as gateway,
-                httpx.AsyncClient(base_url=gateway.url, timeout=10) as client,
-            ):
-                ids = [await post(client) for _ in range(4)]
+        async with (
+            takeover(settings, **{**BATCH_ENV, "ANTHROPIC_BATCH_WINDOW": "120"}) as succeed,
+            serve(create_gateway(settings)) as gateway,
+            httpx.AsyncClient(base_url=gateway.url, timeout=10) as client,
+        ):
+            ids = [await post(client) for _ in range(4)]
 
-                async def all_collected() -> bool:
-                    stages = [
-                        [e.progress.stage for e in await history(redis, settings, i)] for i in ids
-                    ]
-                    return all("batched" in s for s in stages)
+            async def all_collected() -> bool:
+                stages = [
+                    [e.progress.stage for e in await history(redis, settings, i)] for i in ids
+                ]
+                return all("batched" in s for s in stages)
 
-                await _wait_for(all_collected)
-                victim.send_signal(signal.SIGKILL)
-                victim.wait()
-                heir = spawn(
-                    "analyzer",
-                    settings,
-                    ANALYZER_HEALTH_PORT=str(free_port()),
-                    **{**BATCH_ENV, "ANTHROPIC_BATCH_WINDOW": "0.3"},
-                )
-                done = await wait_all(client, ids, timeout=40)
-        finally:
-            for proc in (victim, heir):
-                if proc is not None:
-                    stop(proc)
+            await _wait_for(all_collected)
+            await succeed(**{**BATCH_ENV, "ANTHROPIC_BATCH_WINDOW": "0.3"})
+            done = await wait_all(client, ids, timeout=40)
     assert all(d["state"] == "completed" for d in done.values())
     assert all(d["result"]["batch"] is True for d in done.values())
     assert all(emulator.batch_requests[i] == 1 for i in ids), "no request was sent twice"

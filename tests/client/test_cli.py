@@ -236,18 +236,39 @@ def read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
+async def labelscan_in_terminal(*args: str, gateway_url: str) -> tuple[int, str]:
+    """``labelscan *args`` under a pseudo-terminal: its exit code and all it drew."""
+    primary, secondary = os.openpty()
+    env = cli_env(gateway_url) | {"TERM": "xterm-256color", "COLUMNS": "120"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "labelscan.cli",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    reading = asyncio.create_task(asyncio.to_thread(read_all, primary))
+    try:
+        async with asyncio.timeout(60):
+            code = await proc.wait()
+            screen = (await reading).decode(errors="replace")
+    finally:
+        os.close(primary)
+    return code, screen
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
 async def test_scan_watch_under_a_terminal_draws_a_progress_bar(
     make_settings: SettingsFactory, labels: Path
 ) -> None:
     """Under a pseudo-terminal rich draws its bar (escape codes, bar glyphs) and the table."""
     async with running_services(secured(make_settings), VerdictBackend(stage_s=0.5)) as services:
-        primary, secondary = os.openpty()
-        env = cli_env(services.gateway_url) | {"TERM": "xterm-256color", "COLUMNS": "120"}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "labelscan.cli",
+        code, screen = await labelscan_in_terminal(
             "scan",
             str(labels / "bad-1.png"),
             "--category",
@@ -255,18 +276,8 @@ async def test_scan_watch_under_a_terminal_draws_a_progress_bar(
             "--marketplace",
             "US",
             "--watch",
-            cwd=ROOT,
-            env=env,
-            stdin=secondary,
-            stdout=secondary,
-            stderr=secondary,
+            gateway_url=services.gateway_url,
         )
-        os.close(secondary)
-        reading = asyncio.create_task(asyncio.to_thread(read_all, primary))
-        async with asyncio.timeout(60):
-            code = await proc.wait()
-            screen = (await reading).decode(errors="replace")
-        os.close(primary)
     assert code == 1, screen
     assert "\x1b[?25l" in screen, "a live display took the terminal (cursor hidden)"
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)

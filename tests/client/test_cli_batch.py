@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import os
 import re
-import sys
 from pathlib import Path
 
 import msgspec
@@ -22,7 +20,6 @@ from labelscan.errors import InvalidRequest
 from shared.schemas import BatchEvent, ScanEvent
 from tests.client.conftest import (
     KEY,
-    ROOT,
     Services,
     VerdictBackend,
     cli_env,
@@ -30,7 +27,7 @@ from tests.client.conftest import (
     running_services,
     secured,
 )
-from tests.client.test_cli import read_all
+from tests.client.test_cli import labelscan_in_terminal
 from tests.conftest import SettingsFactory
 from tests.support.images import label_png
 
@@ -207,30 +204,15 @@ async def test_cli_batch_under_a_terminal_draws_one_overall_bar(
 ) -> None:
     """Under a pseudo-terminal: one rich bar for the whole batch, then the summary table."""
     async with running_services(secured(make_settings), VerdictBackend(stage_s=0.5)) as services:
-        primary, secondary = os.openpty()
-        env = cli_env(services.gateway_url) | {"TERM": "xterm-256color", "COLUMNS": "120"}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "labelscan.cli",
+        code, screen = await labelscan_in_terminal(
             "batch",
             str(labels),
             "--category",
             "toys",
             "--marketplace",
             "US",
-            cwd=ROOT,
-            env=env,
-            stdin=secondary,
-            stdout=secondary,
-            stderr=secondary,
+            gateway_url=services.gateway_url,
         )
-        os.close(secondary)
-        reading = asyncio.create_task(asyncio.to_thread(read_all, primary))
-        async with asyncio.timeout(60):
-            code = await proc.wait()
-            screen = (await reading).decode(errors="replace")
-        os.close(primary)
     assert code == 1, screen
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
     assert re.search(r"\rbatch +━+.* +\d+% [0-3]/3 done", plain), plain

@@ -133,6 +133,7 @@ async def test_page_and_files_are_served_with_security_headers(
     assert sorted(re.findall(r'(?:src|href)="([^"]*)"', html)) == [
         "/admin/static/dashboard.css",
         "/admin/static/dashboard.js",
+        "/admin/static/dom.js",
         "/admin/static/webhooks.js",
     ]
     assert re.search(r"<script(?![^>]*\bsrc=)", html) is None
@@ -207,6 +208,13 @@ async def browser() -> AsyncIterator[Browser]:
 @contextlib.asynccontextmanager
 async def dashboard(browser: Browser, url: str) -> AsyncIterator[tuple[Page, list[str]]]:
     """The page at /admin, and the policy violations and script errors it reports."""
+    async with opened(browser, f"{url}/admin") as page:
+        yield page
+
+
+@contextlib.asynccontextmanager
+async def opened(browser: Browser, url: str) -> AsyncIterator[tuple[Page, list[str]]]:
+    """The page at ``url``, and the policy violations and script errors it reports."""
     context = await browser.new_context()
     try:
         tab = await context.new_page()
@@ -221,7 +229,7 @@ async def dashboard(browser: Browser, url: str) -> AsyncIterator[tuple[Page, lis
                 else None
             ),
         )
-        await tab.goto(f"{url}/admin")
+        await tab.goto(url)
         yield tab, problems
     finally:
         await context.close()

@@ -9,10 +9,7 @@ marketplace, failures first. One label is one scan on its own stream, its token 
 from __future__ import annotations
 
 import base64
-import contextlib
-import os
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,29 +18,19 @@ import msgspec
 import pytest
 
 from gateway.app import create_app as create_gateway
-from tests.client.conftest import KEY, VerdictBackend, running_services, secured
+from tests.client.conftest import KEY, Services, VerdictBackend, running_services, secured
 from tests.conftest import SettingsFactory
-from tests.gateway.test_dashboard import CHROMIUM, WAIT_MS, directives, needs_browser
+from tests.gateway.test_dashboard import (
+    browser,  # noqa: F401  # the fixture
+    directives,
+    needs_browser,
+    opened,
+)
 from tests.support.images import label_png
 from tests.support.servers import serve
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, Page
-
-
-@pytest.fixture
-async def chromium() -> AsyncIterator[Browser]:
-    """Headless chromium, as the dashboard's tests launch it (root needs --no-sandbox)."""
-    from playwright.async_api import async_playwright, expect
-
-    expect.set_options(timeout=WAIT_MS)
-    args = ["--no-sandbox"] if os.geteuid() == 0 else []
-    async with async_playwright() as pw:
-        launched = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    from playwright.async_api import Browser, Locator
 
 
 async def test_page_and_files_are_served_with_security_headers(
@@ -57,6 +44,7 @@ async def test_page_and_files_are_served_with_security_headers(
     ):
         page = await http.get("/")
         script = await http.get("/static/seller.js")
+        dom = await http.get("/static/dom.js")  # the DOM helpers it shares with /admin
         style = await http.get("/static/seller.css")
         post = await http.post("/")
         unknown = await http.get("/static/nope.js")
@@ -65,7 +53,7 @@ async def test_page_and_files_are_served_with_security_headers(
     assert page.headers["content-type"] == "text/html; charset=utf-8"
     assert script.headers["content-type"] == "text/javascript; charset=utf-8"
     assert style.headers["content-type"] == "text/css; charset=utf-8"
-    for response in (page, script, style):
+    for response in (page, script, dom, style):
         assert response.status_code == 200
         assert response.headers["x-content-type-options"] == "nosniff"
         csp = directives(response.headers["content-security-policy"])
@@ -78,13 +66,14 @@ async def test_page_and_files_are_served_with_security_headers(
     assert "/" not in document["paths"]
     html = page.text
     assert sorted(re.findall(r'(?:src|href)="([^"]*)"', html)) == [
+        "/static/dom.js",
         "/static/seller.css",
         "/static/seller.js",
     ]
     assert re.search(r"<script(?![^>]*\bsrc=)", html) is None
     assert re.search(r"<style|\sstyle=|\son[a-z]+=", html) is None
     sinks = r"\.(?:inner|outer)HTML\b|insertAdjacentHTML|document\.write|\beval\("
-    assert re.search(sinks, script.text) is None
+    assert re.search(sinks, script.text + dom.text) is None
 
 
 @pytest.fixture
@@ -96,32 +85,27 @@ def label_files(tmp_path: Path) -> list[Path]:
     return files
 
 
-@contextlib.asynccontextmanager
-async def opened(browser: Browser, url: str) -> AsyncIterator[tuple[Page, list[str]]]:
-    """The page, and the CSP violations and script errors it reports."""
-    context = await browser.new_context()
-    try:
-        tab = await context.new_page()
-        tab.set_default_timeout(WAIT_MS)
-        problems: list[str] = []
-        tab.on("pageerror", lambda exc: problems.append(f"error: {exc}"))
-        tab.on(
-            "console",
-            lambda msg: (
-                problems.append(msg.text)
-                if re.search(r"Content Security Policy|Trusted", msg.text)
-                else None
-            ),
-        )
-        await tab.goto(url)
-        yield tab, problems
-    finally:
-        await context.close()
+async def assert_each_stage_once(card: Locator) -> None:
+    """The card's steps: every event once, in order, ending with the scan's last stages."""
+    stages = await card.locator(".steps li").evaluate_all(
+        "(items) => items.map((li) => li.dataset.stage)"
+    )
+    assert stages[-3:] == ["ocr", "checking_rules", "completed"], stages
+    assert len(stages) == len(set(stages)), stages
+
+
+def assert_relinked(services: Services) -> None:
+    """A refused reconnect got a fresh token and resumed from the last event id."""
+    links = [r for r in services.proxy.requests if b"/events" in r]
+    assert len({re.search(rb"token=([^ &]+)", r).group(1) for r in links}) >= 2  # type: ignore[union-attr]
+    assert b"last_event_id=" in links[-1], "the fresh link resumes from the last event"
 
 
 @needs_browser
 async def test_labels_dropped_together_are_one_batch_followed_live_across_a_drop(
-    make_settings: SettingsFactory, chromium: Browser, label_files: list[Path]
+    make_settings: SettingsFactory,
+    browser: Browser,  # noqa: F811
+    label_files: list[Path],
 ) -> None:
     """Three labels: one POST /api/batches, one event stream for all of them, cut mid-scan
     and resumed by id; each card shows its live stage, then findings (fail first) or error."""
@@ -130,7 +114,7 @@ async def test_labels_dropped_together_are_one_batch_followed_live_across_a_drop
     backend = VerdictBackend(stage_s=1.5)
     async with (
         running_services(secured(make_settings), backend) as services,
-        opened(chromium, f"{services.gateway_url}/") as (tab, bad),
+        opened(browser, f"{services.gateway_url}/") as (tab, bad),
     ):
         sent: list[str] = []
         tab.on("request", lambda r: sent.append(f"{r.method} {r.url.split('?')[0]}"))
@@ -164,12 +148,7 @@ async def test_labels_dropped_together_are_one_batch_followed_live_across_a_drop
             await expect(card.locator(".state")).to_have_text("completed")
             await expect(card.locator(".conn")).to_have_text("done")
             await expect(card.locator(".verdict")).to_have_text(verdict)
-            stages = await card.locator(".steps li").evaluate_all(
-                "(items) => items.map((li) => li.dataset.stage)"
-            )
-            # Every event once, in order, across the drop.
-            assert stages[-3:] == ["ocr", "checking_rules", "completed"], stages
-            assert len(stages) == len(set(stages)), stages
+            await assert_each_stage_once(card)  # across the drop
         doomed = cards.filter(has_text="doomed-1.png")
         await expect(doomed.locator(".state")).to_have_text("failed")
         await expect(doomed.locator(".error")).to_have_text(
@@ -190,7 +169,9 @@ async def test_labels_dropped_together_are_one_batch_followed_live_across_a_drop
 
 @needs_browser
 async def test_a_bad_key_is_said_and_an_expired_event_token_is_renewed(
-    make_settings: SettingsFactory, chromium: Browser, label_files: list[Path]
+    make_settings: SettingsFactory,
+    browser: Browser,  # noqa: F811
+    label_files: list[Path],
 ) -> None:
     """401 reads "Bad key" and forgets it; a dropped label is scanned; a reconnect refused
     for an expired token gets a fresh link and resumes from the last event id."""
@@ -199,7 +180,7 @@ async def test_a_bad_key_is_said_and_an_expired_event_token_is_renewed(
     settings = msgspec.structs.replace(secured(make_settings), event_token_ttl_s=1)
     async with (
         running_services(settings, VerdictBackend(stage_s=2.0)) as services,
-        opened(chromium, f"{services.gateway_url}/") as (tab, bad),
+        opened(browser, f"{services.gateway_url}/") as (tab, bad),
     ):
         await tab.fill("#key-input", "wrong-key-0123456789")
         await tab.click("#key-use")
@@ -230,20 +211,16 @@ async def test_a_bad_key_is_said_and_an_expired_event_token_is_renewed(
         services.proxy.cut()  # the page's token is over a second old: the reconnect is refused
         await expect(card.locator(".state")).to_have_text("completed")
         await expect(card.locator(".verdict")).to_have_text("non_compliant")
-        stages = await card.locator(".steps li").evaluate_all(
-            "(items) => items.map((li) => li.dataset.stage)"
-        )
-        assert stages[-3:] == ["ocr", "checking_rules", "completed"], stages
-        assert len(stages) == len(set(stages)), stages
+        await assert_each_stage_once(card)
         assert bad == []
-    links = [r for r in services.proxy.requests if b"/events" in r]
-    assert len({re.search(rb"token=([^ &]+)", r).group(1) for r in links}) >= 2  # type: ignore[union-attr]
-    assert b"last_event_id=" in links[-1], "the fresh link resumes from the last event"
+    assert_relinked(services)
 
 
 @needs_browser
 async def test_a_batch_stream_refused_for_an_expired_token_is_renewed(
-    make_settings: SettingsFactory, chromium: Browser, label_files: list[Path]
+    make_settings: SettingsFactory,
+    browser: Browser,  # noqa: F811
+    label_files: list[Path],
 ) -> None:
     """The batch's one stream, refused on reconnect (its token expired), is opened again
     with a fresh link from the last event id; every card still ends once, in order."""
@@ -252,7 +229,7 @@ async def test_a_batch_stream_refused_for_an_expired_token_is_renewed(
     settings = msgspec.structs.replace(secured(make_settings), event_token_ttl_s=1)
     async with (
         running_services(settings, VerdictBackend(stage_s=2.0)) as services,
-        opened(chromium, f"{services.gateway_url}/") as (tab, bad),
+        opened(browser, f"{services.gateway_url}/") as (tab, bad),
     ):
         await tab.fill("#key-input", KEY)
         await tab.click("#key-use")
@@ -265,12 +242,6 @@ async def test_a_batch_stream_refused_for_an_expired_token_is_renewed(
         for name, verdict in (("bad-1.png", "non_compliant"), ("ok-1.png", "compliant")):
             card = cards.filter(has_text=name)
             await expect(card.locator(".verdict")).to_have_text(verdict)
-            stages = await card.locator(".steps li").evaluate_all(
-                "(items) => items.map((li) => li.dataset.stage)"
-            )
-            assert stages[-3:] == ["ocr", "checking_rules", "completed"], stages
-            assert len(stages) == len(set(stages)), stages
+            await assert_each_stage_once(card)
         assert bad == []
-    links = [r for r in services.proxy.requests if b"/events" in r]
-    assert len({re.search(rb"token=([^ &]+)", r).group(1) for r in links}) >= 2  # type: ignore[union-attr]
-    assert b"last_event_id=" in links[-1], "the fresh link resumes from the last event"
+    assert_relinked(services)

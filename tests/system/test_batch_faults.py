@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 
-import httpx
 from redis.asyncio import Redis
 
-from gateway.app import create_app as create_gateway
 from shared.embedded import EmbeddedValkey
 from shared.keys import Keys
 from tests.conftest import SettingsFactory
 from tests.support.images import label_png
-from tests.support.servers import serve
+from tests.system.test_faults import accepted_before_kill
 
 BODY = {
     "scans": [{"product_name": f"p{i}"} for i in range(100)],
@@ -30,14 +27,7 @@ async def test_strict_batches_survive_hard_kill(
 ) -> None:
     """In strict mode every batch answered 202 before `kill -9` is whole after the restart."""
     settings = make_settings(redis_url=own_valkey.url, durability="strict")
-    async with (
-        serve(create_gateway(settings)) as gateway,
-        httpx.AsyncClient(base_url=gateway.url, timeout=30) as client,
-    ):
-        replies = await asyncio.gather(*(client.post("/api/batches", json=BODY) for _ in range(3)))
-        assert all(r.status_code == 202 for r in replies)
-        await asyncio.to_thread(own_valkey.kill)
-    await asyncio.to_thread(own_valkey.start)
+    replies = await accepted_before_kill(own_valkey, settings, "/api/batches", BODY, 3)
     redis = Redis.from_url(own_valkey.url)
     keys = Keys(settings.prefix)
     try:

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from gateway.app import create_app as create_gateway
 from shared.embedded import EmbeddedValkey, free_port
 from shared.keys import GROUP, Keys
-from shared.settings import Secret
+from shared.settings import Secret, Settings
 from tests.conftest import SettingsFactory
 from tests.support.anthropic_emulator import run_emulator
 from tests.support.images import label_png
@@ -167,19 +167,28 @@ async def test_valkey_restart_with_scans_in_flight(
     assert counts == dict.fromkeys(ids, 1)
 
 
+async def accepted_before_kill(
+    valkey: EmbeddedValkey, settings: Settings, path: str, body: object, count: int
+) -> list[httpx.Response]:
+    """``count`` concurrent POSTs of ``body``, every one answered 202, then Valkey killed
+    with SIGKILL and started again on the same data."""
+    async with (
+        serve(create_gateway(settings)) as gateway,
+        httpx.AsyncClient(base_url=gateway.url, timeout=30) as client,
+    ):
+        replies = await asyncio.gather(*(client.post(path, json=body) for _ in range(count)))
+        assert all(r.status_code == 202 for r in replies)
+        await asyncio.to_thread(valkey.kill)
+    await asyncio.to_thread(valkey.start)
+    return replies
+
+
 async def test_strict_durability_survives_hard_kill(
     own_valkey: EmbeddedValkey, make_settings: SettingsFactory
 ) -> None:
     """In strict mode a 202 given before `kill -9` of Valkey is never lost."""
     settings = make_settings(redis_url=own_valkey.url, durability="strict")
-    async with (
-        serve(create_gateway(settings)) as gateway,
-        httpx.AsyncClient(base_url=gateway.url, timeout=10) as client,
-    ):
-        replies = await asyncio.gather(*(client.post("/api/scans", json=BODY) for _ in range(50)))
-        assert all(r.status_code == 202 for r in replies)
-        await asyncio.to_thread(own_valkey.kill)
-    await asyncio.to_thread(own_valkey.start)
+    replies = await accepted_before_kill(own_valkey, settings, "/api/scans", BODY, 50)
     redis = Redis.from_url(own_valkey.url)
     keys = Keys(settings.prefix)
     present = [await redis.hget(keys.scan(r.json()["scan_id"]), "state") for r in replies]
