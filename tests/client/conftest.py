@@ -35,6 +35,13 @@ KEY = "key-cli-0123456789abcdef"
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def console_script() -> list[str]:
+    """The ``labelscan`` command that ``pip install`` made from ``[project.scripts]``."""
+    command = Path(sys.executable).with_name("labelscan")
+    assert command.exists(), f"no {command}: install the project (make install) to get it"
+    return [str(command)]
+
+
 def _finding(rule: str, status: str, fix: str) -> Finding:
     return Finding(
         rule=rule,
@@ -168,11 +175,9 @@ def cli_env(url: str, key: str | None = KEY) -> dict[str, str]:
 
 
 async def labelscan(*args: str, env: dict[str, str], timeout: float = 60) -> Run:
-    """Run ``python -m labelscan.cli`` without a terminal (pipes), as a script would."""
+    """Run the ``labelscan`` command without a terminal (pipes), as a script would."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "labelscan.cli",
+        *console_script(),
         *args,
         cwd=ROOT,
         env=env,

@@ -26,6 +26,7 @@ from tests.client.conftest import (
     Services,
     VerdictBackend,
     cli_env,
+    console_script,
     labelscan,
     running_services,
     secured,
@@ -241,9 +242,7 @@ async def labelscan_in_terminal(*args: str, gateway_url: str) -> tuple[int, str]
     primary, secondary = os.openpty()
     env = cli_env(gateway_url) | {"TERM": "xterm-256color", "COLUMNS": "120"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "labelscan.cli",
+        *console_script(),
         *args,
         cwd=ROOT,
         env=env,
