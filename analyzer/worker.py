@@ -149,13 +149,29 @@ class Worker:
         await self.aclose()
 
     async def ensure_groups(self) -> None:
-        """Create the consumer group on every request stream (idempotent)."""
-        for stream in self.streams:
+        """Create the consumer group on every request stream (idempotent).
+
+        A replica that starts while Redis is unreachable (a failover under way, a
+        restart) waits for it rather than exit: it holds nothing yet, and exiting would
+        only have its supervisor start it again into the same outage.
+        """
+        delay_s = 0.1
+        while True:
             try:
-                await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+                for stream in self.streams:
+                    await self._create_group(stream)
+                return
+            except RedisConnectionError as exc:
+                log.warning("redis unreachable at start; waiting", error=str(exc), retry_s=delay_s)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 2.0)
+
+    async def _create_group(self, stream: str) -> None:
+        try:
+            await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
 
     def health(self) -> Health:
         """Liveness snapshot for the health endpoint."""
