@@ -101,8 +101,10 @@ class Deliverer:
     async def stop(self) -> None:
         """Stop reading and sending; leased deliveries go to another deliverer at lease end."""
         for task in [*self._tasks, *self._inflight]:
-            task.cancel()
-        await asyncio.gather(*self._tasks, *self._inflight, return_exceptions=True)
+            # redis-py can swallow a cancellation that lands mid-command: insist until it ends.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.1)
         self._tasks.clear()
         await self.sender.aclose()
 
