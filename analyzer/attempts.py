@@ -152,8 +152,17 @@ class AttemptStore(StoreBase):
             ),
         )
 
-    async def complete(self, claim: Claim, result: ScanResult) -> bool:
-        """Write the result and finish the scan; False for a stale attempt."""
+    def _held(self, claim: Claim, held: Progress | None) -> bytes:
+        """The event of a progress report held back to go out with the attempt's end."""
+        if held is None:
+            return b""
+        return events.event(claim.job.scan_id, "progress", "active", held, claim.attempt)
+
+    async def complete(
+        self, claim: Claim, result: ScanResult, held: Progress | None = None
+    ) -> bool:
+        """Write the result and finish the scan (publishing ``held`` first); False for a
+        stale attempt."""
         ev = events.event(
             claim.job.scan_id,
             "completed",
@@ -162,17 +171,22 @@ class AttemptStore(StoreBase):
             claim.attempt,
             verdict=result.analysis.verdict,
         )
-        return await self._finish(claim, "completed", encode(result), ev)
+        return await self._finish(claim, "completed", encode(result), ev, self._held(claim, held))
 
-    async def fail(self, claim: Claim, error: ScanError, stage_pct: int) -> bool:
-        """Mark the scan failed and dead-letter it; False for a stale attempt."""
+    async def fail(
+        self, claim: Claim, error: ScanError, stage_pct: int, held: Progress | None = None
+    ) -> bool:
+        """Mark the scan failed and dead-letter it (publishing ``held`` first); False for a
+        stale attempt."""
         progress = Progress(stage="failed", percentage=stage_pct, message=error.message)
         ev = events.event(
             claim.job.scan_id, "failed", "failed", progress, claim.attempt, error=error
         )
-        return await self._finish(claim, "failed", encode(error), ev)
+        return await self._finish(claim, "failed", encode(error), ev, self._held(claim, held))
 
-    async def _finish(self, claim: Claim, state: str, outcome: bytes, ev: bytes) -> bool:
+    async def _finish(
+        self, claim: Claim, state: str, outcome: bytes, ev: bytes, held: bytes
+    ) -> bool:
         sid = claim.job.scan_id
         k = self.keys.of_scan(sid)
         batch, batch_events, batch_scans = self.batch_of(sid, claim.job.batch)
@@ -200,6 +214,7 @@ class AttemptStore(StoreBase):
                 state=state,
                 outcome=outcome,
                 attempt=claim.attempt,
+                held=held,
                 event=ev,
                 group=GROUP,
                 entry_id=claim.entry_id,
@@ -211,8 +226,11 @@ class AttemptStore(StoreBase):
             ),
         )
 
-    async def retry(self, claim: Claim, error: ScanError, delay_s: float) -> bool:
-        """Acknowledge and schedule the next attempt ``delay_s`` from now, atomically."""
+    async def retry(
+        self, claim: Claim, error: ScanError, delay_s: float, held: Progress | None = None
+    ) -> bool:
+        """Acknowledge and schedule the next attempt ``delay_s`` from now, atomically
+        (publishing ``held`` first)."""
         sid = claim.job.scan_id
         k = self.keys.of_scan(sid)
         progress = events.retrying(claim.attempt, error, delay_s)
@@ -232,6 +250,7 @@ class AttemptStore(StoreBase):
                 token=claim.token,
                 due_ms=now_ms() + int(delay_s * 1000),
                 error=encode(error),
+                held=self._held(claim, held),
                 event=events.event(
                     sid, "retrying", "retrying", progress, claim.attempt, error=error
                 ),

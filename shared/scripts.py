@@ -232,6 +232,8 @@ class FinishArgs(_S, frozen=True, kw_only=True):
     outcome: bytes
     """The result (completed) or the error (failed), JSON."""
     attempt: int
+    held: bytes
+    """A progress event of this attempt published just before ``event``; empty: none."""
     event: bytes
     group: str
     entry_id: str
@@ -261,6 +263,8 @@ class RetryArgs(_S, frozen=True, kw_only=True):
     token: str
     due_ms: int
     error: bytes
+    held: bytes
+    """A progress event of this attempt published just before ``event``; empty: none."""
     event: bytes
     group: str
     entry_id: str

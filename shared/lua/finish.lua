@@ -14,6 +14,9 @@ if state == 'completed' then
 end
 redis.call('HSET', scan_key, F.state, state, outcome_field, outcome)
 redis.call('HDEL', scan_key, F.token, F.owner, F.due_ms, F.entry_id)
+if held ~= '' then
+  emit(scan_key, events_key, history_key, scan_id, tenant, held, maxlen, scan_maxlen)
+end
 emit(scan_key, events_key, history_key, scan_id, tenant, event, maxlen, scan_maxlen)
 to_outbox(scan_key, outbox_key, scan_id, tenant, state)
 redis.call('XACK', stream_key, group, entry_id)

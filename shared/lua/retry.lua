@@ -8,6 +8,9 @@ local history = redis.call('HGET', scan_key, F.history) or ''
 redis.call('HSET', scan_key, F.state, 'retrying', F.error, error, F.due_ms, due_ms,
   F.history, history .. error .. '\n')
 redis.call('HDEL', scan_key, F.token, F.owner, F.entry_id)
+if held ~= '' then
+  emit(scan_key, events_key, history_key, scan_id, tenant, held, maxlen, scan_maxlen)
+end
 emit(scan_key, events_key, history_key, scan_id, tenant, event, maxlen, scan_maxlen)
 redis.call('XACK', stream_key, group, entry_id)
 redis.call('XDEL', stream_key, entry_id)
