@@ -475,6 +475,12 @@ _DELIVERY_ID = parameter(
     "A delivery id from the endpoint's delivery log.",
     {"type": "string", "pattern": "^wd_[0-9a-f]{24}$"},
 )
+_CALLBACK_DELIVERY_ID = parameter(
+    "path",
+    "delivery_id",
+    "A delivery id from the scan's callback delivery log.",
+    {"type": "string", "pattern": "^wd_[0-9a-f]{24}$"},
+)
 _DELIVERY_PAGE = [
     parameter("query", "cursor", "The `next` of the previous page.", {"type": "string"}),
     parameter(
@@ -487,7 +493,8 @@ _DELIVERY_PAGE = [
 
 
 def _webhook_paths(api: Api) -> dict[str, Schema]:
-    """Webhook endpoints and their delivery logs (a tenant's own; operators: all)."""
+    """Webhook endpoints and their delivery logs, and the logs of scans' callback_url
+    (a tenant's own; operators: all)."""
     endpoint = [_ENDPOINT_ID]
     # A body is read whole and decoded strictly: too large, not JSON, or a bad field.
     changes = (400, 404, 413, 415, 422)
@@ -561,6 +568,24 @@ def _webhook_paths(api: Api) -> dict[str, Schema]:
                 ok("DeliveryView", "Scheduled", 202),
                 errors=(404, 409),
                 parameters=[_ENDPOINT_ID, _DELIVERY_ID],
+            )
+        },
+        "/api/scans/{scan_id}/callback/deliveries": {
+            "get": api(
+                "listCallbackDeliveries",
+                "The deliveries to the scan's callback_url, newest first (404 without one)",
+                ok("DeliveryPage", "A page of deliveries"),
+                errors=(404, 422),
+                parameters=[_SCAN_ID, *_DELIVERY_PAGE],
+            )
+        },
+        "/api/scans/{scan_id}/callback/deliveries/{delivery_id}/redeliver": {
+            "post": api(
+                "redeliverCallback",
+                "Send a callback delivery again now, with the same webhook-id",
+                ok("DeliveryView", "Scheduled", 202),
+                errors=(404,),
+                parameters=[_SCAN_ID, _CALLBACK_DELIVERY_ID],
             )
         },
     }
