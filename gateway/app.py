@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import admin, batches, dashboard, listing, scans, seller, webhooks
+from gateway import admin, batches, callbacks, dashboard, listing, scans, seller, webhooks
 from gateway.auth import Guard
 from gateway.batchintake import InvalidBatchError
 from gateway.metrics import count_rejection
@@ -146,6 +146,12 @@ def create_app(settings: Settings) -> Starlette:
         Route(
             "/api/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver",
             webhooks.redeliver,
+            methods=["POST"],
+        ),
+        Route("/api/scans/{scan_id}/callback/deliveries", callbacks.deliveries, methods=["GET"]),
+        Route(
+            "/api/scans/{scan_id}/callback/deliveries/{delivery_id}/redeliver",
+            callbacks.redeliver,
             methods=["POST"],
         ),
         Route("/healthz", healthz, methods=["GET"]),

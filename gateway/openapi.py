@@ -12,6 +12,17 @@ from starlette.responses import Response
 
 from gateway import openapi_batches
 from gateway.admin import Drain, Drained
+from gateway.openapi_ops import (
+    Api,
+    Schema,
+    answer,
+    api_operations,
+    json_body,
+    json_or_form_body,
+    ok,
+    operation,
+    parameter,
+)
 from shared.bulk import BulkResult, CancelQueued, DeadFilter
 from shared.controls import AuditLog, ControlsView, LimitsPatch, PauseTarget
 from shared.scanlist import ScanPage
@@ -40,8 +51,6 @@ from shared.webhooks.models import (
     EndpointView,
     SecretRotated,
 )
-
-Schema = dict[str, Any]
 
 _STRUCTS: tuple[type[msgspec.Struct], ...] = (
     ScanCreate,
@@ -75,106 +84,80 @@ _STRUCTS: tuple[type[msgspec.Struct], ...] = (
     WebhookEvent,
     BatchWebhookEvent,
 )
-_REASONS = {
-    400: "Malformed request (JSON, multipart, Content-Length, Idempotency-Key or a query "
-    "parameter; `field` names it)",
-    401: "Missing or unknown API key",
-    404: "No such scan (or it belongs to another tenant, or it has expired); admin routes: "
-    "the key is not an admin's",
-    409: "The scan is in a state that does not allow this",
-    413: "Body or image too large",
-    415: "Unsupported body media type or image format",
-    422: "A field is invalid; `field` names it",
-    429: "Rate limit or daily quota reached for this key",
-    503: "Redis is unreachable; retry shortly",
-}
-_SCAN_ID: Schema = {
-    "name": "scan_id",
-    "in": "path",
-    "required": True,
-    "description": "A scan id as returned by POST /api/scans (32 lowercase hex digits).",
-    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-}
-_IDEMPOTENCY_KEY: Schema = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "description": "Replaying a request with the same key and body returns the first scan (200).",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-}
+_SCAN_ID = parameter(
+    "path",
+    "scan_id",
+    "A scan id as returned by POST /api/scans (32 lowercase hex digits).",
+    {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+)
+_IDEMPOTENCY_KEY = parameter(
+    "header",
+    "Idempotency-Key",
+    "Replaying a request with the same key and body returns the first scan (200).",
+    {"type": "string", "minLength": 1, "maxLength": 255},
+)
 _LIST_PARAMETERS: list[Schema] = [
-    {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema,
-    }
-    for name, description, schema in (
-        (
-            "state",
-            "Only scans in this state.",
-            {"enum": list(get_args(ScanState))},
-        ),
-        ("priority", "Only scans of this priority.", {"enum": list(PRIORITIES)}),
-        (
-            "since",
-            "Only scans created at or after this time (RFC 3339 with an offset).",
-            {"type": "string", "format": "date-time"},
-        ),
-        (
-            "until",
-            "Only scans created at or before this time (RFC 3339 with an offset).",
-            {"type": "string", "format": "date-time"},
-        ),
-        (
-            "q",
-            "A case-insensitive part of the product name, or the start of the scan id.",
-            {"type": "string", "minLength": 1, "maxLength": 200},
-        ),
-        (
-            "tenant",
-            "Admin keys (or auth off): only this tenant's scans. Another key may name only "
-            "its own tenant.",
-            {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
-        ),
-        (
-            "cursor",
-            "The `next` of the previous page (opaque). A page may hold fewer than `limit` "
-            "scans when the filters skip many; follow `next` until it is null.",
-            {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,80}$"},
-        ),
-        (
-            "limit",
-            "Page size.",
-            {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
-        ),
-    )
+    parameter("query", "state", "Only scans in this state.", {"enum": list(get_args(ScanState))}),
+    parameter("query", "priority", "Only scans of this priority.", {"enum": list(PRIORITIES)}),
+    parameter(
+        "query",
+        "since",
+        "Only scans created at or after this time (RFC 3339 with an offset).",
+        {"type": "string", "format": "date-time"},
+    ),
+    parameter(
+        "query",
+        "until",
+        "Only scans created at or before this time (RFC 3339 with an offset).",
+        {"type": "string", "format": "date-time"},
+    ),
+    parameter(
+        "query",
+        "q",
+        "A case-insensitive part of the product name, or the start of the scan id.",
+        {"type": "string", "minLength": 1, "maxLength": 200},
+    ),
+    parameter(
+        "query",
+        "tenant",
+        "Admin keys (or auth off): only this tenant's scans. Another key may name only "
+        "its own tenant.",
+        {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+    ),
+    parameter(
+        "query",
+        "cursor",
+        "The `next` of the previous page (opaque). A page may hold fewer than `limit` "
+        "scans when the filters skip many; follow `next` until it is null.",
+        {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,80}$"},
+    ),
+    parameter(
+        "query",
+        "limit",
+        "Page size.",
+        {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+    ),
 ]
 
 
 def _long_poll(limit_s: int) -> list[Schema]:
     """The ``wait`` and ``If-None-Match`` parameters of a scan's document."""
     return [
-        {
-            "name": "wait",
-            "in": "query",
-            "required": False,
-            "description": (
-                "Long-poll: answer as soon as the scan has ended (completed, failed or cancelled), "
-                "or after this many seconds with the document as it is then. With If-None-Match, "
-                "answer as soon as the document differs from that version instead (304 if it "
-                "never does within the wait). Beyond SCAN_WAIT_MAX waiting requests: 503."
-            ),
-            "schema": {"type": "integer", "minimum": 0, "maximum": limit_s},
-        },
-        {
-            "name": "If-None-Match",
-            "in": "header",
-            "required": False,
-            "description": "The ETag of the version you have: 304 while it is still current.",
-            "schema": {"type": "string"},
-        },
+        parameter(
+            "query",
+            "wait",
+            "Long-poll: answer as soon as the scan has ended (completed, failed or cancelled), "
+            "or after this many seconds with the document as it is then. With If-None-Match, "
+            "answer as soon as the document differs from that version instead (304 if it "
+            "never does within the wait). Beyond SCAN_WAIT_MAX waiting requests: 503.",
+            {"type": "integer", "minimum": 0, "maximum": limit_s},
+        ),
+        parameter(
+            "header",
+            "If-None-Match",
+            "The ETag of the version you have: 304 while it is still current.",
+            {"type": "string"},
+        ),
     ]
 
 
@@ -184,60 +167,13 @@ _ETAG: Schema = {
     "schema": {"type": "string"},
 }
 _LOCATION: Schema = {"description": "Path of the scan", "schema": {"type": "string"}}
-_RETRY_AFTER: Schema = {
-    "description": "Seconds to wait",
-    "schema": {"type": "string", "pattern": "^[0-9]+$"},
-}
-_WWW_AUTHENTICATE: Schema = {"required": True, "schema": {"type": "string"}}
-_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: Schema, description: str, headers: Schema | None = None) -> Schema:
-    response: Schema = {
-        "description": description,
-        "content": {"application/json": {"schema": schema}},
-    }
-    if headers:
-        response["headers"] = headers
-    return response
 
 
 def _conditional(name: str, description: str) -> dict[str, Schema]:
     """A document with an ETag, and the 304 of an If-None-Match that still names it."""
     return {
-        "200": _json(_ref(name), description, {"ETag": _ETAG}),
+        "200": answer(name, description, {"ETag": _ETAG}),
         "304": {"description": "Unchanged from If-None-Match", "headers": {"ETag": _ETAG}},
-    }
-
-
-def _errors(*codes: int) -> dict[str, Schema]:
-    """ErrorBody responses for ``codes``, with the headers the gateway sends on each."""
-    out: dict[str, Schema] = {}
-    for code in sorted(codes):
-        headers: Schema = {}
-        if code == 401:
-            headers["WWW-Authenticate"] = _WWW_AUTHENTICATE
-        if code in (429, 503):
-            headers["Retry-After"] = _RETRY_AFTER
-        out[str(code)] = _json(_ref("ErrorBody"), _REASONS[code], headers)
-    return out
-
-
-def _api(
-    auth: bool, summary: str, responses: dict[str, Schema], *codes: int, **extra: Any
-) -> Schema:
-    """An /api/* operation: with auth on, bearer and 401; 429 and 503 besides ``codes``."""
-    if auth:
-        codes = (*codes, 401)
-    return {
-        "summary": summary,
-        "security": _BEARER if auth else [],
-        "responses": {**responses, **_errors(429, 503, *codes)},
-        **extra,
     }
 
 
@@ -290,433 +226,366 @@ def _components(settings: Settings) -> dict[str, Schema]:
     return components
 
 
-def _paths(auth: bool, wait_limit_s: int) -> dict[str, Schema]:
-    api = functools.partial(_api, auth)
+def _paths(api: Api, wait_limit_s: int) -> dict[str, Schema]:
     accepted = {"Location": _LOCATION}
-    scan_id = [_SCAN_ID]
+    scan = [_SCAN_ID]
+    scan_poll = [_SCAN_ID, *_long_poll(wait_limit_s)]
+    public = functools.partial(operation, auth=None)
     return {
         "/api/scans": {
             "get": api(
+                "listScans",
                 "Your scans (an admin key: everyone's), newest first, filtered, cursor-paged",
-                {"200": _json(_ref("ScanPage"), "A page of scans; follow `next` for older ones")},
-                400,
-                operationId="listScans",
+                ok("ScanPage", "A page of scans; follow `next` for older ones"),
+                errors=(400,),
                 parameters=_LIST_PARAMETERS,
             ),
             "post": api(
+                "createScan",
                 "Submit a scan",
                 {
-                    "200": _json(
-                        _ref("ScanAccepted"),
+                    "200": answer(
+                        "ScanAccepted",
                         "Replay of an earlier request with the same Idempotency-Key",
                         accepted,
                     ),
-                    "202": _json(
-                        _ref("ScanAccepted"), "Accepted and queued (or scheduled)", accepted
-                    ),
+                    "202": answer("ScanAccepted", "Accepted and queued (or scheduled)", accepted),
                 },
-                400,
-                413,
-                415,
-                422,
-                operationId="createScan",
+                errors=(400, 413, 415, 422),
                 parameters=[_IDEMPOTENCY_KEY],
-                requestBody={
-                    "required": True,
-                    "content": {
-                        "application/json": {"schema": _ref("ScanCreate")},
-                        "multipart/form-data": {
-                            "schema": _ref("ScanCreateForm"),
-                            "encoding": {
-                                "image": {
-                                    "contentType": "image/png, image/jpeg, image/gif, image/webp"
-                                }
-                            },
-                        },
-                    },
-                },
+                body=json_or_form_body("ScanCreate", "ScanCreateForm"),
             ),
         },
         "/api/scans/{scan_id}": {
             "get": api(
+                "getScan",
                 "A scan's status and outcome; ?wait= long-polls until it ends",
                 _conditional("ScanDetail", "The scan"),
-                400,
-                404,
-                operationId="getScan",
-                parameters=[*scan_id, *_long_poll(wait_limit_s)],
+                errors=(400, 404),
+                parameters=scan_poll,
             ),
             "delete": api(
+                "cancelScan",
                 "Cancel a scan that has not finished",
-                {"200": _json(_ref("CancelResult"), "Cancelled")},
-                404,
-                409,
-                operationId="cancelScan",
-                parameters=scan_id,
+                ok("CancelResult", "Cancelled"),
+                errors=(404, 409),
+                parameters=scan,
             ),
         },
         "/api/scans/{scan_id}/status": {
             "get": api(
+                "getScanStatus",
                 "A scan's status; ?wait= long-polls until it ends",
                 _conditional("ScanStatus", "The status"),
-                400,
-                404,
-                operationId="getScanStatus",
-                parameters=[*scan_id, *_long_poll(wait_limit_s)],
+                errors=(400, 404),
+                parameters=scan_poll,
             )
         },
         "/api/scans/{scan_id}/events-url": {
             "get": api(
+                "getScanEventsUrl",
                 "A fresh URL (and token) for the scan's event stream",
-                {"200": _json(_ref("EventsLink"), "The event stream's URL")},
-                404,
-                operationId="getScanEventsUrl",
-                parameters=scan_id,
+                ok("EventsLink", "The event stream's URL"),
+                errors=(404,),
+                parameters=scan,
             )
         },
         "/api/events-url": {
             "get": api(
+                "getTenantEventsUrl",
                 "A URL (and token) for the event stream of every scan of your tenant",
-                {"200": _json(_ref("EventsLink"), "The tenant event stream's URL")},
-                422,
-                operationId="getTenantEventsUrl",
+                ok("EventsLink", "The tenant event stream's URL"),
+                errors=(422,),
                 parameters=[
-                    {
-                        "name": "tenant",
-                        "in": "query",
-                        "required": False,
-                        "description": "Only with auth off: whose scans (default `default`).",
-                        "schema": {"type": "string"},
-                    }
+                    parameter(
+                        "query",
+                        "tenant",
+                        "Only with auth off: whose scans (default `default`).",
+                        {"type": "string"},
+                    )
                 ],
             )
         },
         "/api/scans/{scan_id}/retry": {
             "post": api(
+                "retryScan",
                 "Replay a failed scan with fresh attempts",
-                {"202": _json(_ref("ScanAccepted"), "Queued again")},
-                404,
-                409,
-                operationId="retryScan",
-                parameters=scan_id,
+                ok("ScanAccepted", "Queued again", 202),
+                errors=(404, 409),
+                parameters=scan,
             )
         },
         "/api/dead": {
             "get": api(
+                "listDeadLetters",
                 "Dead letters, newest first",
-                {"200": _json(_ref("DeadLetters"), "A page of dead letters")},
-                422,
-                operationId="listDeadLetters",
+                ok("DeadLetters", "A page of dead letters"),
+                errors=(422,),
                 parameters=[
-                    {
-                        "name": "count",
-                        "in": "query",
-                        "required": False,
-                        "description": "Page size.",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
-                    },
-                    {
-                        "name": "before",
-                        "in": "query",
-                        "required": False,
-                        "description": (
-                            "Exclusive upper bound: the `next` of the previous page. Each half "
-                            "is at most 2^64-1, and `0-0` (nothing precedes it) is a 422."
-                        ),
-                        "schema": {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"},
-                    },
+                    parameter(
+                        "query",
+                        "count",
+                        "Page size.",
+                        {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                    ),
+                    parameter(
+                        "query",
+                        "before",
+                        "Exclusive upper bound: the `next` of the previous page. Each half "
+                        "is at most 2^64-1, and `0-0` (nothing precedes it) is a 422.",
+                        {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"},
+                    ),
                 ],
             )
         },
         "/api/queue/stats": {
             "get": api(
+                "getQueueStats",
                 "Queue depth; per-tenant detail for the caller's tenant",
-                {"200": _json(_ref("QueueStats"), "The counts")},
-                operationId="getQueueStats",
+                ok("QueueStats", "The counts"),
             )
         },
         **_admin_paths(api),
         **_webhook_paths(api),
-        "/healthz": {
-            "get": {
-                "summary": "Liveness",
-                "operationId": "healthz",
-                "security": [],
-                "responses": {"200": _json(_ref("Health"), "The process answers")},
-            }
-        },
+        "/healthz": {"get": public("healthz", "Liveness", ok("Health", "The process answers"))},
         "/readyz": {
-            "get": {
-                "summary": "Readiness (Redis answers)",
-                "operationId": "readyz",
-                "security": [],
-                "responses": {
-                    "200": _json(_ref("Health"), "Ready"),
-                    "503": _json(_ref("Health"), "Redis does not answer"),
+            "get": public(
+                "readyz",
+                "Readiness (Redis answers)",
+                {
+                    "200": answer("Health", "Ready"),
+                    "503": answer("Health", "Redis does not answer"),
                 },
-            }
+            )
         },
         "/openapi.json": {
-            "get": {
-                "summary": "This document",
-                "operationId": "openapi",
-                "security": [],
-                "responses": {"200": _json({"type": "object"}, "The OpenAPI document")},
-            }
+            "get": public(
+                "openapi",
+                "This document",
+                {"200": answer({"type": "object"}, "The OpenAPI document")},
+            )
         },
     }
 
 
-def _admin_paths(api: Any) -> dict[str, Schema]:
+def _admin_paths(api: Api) -> dict[str, Schema]:
     """The operator routes (admin keys only; anyone else gets 404)."""
-    controls = {"200": _json(_ref("ControlsView"), "Pauses and limits now in force")}
-    bulk = {"200": _json(_ref("BulkResult"), "What matched, and what was done")}
-
-    def body(name: str) -> Schema:
-        return {"required": False, "content": {"application/json": {"schema": _ref(name)}}}
-
+    controls = ok("ControlsView", "Pauses and limits now in force")
+    bulk = ok("BulkResult", "What matched, and what was done")
+    # Every admin body is JSON, checked before anything is done.
+    changes = (400, 404, 413, 422)
     return {
         "/api/admin/pause": {
             "post": api(
+                "pause",
                 "Pause scans of a tenant, a priority, both, or (empty body) all; they stay "
                 "queued, out of the request streams",
                 controls,
-                400,
-                404,
-                413,
-                422,
-                operationId="pause",
-                requestBody=body("PauseTarget"),
+                errors=changes,
+                body=json_body("PauseTarget", required=False),
             )
         },
         "/api/admin/resume": {
             "post": api(
+                "resume",
                 "Lift the pause of exactly that target",
                 controls,
-                400,
-                404,
-                413,
-                422,
-                operationId="resume",
-                requestBody=body("PauseTarget"),
+                errors=changes,
+                body=json_body("PauseTarget", required=False),
             )
         },
         "/api/admin/controls": {
-            "get": api("Pauses and limits in force", controls, 404, operationId="getControls")
+            "get": api("getControls", "Pauses and limits in force", controls, errors=(404,))
         },
         "/api/admin/limits": {
-            "get": api("Limits in force", controls, 404, operationId="getLimits"),
+            "get": api("getLimits", "Limits in force", controls, errors=(404,)),
             "patch": api(
+                "setLimits",
                 "Change limits fleet-wide (applied within a second); null restores the setting",
                 controls,
-                400,
-                404,
-                413,
-                422,
-                operationId="setLimits",
-                requestBody=body("LimitsPatch"),
+                errors=changes,
+                body=json_body("LimitsPatch", required=False),
             ),
         },
         "/api/admin/dead/retry": {
             "post": api(
+                "retryDeadLetters",
                 "Replay the dead letters that match the filter (dry_run: count them)",
                 bulk,
-                400,
-                404,
-                413,
-                422,
-                operationId="retryDeadLetters",
-                requestBody=body("DeadFilter"),
+                errors=changes,
+                body=json_body("DeadFilter", required=False),
             )
         },
         "/api/admin/dead/purge": {
             "post": api(
+                "purgeDeadLetters",
                 "Delete the dead letters that match the filter (dry_run: count them)",
                 bulk,
-                400,
-                404,
-                413,
-                422,
-                operationId="purgeDeadLetters",
-                requestBody=body("DeadFilter"),
+                errors=changes,
+                body=json_body("DeadFilter", required=False),
             )
         },
         "/api/admin/cancel-queued": {
             "post": api(
+                "cancelQueued",
                 "Cancel every waiting scan of a tenant (dry_run: count them)",
                 bulk,
-                400,
-                404,
-                413,
-                422,
-                operationId="cancelQueued",
-                requestBody={
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref("CancelQueued")}},
-                },
+                errors=changes,
+                body=json_body("CancelQueued"),
             )
         },
         "/api/admin/drain": {
             "post": api(
+                "drainAnalyzer",
                 "Ask one analyzer (by consumer name) to stop taking work and hand back "
                 "its scans; undo: take work again",
-                {"200": _json(_ref("Drained"), "The message was sent")},
-                400,
-                404,
-                413,
-                422,
-                operationId="drainAnalyzer",
-                requestBody={
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref("Drain")}},
-                },
+                ok("Drained", "The message was sent"),
+                errors=changes,
+                body=json_body("Drain"),
             )
         },
         "/api/admin/audit": {
             "get": api(
+                "getAudit",
                 "Operator actions, newest first",
-                {"200": _json(_ref("AuditLog"), "The latest actions")},
-                404,
-                422,
-                operationId="getAudit",
+                ok("AuditLog", "The latest actions"),
+                errors=(404, 422),
                 parameters=[
-                    {
-                        "name": "count",
-                        "in": "query",
-                        "required": False,
-                        "description": "How many.",
-                        "schema": {
-                            "type": "integer",
-                            "minimum": 1,
-                            "maximum": 1000,
-                            "default": 100,
-                        },
-                    }
+                    parameter(
+                        "query",
+                        "count",
+                        "How many.",
+                        {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                    )
                 ],
             )
         },
     }
 
 
-_ENDPOINT_ID: Schema = {
-    "name": "endpoint_id",
-    "in": "path",
-    "required": True,
-    "description": "A webhook endpoint id as returned by POST /api/webhooks.",
-    "schema": {"type": "string", "pattern": "^we_[0-9a-f]{24}$"},
-}
-_DELIVERY_ID: Schema = {
-    "name": "delivery_id",
-    "in": "path",
-    "required": True,
-    "description": "A delivery id from the endpoint's delivery log.",
-    "schema": {"type": "string", "pattern": "^wd_[0-9a-f]{24}$"},
-}
+_ENDPOINT_ID = parameter(
+    "path",
+    "endpoint_id",
+    "A webhook endpoint id as returned by POST /api/webhooks.",
+    {"type": "string", "pattern": "^we_[0-9a-f]{24}$"},
+)
+_DELIVERY_ID = parameter(
+    "path",
+    "delivery_id",
+    "A delivery id from the endpoint's delivery log.",
+    {"type": "string", "pattern": "^wd_[0-9a-f]{24}$"},
+)
+_CALLBACK_DELIVERY_ID = parameter(
+    "path",
+    "delivery_id",
+    "A delivery id from the scan's callback delivery log.",
+    {"type": "string", "pattern": "^wd_[0-9a-f]{24}$"},
+)
+_DELIVERY_PAGE = [
+    parameter("query", "cursor", "The `next` of the previous page.", {"type": "string"}),
+    parameter(
+        "query",
+        "limit",
+        "Page size.",
+        {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+    ),
+]
 
 
-def _webhook_paths(api: Any) -> dict[str, Schema]:
-    """Webhook endpoints and their delivery logs (a tenant's own; operators: all)."""
+def _webhook_paths(api: Api) -> dict[str, Schema]:
+    """Webhook endpoints and their delivery logs, and the logs of scans' callback_url
+    (a tenant's own; operators: all)."""
     endpoint = [_ENDPOINT_ID]
-
-    def body(name: str) -> Schema:
-        return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
-
+    # A body is read whole and decoded strictly: too large, not JSON, or a bad field.
+    changes = (400, 404, 413, 415, 422)
     return {
         "/api/webhooks": {
             "post": api(
+                "createWebhook",
                 "Register a webhook endpoint; the answer holds its signing secret, shown once",
                 {
-                    "201": _json(
-                        _ref("EndpointCreated"),
+                    "201": answer(
+                        "EndpointCreated",
                         "Registered",
                         {"Location": {"description": "Path", "schema": {"type": "string"}}},
                     )
                 },
-                400,
-                409,
-                413,
-                415,
-                422,
-                operationId="createWebhook",
-                requestBody=body("EndpointCreate"),
+                errors=(400, 409, 413, 415, 422),
+                body=json_body("EndpointCreate"),
             ),
             "get": api(
+                "listWebhooks",
                 "Your tenant's webhook endpoints",
-                {"200": _json(_ref("EndpointList"), "The endpoints")},
-                operationId="listWebhooks",
+                ok("EndpointList", "The endpoints"),
             ),
         },
         "/api/webhooks/{endpoint_id}": {
             "get": api(
+                "getWebhook",
                 "A webhook endpoint (with why it was disabled, if it was)",
-                {"200": _json(_ref("EndpointView"), "The endpoint")},
-                404,
-                operationId="getWebhook",
+                ok("EndpointView", "The endpoint"),
+                errors=(404,),
                 parameters=endpoint,
             ),
             "patch": api(
+                "updateWebhook",
                 "Change a webhook endpoint; enabled: true re-enables a disabled one",
-                {"200": _json(_ref("EndpointView"), "The endpoint as changed")},
-                400,
-                404,
-                413,
-                415,
-                422,
-                operationId="updateWebhook",
+                ok("EndpointView", "The endpoint as changed"),
+                errors=changes,
                 parameters=endpoint,
-                requestBody=body("EndpointPatch"),
+                body=json_body("EndpointPatch"),
             ),
             "delete": api(
+                "deleteWebhook",
                 "Delete a webhook endpoint",
                 {"204": {"description": "Deleted"}},
-                404,
-                operationId="deleteWebhook",
+                errors=(404,),
                 parameters=endpoint,
             ),
         },
         "/api/webhooks/{endpoint_id}/rotate-secret": {
             "post": api(
+                "rotateWebhookSecret",
                 "A new signing secret; the previous one also signs until its grace period ends",
-                {"200": _json(_ref("SecretRotated"), "The new secret, shown once")},
-                404,
-                operationId="rotateWebhookSecret",
+                ok("SecretRotated", "The new secret, shown once"),
+                errors=(404,),
                 parameters=endpoint,
             )
         },
         "/api/webhooks/{endpoint_id}/deliveries": {
             "get": api(
+                "listWebhookDeliveries",
                 "The endpoint's deliveries, newest first",
-                {"200": _json(_ref("DeliveryPage"), "A page of deliveries")},
-                404,
-                422,
-                operationId="listWebhookDeliveries",
-                parameters=[
-                    _ENDPOINT_ID,
-                    {
-                        "name": "cursor",
-                        "in": "query",
-                        "required": False,
-                        "description": "The `next` of the previous page.",
-                        "schema": {"type": "string"},
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "required": False,
-                        "description": "Page size.",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
-                    },
-                ],
+                ok("DeliveryPage", "A page of deliveries"),
+                errors=(404, 422),
+                parameters=[_ENDPOINT_ID, *_DELIVERY_PAGE],
             )
         },
         "/api/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver": {
             "post": api(
+                "redeliverWebhook",
                 "Send a delivery again now, with the same webhook-id",
-                {"202": _json(_ref("DeliveryView"), "Scheduled")},
-                404,
-                409,
-                operationId="redeliverWebhook",
+                ok("DeliveryView", "Scheduled", 202),
+                errors=(404, 409),
                 parameters=[_ENDPOINT_ID, _DELIVERY_ID],
+            )
+        },
+        "/api/scans/{scan_id}/callback/deliveries": {
+            "get": api(
+                "listCallbackDeliveries",
+                "The deliveries to the scan's callback_url, newest first (404 without one)",
+                ok("DeliveryPage", "A page of deliveries"),
+                errors=(404, 422),
+                parameters=[_SCAN_ID, *_DELIVERY_PAGE],
+            )
+        },
+        "/api/scans/{scan_id}/callback/deliveries/{delivery_id}/redeliver": {
+            "post": api(
+                "redeliverCallback",
+                "Send a callback delivery again now, with the same webhook-id",
+                ok("DeliveryView", "Scheduled", 202),
+                errors=(404,),
+                parameters=[_SCAN_ID, _CALLBACK_DELIVERY_ID],
             )
         },
     }
@@ -724,26 +593,23 @@ def _webhook_paths(api: Any) -> dict[str, Schema]:
 
 def _webhook_events() -> dict[str, Schema]:
     """The requests labelscan sends to webhook endpoints (OpenAPI 3.1 ``webhooks``)."""
-    signed = {
-        name: {"in": "header", "name": name, "required": True, "schema": {"type": "string"}}
+    signed = [
+        {"in": "header", "name": name, "required": True, "schema": {"type": "string"}}
         for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
-    }
+    ]
 
-    def operation(summary: str, schema: str) -> Schema:
+    def event(summary: str, schema: str) -> Schema:
         return {
             "summary": f"{summary} (Standard Webhooks signature in the webhook-* headers)",
-            "parameters": list(signed.values()),
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": _ref(schema)}},
-            },
+            "parameters": signed,
+            "requestBody": json_body(schema),
             "responses": {"200": {"description": "Any 2xx acknowledges the delivery"}},
         }
 
     return {
-        "scanEnded": {"post": operation("A scan ended", "WebhookEvent")},
+        "scanEnded": {"post": event("A scan ended", "WebhookEvent")},
         "batchCompleted": {
-            "post": operation(
+            "post": event(
                 "A batch's last scan ended, or it was cancelled (batch.completed)",
                 "BatchWebhookEvent",
             )
@@ -751,28 +617,20 @@ def _webhook_events() -> dict[str, Schema]:
     }
 
 
-def _metrics_path(settings: Settings) -> dict[str, Any]:
+def _metrics_path(settings: Settings) -> dict[str, Schema]:
     """``/metrics`` when METRICS is on; behind a bearer token when METRICS_TOKEN is set."""
     if not settings.metrics:
         return {}
-    responses: dict[str, Any] = {
+    responses: dict[str, Schema] = {
         "200": {
             "description": "Prometheus text exposition",
             "content": {"text/plain": {"schema": {"type": "string"}}},
         }
     }
     if settings.metrics_token is not None:
-        responses["401"] = _json({"type": "object"}, "METRICS_TOKEN missing or wrong")
-    return {
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics (not behind the API keys)",
-                "operationId": "metrics",
-                "security": [],
-                "responses": responses,
-            }
-        }
-    }
+        responses["401"] = answer({"type": "object"}, "METRICS_TOKEN missing or wrong")
+    summary = "Prometheus metrics (not behind the API keys)"
+    return {"/metrics": {"get": operation("metrics", summary, responses, auth=None)}}
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
@@ -782,6 +640,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         if settings.auth
         else "Authentication is OFF on this deployment."
     )
+    api = api_operations(settings.auth)
     document = {
         "openapi": "3.1.0",
         "info": {
@@ -795,8 +654,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             ),
         },
         "servers": [{"url": settings.gateway_url}],
-        "paths": _paths(settings.auth, settings.scan_wait_limit_s)
-        | openapi_batches.paths(functools.partial(_api, settings.auth), _IDEMPOTENCY_KEY)
+        "paths": _paths(api, settings.scan_wait_limit_s)
+        | openapi_batches.paths(api, _IDEMPOTENCY_KEY)
         | _metrics_path(settings),
         "webhooks": _webhook_events(),
         "components": {

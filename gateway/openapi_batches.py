@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import msgspec
 
+from gateway.openapi_ops import Api, Schema, answer, json_or_form_body, ok, parameter
 from shared.schemas import BatchAccepted, BatchCancelled, BatchErrors, BatchRetried, BatchStatus
 from shared.settings import Settings
-
-Schema = dict[str, Any]
 
 STRUCTS: tuple[type[msgspec.Struct], ...] = (
     BatchAccepted,
@@ -20,21 +16,12 @@ STRUCTS: tuple[type[msgspec.Struct], ...] = (
     BatchErrors,
 )
 
-_BATCH_ID: Schema = {
-    "name": "batch_id",
-    "in": "path",
-    "required": True,
-    "description": "A batch id as returned by POST /api/batches (32 lowercase hex digits).",
-    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-}
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: Schema, description: str) -> Schema:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+_BATCH_ID = parameter(
+    "path",
+    "batch_id",
+    "A batch id as returned by POST /api/batches (32 lowercase hex digits).",
+    {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+)
 
 
 def components(settings: Settings, scan_create: Schema) -> dict[str, Schema]:
@@ -94,91 +81,70 @@ def components(settings: Settings, scan_create: Schema) -> dict[str, Schema]:
 _NOT_IN_FORM = ("image_base64", "image_url")
 
 
-def paths(api: Callable[..., Schema], idempotency_key: Schema) -> dict[str, Schema]:
-    """The batch routes' operations; ``api`` is :func:`gateway.openapi._api` for this auth."""
+def paths(api: Api, idempotency_key: Schema) -> dict[str, Schema]:
+    """The batch routes' operations, built by ``api`` (this document's auth)."""
     batch_id = [_BATCH_ID]
     location = {"Location": {"description": "Path of the batch", "schema": {"type": "string"}}}
-    # An ErrorBody (as every error is), which for refused scans also lists them: BatchErrors.
-    bad_batch = _json(
-        _ref("ErrorBody"),
-        "Malformed request, or some scans refused (`invalid_batch`): then the body is a "
-        "BatchErrors, whose `errors` names each refused scan by index; nothing was written",
-    )
     return {
         "/api/batches": {
             "post": api(
+                "createBatch",
                 "Submit many scans as one batch (all or none)",
                 {
-                    "200": {
-                        **_json(_ref("BatchAccepted"), "Replay of an earlier Idempotency-Key"),
-                        "headers": location,
-                    },
-                    "202": {
-                        **_json(_ref("BatchAccepted"), "Every scan accepted and queued"),
-                        "headers": location,
-                    },
-                    "400": bad_batch,
+                    "200": answer(
+                        "BatchAccepted", "Replay of an earlier Idempotency-Key", location
+                    ),
+                    "202": answer("BatchAccepted", "Every scan accepted and queued", location),
+                    # An ErrorBody (as every error is), which for refused scans also lists
+                    # them: BatchErrors.
+                    "400": answer(
+                        "ErrorBody",
+                        "Malformed request, or some scans refused (`invalid_batch`): then the "
+                        "body is a BatchErrors, whose `errors` names each refused scan by "
+                        "index; nothing was written",
+                    ),
                 },
-                413,
-                415,
-                422,
-                operationId="createBatch",
+                errors=(413, 415, 422),
                 parameters=[idempotency_key],
-                requestBody={
-                    "required": True,
-                    "content": {
-                        "application/json": {"schema": _ref("BatchCreate")},
-                        "multipart/form-data": {
-                            "schema": _ref("BatchCreateForm"),
-                            "encoding": {
-                                "image": {
-                                    "contentType": "image/png, image/jpeg, image/gif, image/webp"
-                                }
-                            },
-                        },
-                    },
-                },
+                body=json_or_form_body("BatchCreate", "BatchCreateForm"),
             )
         },
         "/api/batches/{batch_id}": {
             "get": api(
+                "getBatch",
                 "A batch's counts, progress, scan ids (paged) and, once finished, aggregate",
-                {"200": _json(_ref("BatchStatus"), "The batch")},
-                404,
-                422,
-                operationId="getBatch",
+                ok("BatchStatus", "The batch"),
+                errors=(404, 422),
                 parameters=[
                     *batch_id,
-                    {
-                        "name": "cursor",
-                        "in": "query",
-                        "required": False,
-                        "description": "Where the page of scan ids starts (a `next_cursor`).",
-                        "schema": {"type": "integer", "minimum": 0, "default": 0},
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "required": False,
-                        "description": "Scan ids per page.",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-                    },
+                    parameter(
+                        "query",
+                        "cursor",
+                        "Where the page of scan ids starts (a `next_cursor`).",
+                        {"type": "integer", "minimum": 0, "default": 0},
+                    ),
+                    parameter(
+                        "query",
+                        "limit",
+                        "Scan ids per page.",
+                        {"type": "integer", "minimum": 1, "maximum": 1000},
+                    ),
                 ],
             ),
             "delete": api(
+                "cancelBatch",
                 "Cancel every scan of the batch that has not finished",
-                {"200": _json(_ref("BatchCancelled"), "What was cancelled, and the counts")},
-                404,
-                operationId="cancelBatch",
+                ok("BatchCancelled", "What was cancelled, and the counts"),
+                errors=(404,),
                 parameters=batch_id,
             ),
         },
         "/api/batches/{batch_id}/retry": {
             "post": api(
+                "retryBatch",
                 "Replay the batch's failed scans with fresh attempts",
-                {"202": _json(_ref("BatchRetried"), "The scans queued again")},
-                404,
-                operationId="retryBatch",
+                ok("BatchRetried", "The scans queued again", 202),
+                errors=(404,),
                 parameters=batch_id,
             )
         },

@@ -86,7 +86,8 @@ class Webhooks:
             raise ApiError(422, "invalid_field", str(exc), field) from None
 
 
-def _hooks(request: Request) -> Webhooks:
+def hooks_of(request: Request) -> Webhooks:
+    """The gateway's webhook stores (app state)."""
     hooks: Webhooks = request.state.webhooks
     return hooks
 
@@ -118,7 +119,7 @@ async def _body(request: Request, kind: type[T]) -> T:
 
 async def _owned(request: Request) -> tuple[Caller, Endpoint, Health]:
     caller = await _caller(request)
-    found = await _hooks(request).endpoints.get(request.path_params["endpoint_id"])
+    found = await hooks_of(request).endpoints.get(request.path_params["endpoint_id"])
     if found is None or not caller.owns(found[0].tenant):
         raise not_found("endpoint")
     return caller, found[0], found[1]
@@ -133,7 +134,7 @@ async def create_endpoint(request: Request) -> Response:
         if body.tenant not in ("default", caller.tenant):
             raise ApiError(422, "invalid_field", "the tenant comes from your API key", "tenant")
         tenant = caller.tenant
-    hooks = _hooks(request)
+    hooks = hooks_of(request)
     hooks.check_url(body.url, "url")
     limit = hooks.settings.webhook_max_endpoints
     if await hooks.endpoints.count(tenant) >= limit:
@@ -150,7 +151,7 @@ async def create_endpoint(request: Request) -> Response:
 async def list_endpoints(request: Request) -> Response:
     """``GET /api/webhooks``: the caller's tenant's endpoints (an operator's: all)."""
     caller = await _caller(request)
-    store = _hooks(request).endpoints
+    store = hooks_of(request).endpoints
     pairs = await (store.all() if caller.scope is None else store.of_tenant(caller.scope))
     return JSONResponse(EndpointList(items=[endpoint_view(e, h) for e, h in pairs]))
 
@@ -165,7 +166,7 @@ async def endpoints_root(request: Request) -> Response:
 async def endpoint_item(request: Request) -> Response:
     """``/api/webhooks/{id}``: GET reads, PATCH changes, DELETE removes."""
     _, endpoint, health = await _owned(request)
-    hooks = _hooks(request)
+    hooks = hooks_of(request)
     if request.method == "DELETE":
         await hooks.endpoints.delete(endpoint)
         hooks.forget(endpoint.tenant)
@@ -185,7 +186,7 @@ async def rotate_secret(request: Request) -> Response:
     """``POST /api/webhooks/{id}/rotate-secret``: a new secret; the old one signs too
     until ``previous_secret_expires_at`` (WEBHOOK_ROTATION_GRACE)."""
     _, endpoint, _ = await _owned(request)
-    rotated = await _hooks(request).endpoints.rotate(endpoint)
+    rotated = await hooks_of(request).endpoints.rotate(endpoint)
     return JSONResponse(
         SecretRotated(
             id=rotated.id,
@@ -205,16 +206,21 @@ def _limit(raw: str | None) -> int:
     return int(raw)
 
 
-async def deliveries(request: Request) -> Response:
-    """``GET /api/webhooks/{id}/deliveries?cursor=&limit=``: newest first."""
-    _, endpoint, _ = await _owned(request)
+def page_query(request: Request) -> tuple[str | None, int]:
+    """The ``cursor`` and ``limit`` of a delivery log's page (422 naming a bad one)."""
     cursor = request.query_params.get("cursor") or None
     if cursor is not None and not parse_cursor(cursor):
         raise ApiError(
             422, "invalid_field", "cursor must be the `next` of a previous page", "cursor"
         )
-    limit = _limit(request.query_params.get("limit"))
-    page = await _hooks(request).deliveries.page(endpoint.id, cursor, limit)
+    return cursor, _limit(request.query_params.get("limit"))
+
+
+async def deliveries(request: Request) -> Response:
+    """``GET /api/webhooks/{id}/deliveries?cursor=&limit=``: newest first."""
+    _, endpoint, _ = await _owned(request)
+    cursor, limit = page_query(request)
+    page = await hooks_of(request).deliveries.page(endpoint.id, cursor, limit)
     return JSONResponse(page)
 
 
@@ -223,7 +229,7 @@ async def redeliver(request: Request) -> Response:
     with the same ``webhook-id``."""
     _, endpoint, _ = await _owned(request)
     ref: str = request.path_params["delivery_id"]
-    store = _hooks(request).deliveries
+    store = hooks_of(request).deliveries
     found = await store.load(ref) if is_delivery_id(ref) else None
     if found is None or found.doc.endpoint_id != endpoint.id:
         raise not_found("delivery")

@@ -11,6 +11,7 @@ delivery carries the same ``webhook-id``: the event's id.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -173,8 +174,21 @@ class DeliveryStore:
         await self.record(delivery.doc.id, state)
         return state
 
-    async def page(self, owner: str, cursor: str | None, limit: int) -> DeliveryPage:
-        """A page of ``owner``'s log, newest first, after ``cursor`` (``<ms>:<id>``)."""
+    async def page(
+        self,
+        owner: str,
+        cursor: str | None,
+        limit: int,
+        *,
+        scan_id: str | None = None,
+        since_ms: int | None = None,
+    ) -> DeliveryPage:
+        """A page of ``owner``'s log, newest first, after ``cursor`` (``<ms>:<id>``).
+
+        With ``scan_id``, only that scan's deliveries: a tenant's callbacks share one
+        log, so it is read down to ``since_ms`` (the scan's creation: none of its
+        deliveries is older) and the others are skipped.
+        """
         log = self.keys.webhook_log(owner)
         top: str | float = "+inf"
         after: tuple[int, str] | None = None
@@ -182,30 +196,54 @@ class DeliveryStore:
             ms, _, member = cursor.partition(":")
             after = (int(ms), member)
             top = after[0]
-        # Same-millisecond deliveries come in reverse member order: skip those seen.
-        rows: Any = await self.redis.zrevrangebyscore(
-            log, top, "-inf", start=0, num=limit + 64, withscores=True
-        )
-        picked: list[tuple[str, int]] = []
-        for member_raw, score in rows:
-            name, at = member_raw.decode(), int(score)
-            if after is not None and at == after[0] and name >= after[1]:
-                continue
-            picked.append((name, at))
-            if len(picked) > limit:
+        bottom: str | float = "-inf" if since_ms is None else since_ms
+        chunk = limit + 64
+        seen: set[str] = set()
+        picked: list[tuple[str, int, DeliveryView]] = []
+        offset = 0
+        while len(picked) <= limit:
+            rows: Any = await self.redis.zrevrangebyscore(
+                log, top, bottom, start=offset, num=chunk, withscores=True
+            )
+            offset += len(rows)
+            # Same-millisecond deliveries come in reverse member order: skip those seen.
+            fresh = [
+                (name, at)
+                for name, at in ((m.decode(), int(score)) for m, score in rows)
+                if not (after is not None and at == after[0] and name >= after[1])
+                and name not in seen
+            ]
+            seen.update(name for name, _ in fresh)
+            while fresh and len(picked) <= limit:
+                # Unfiltered, only as many as the page still needs are read (more if some
+                # expired); filtered, the whole chunk, most of it another scan's.
+                take = len(fresh) if scan_id is not None else limit + 1 - len(picked)
+                batch, fresh = fresh[:take], fresh[take:]
+                views = await self._views(name for name, _ in batch)
+                for (name, at), shown in zip(batch, views, strict=True):
+                    if shown is not None and (scan_id is None or shown.scan_id == scan_id):
+                        picked.append((name, at, shown))
+            if len(rows) < chunk:
                 break
         more = len(picked) > limit
         picked = picked[:limit]
-        pipe = self.redis.pipeline(transaction=False)
-        for member, _ in picked:
-            pipe.hgetall(self.keys.webhook_delivery(member))
-        items = [
-            view(_decode_doc(raw[b"doc"]), _attempts(raw))
-            for raw in await pipe.execute()
-            if raw and b"doc" in raw
-        ]
         nxt = f"{picked[-1][1]}:{picked[-1][0]}" if more and picked else None
-        return DeliveryPage(items=items, next=nxt)
+        return DeliveryPage(items=[shown for _, _, shown in picked], next=nxt)
+
+    async def _views(self, members: Iterable[str]) -> list[DeliveryView | None]:
+        """What the API shows of each delivery (None for one that expired); not the bodies."""
+        pipe = self.redis.pipeline(transaction=False)
+        for member in members:
+            pipe.hmget(self.keys.webhook_delivery(member), _SHOWN)
+        shown: list[DeliveryView | None] = []
+        for values in await pipe.execute():
+            raw = {k: v for k, v in zip(_SHOWN, values, strict=True) if v is not None}
+            shown.append(view(_decode_doc(raw[b"doc"]), _attempts(raw)) if b"doc" in raw else None)
+        return shown
+
+
+_SHOWN = (b"doc", *(name.encode() for name in Attempts.__struct_fields__))
+"""The fields of a delivery's hash that its view needs (all but the body)."""
 
 
 def parse_cursor(raw: str) -> bool:
