@@ -70,6 +70,21 @@ class Operation(Generic[P, T]):
             return self._dress(client._method(self.build))
         return self._dress(client._method(self.build))
 
+    @overload
+    def __call__(self, client: Client, /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+    @overload
+    def __call__(
+        self, client: AsyncClient, /, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, T]: ...
+    def __call__(
+        self, client: Client | AsyncClient, /, *args: P.args, **kwargs: P.kwargs
+    ) -> T | Coroutine[Any, Any, T]:
+        """Called on the class (``Client.get(client, scan_id)``), as a method can be."""
+        return self.__get__(client)(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<operation {self.build.__name__}{self.signature}>"
+
     def _dress(self, method: F) -> F:
         """``method`` named, documented and signed as the operation, for help() and inspect."""
         functools.update_wrapper(method, self.build)

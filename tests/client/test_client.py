@@ -275,3 +275,7 @@ async def test_both_clients_offer_every_operation_with_its_signature() -> None:
                 sync.stats()
             with pytest.raises(ConnectionLost):
                 await asynchronous.stats()
+            with pytest.raises(ConnectionLost):  # called on the class, as a method can be
+                Client.status(sync, "a-scan")
+            with pytest.raises(ConnectionLost):
+                await AsyncClient.status(asynchronous, "a-scan")
