@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Generic, Literal, TypedDict, TypeVar
 
 import httpx
 import msgspec
@@ -308,7 +308,15 @@ def decode(response: httpx.Response, into: type[T]) -> T:
         ) from exc
 
 
-def http_args(url: str, api_key: str | None, timeout: float) -> dict[str, Any]:
+class HttpArgs(TypedDict):
+    """What both clients open their httpx client with."""
+
+    base_url: str
+    headers: dict[str, str]
+    timeout: httpx.Timeout
+
+
+def http_args(url: str, api_key: str | None, timeout: float) -> HttpArgs:
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     # Long polls hold the read for up to LONG_POLL_S: the read timeout must outlast them.
     limits = httpx.Timeout(timeout, read=max(timeout, LONG_POLL_S + 10))
