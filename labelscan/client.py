@@ -1,52 +1,118 @@
 """Sync and async clients for the gateway's API and the notifier's event streams.
 
-Both clients build the same requests and decode the same answers (``labelscan.api``);
-they differ only in how they send them. Answers are the services' own msgspec
-structs, and every refusal is raised as a typed ``ApiError`` with the API's
-``error``, ``detail`` and ``field``.
+Each operation of the API is described once, in ``labelscan.api``: the request it
+sends and the struct its answer decodes to. ``Operation`` makes it a method of both
+clients, which differ only in how they send: ``Client`` with ``httpx.Client``,
+``AsyncClient`` with ``httpx.AsyncClient`` (its methods are coroutine functions).
+Only what waits between requests is written for each: ``wait()``'s polls, and the
+async client's event streams. Answers are the services' own msgspec structs, and
+every refusal is raised as a typed ``ApiError`` with the API's ``error``, ``detail``
+and ``field``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from types import TracebackType
-from typing import TYPE_CHECKING, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Self, TypeVar, get_args, overload
 
 import httpx
 from httpx_sse import ServerSentEvent, aconnect_sse
 
-from labelscan import errors
-from labelscan.api import Image, LongPolls, Requests, decode, default_name, http_args
+from labelscan import api, errors
+from labelscan.api import Image
 from labelscan.sse import Resumable, batch_item, ends_scan, scan_item
-from shared.schemas import (
-    BatchAccepted,
-    BatchCancelled,
-    BatchEvent,
-    BatchRetried,
-    BatchStatus,
-    CancelResult,
-    DeadLetters,
-    EventsLink,
-    QueueStats,
-    ScanAccepted,
-    ScanDetail,
-    ScanEvent,
-    ScanStatus,
-)
+from shared.schemas import BatchEvent, ScanDetail, ScanEvent
 
 if TYPE_CHECKING:
     from notifier.reset import ScanReset
 
 __all__ = ["AsyncClient", "Client", "Image"]
 
+P = ParamSpec("P")
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., object])
 
 
-class AsyncClient:
+class Operation(Generic[P, T]):
+    """A method of both clients made from one operation of ``labelscan.api``: it takes
+    the operation's parameters and returns (``Client``) or awaits (``AsyncClient``) the
+    struct its answer decodes to."""
+
+    def __init__(self, build: Callable[P, api.Request[T]]) -> None:
+        self.build = build
+        self.__doc__ = build.__doc__
+        # What help() and inspect show: the operation's parameters and its answer's type.
+        signature = inspect.signature(build, eval_str=True)
+        answer = get_args(signature.return_annotation)[0]
+        self.signature = signature.replace(return_annotation=answer)
+
+    @overload
+    def __get__(self, client: None, owner: type[object] | None = None) -> Self: ...
+    @overload
+    def __get__(self, client: Client, owner: type[object] | None = None) -> Callable[P, T]: ...
+    @overload
+    def __get__(
+        self, client: AsyncClient, owner: type[object] | None = None
+    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+    def __get__(
+        self, client: Client | AsyncClient | None, owner: type[object] | None = None
+    ) -> Self | Callable[P, T] | Callable[P, Coroutine[Any, Any, T]]:
+        if client is None:
+            return self
+        # One branch per client, as each client's _method has its own return type.
+        if isinstance(client, AsyncClient):
+            return self._dress(client._method(self.build))
+        return self._dress(client._method(self.build))
+
+    @overload
+    def __call__(self, client: Client, /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+    @overload
+    def __call__(
+        self, client: AsyncClient, /, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, T]: ...
+    def __call__(
+        self, client: Client | AsyncClient, /, *args: P.args, **kwargs: P.kwargs
+    ) -> T | Coroutine[Any, Any, T]:
+        """Called on the class (``Client.get(client, scan_id)``), as a method can be."""
+        return self.__get__(client)(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<operation {self.build.__name__}{self.signature}>"
+
+    def _dress(self, method: F) -> F:
+        """``method`` named, documented and signed as the operation, for help() and inspect."""
+        functools.update_wrapper(method, self.build)
+        vars(method)["__signature__"] = self.signature  # inspect reads it before __wrapped__
+        return method
+
+
+class _Operations:
+    """The API's one-request operations: the same methods on both clients, each made
+    from its function in ``labelscan.api`` (parameters, docstring, answer's type)."""
+
+    scan = Operation(api.scan)
+    batch = Operation(api.batch)
+    get = Operation(api.get)
+    status = Operation(api.status)
+    cancel = Operation(api.cancel)
+    retry = Operation(api.retry)
+    batch_status = Operation(api.batch_status)
+    cancel_batch = Operation(api.cancel_batch)
+    retry_batch = Operation(api.retry_batch)
+    stats = Operation(api.stats)
+    dead_letters = Operation(api.dead_letters)
+
+
+class AsyncClient(_Operations):
     """The API from asyncio code: ``async with AsyncClient(url, api_key) as client: ...``."""
+
+    events_link = Operation(api.events_link)
 
     def __init__(
         self,
@@ -56,8 +122,7 @@ class AsyncClient:
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._http = httpx.AsyncClient(**http_args(url, api_key, timeout), transport=transport)
-        self._build = Requests(self._http)
+        self._http = httpx.AsyncClient(**api.http_args(url, api_key, timeout), transport=transport)
 
     async def __aenter__(self) -> Self:
         return self
@@ -71,78 +136,27 @@ class AsyncClient:
         """Close the connections."""
         await self._http.aclose()
 
-    async def _send(self, request: httpx.Request, into: type[T]) -> T:
-        try:
-            response = await self._http.send(request)
-        except httpx.TransportError as exc:
-            raise errors.ConnectionLost(f"{request.url}: {exc!r}") from exc
-        return decode(response, into)
+    async def _send(self, request: api.Request[T]) -> T:
+        sent = request.build(self._http)
+        with api.reaching(sent):
+            return api.decode(await self._http.send(sent), request.answer)
 
-    async def scan(
-        self,
-        image: Image,
-        *,
-        category: str,
-        marketplaces: Sequence[str],
-        product_name: str | None = None,
-        priority: str = "normal",
-        idempotency_key: str | None = None,
-    ) -> ScanAccepted:
-        """Submit one label (a path, bytes or URL); answers at once with its id and links."""
-        name = product_name or default_name(image)
-        request = self._build.scan(
-            image,
-            category=category,
-            marketplaces=marketplaces,
-            product_name=name,
-            priority=priority,
-            idempotency_key=idempotency_key,
-        )
-        return await self._send(request, ScanAccepted)
+    def _method(self, build: Callable[P, api.Request[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+        async def method(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await self._send(build(*args, **kwargs))
 
-    async def batch(
-        self,
-        images: Sequence[Image],
-        *,
-        category: str,
-        marketplaces: Sequence[str],
-        product_names: Sequence[str] | None = None,
-        priority: str = "normal",
-        idempotency_key: str | None = None,
-    ) -> BatchAccepted:
-        """Submit many labels as one batch: all accepted, or none (``errors`` per item)."""
-        request = self._build.batch(
-            images,
-            category=category,
-            marketplaces=marketplaces,
-            product_names=product_names,
-            priority=priority,
-            idempotency_key=idempotency_key,
-        )
-        return await self._send(request, BatchAccepted)
-
-    async def get(self, scan_id: str) -> ScanDetail:
-        """The scan's state, progress and, once finished, its result or error."""
-        return await self._send(self._build.get(f"/api/scans/{scan_id}"), ScanDetail)
-
-    async def status(self, scan_id: str) -> ScanStatus:
-        """The scan's state and progress, without the result."""
-        return await self._send(self._build.get(f"/api/scans/{scan_id}/status"), ScanStatus)
+        return method
 
     # The deadline also shortens the last long poll's `wait=`, which asyncio.timeout cannot.
     async def wait(self, scan_id: str, timeout: float | None = None) -> ScanDetail:  # noqa: ASYNC109
         """The scan once finished: long polls, or polls with backoff if the API answers at once."""
-        polls = LongPolls(scan_id, timeout)
+        polls = api.LongPolls(scan_id, timeout)
         while True:
-            detail = await self._send(polls.request(self._build), ScanDetail)
+            detail = await self._send(polls.request())
             pause = polls.pause_after(detail)
             if pause is None:
                 return detail
             await asyncio.sleep(pause)
-
-    async def events_link(self, scan_id: str) -> EventsLink:
-        """A fresh token and URL for the scan's event stream."""
-        return await self._send(self._build.get(f"/api/scans/{scan_id}/events-url"), EventsLink)
 
     async def _follow(
         self,
@@ -225,43 +239,8 @@ class AsyncClient:
                     if isinstance(item, BatchEvent) and item.type == "batch.completed":
                         return
 
-    async def batch_status(self, batch_id: str, cursor: str | None = None) -> BatchStatus:
-        """The batch's counts per state, progress, a page of scan ids, and its aggregate."""
-        params: dict[str, str | int] = {"cursor": cursor} if cursor else {}
-        return await self._send(self._build.get(f"/api/batches/{batch_id}", **params), BatchStatus)
 
-    async def cancel_batch(self, batch_id: str) -> BatchCancelled:
-        """Cancel every scan of the batch that has not finished."""
-        request = self._build.send("DELETE", f"/api/batches/{batch_id}")
-        return await self._send(request, BatchCancelled)
-
-    async def retry_batch(self, batch_id: str) -> BatchRetried:
-        """Replay the batch's failed scans (the ids of those queued again)."""
-        request = self._build.send("POST", f"/api/batches/{batch_id}/retry")
-        return await self._send(request, BatchRetried)
-
-    async def cancel(self, scan_id: str) -> CancelResult:
-        """Cancel a scan that has not finished (``ConflictError`` once it has)."""
-        return await self._send(self._build.send("DELETE", f"/api/scans/{scan_id}"), CancelResult)
-
-    async def retry(self, scan_id: str) -> ScanAccepted:
-        """Replay a failed scan (also how a dead letter is retried)."""
-        request = self._build.send("POST", f"/api/scans/{scan_id}/retry")
-        return await self._send(request, ScanAccepted)
-
-    async def stats(self) -> QueueStats:
-        """The queue's counts (waiting, active, finished, consumers, rate limiter)."""
-        return await self._send(self._build.get("/api/queue/stats"), QueueStats)
-
-    async def dead_letters(self, count: int = 50, before: str | None = None) -> DeadLetters:
-        """A page of dead letters, newest first; pass its ``next`` as ``before`` for older."""
-        params: dict[str, str | int] = {"count": count}
-        if before is not None:
-            params["before"] = before
-        return await self._send(self._build.get("/api/dead", **params), DeadLetters)
-
-
-class Client:
+class Client(_Operations):
     """The API from plain code: ``with Client(url, api_key) as client: ...``."""
 
     def __init__(
@@ -272,8 +251,7 @@ class Client:
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._http = httpx.Client(**http_args(url, api_key, timeout), transport=transport)
-        self._build = Requests(self._http)
+        self._http = httpx.Client(**api.http_args(url, api_key, timeout), transport=transport)
 
     def __enter__(self) -> Self:
         return self
@@ -287,103 +265,23 @@ class Client:
         """Close the connections."""
         self._http.close()
 
-    def _send(self, request: httpx.Request, into: type[T]) -> T:
-        try:
-            response = self._http.send(request)
-        except httpx.TransportError as exc:
-            raise errors.ConnectionLost(f"{request.url}: {exc!r}") from exc
-        return decode(response, into)
+    def _send(self, request: api.Request[T]) -> T:
+        sent = request.build(self._http)
+        with api.reaching(sent):
+            return api.decode(self._http.send(sent), request.answer)
 
-    def scan(
-        self,
-        image: Image,
-        *,
-        category: str,
-        marketplaces: Sequence[str],
-        product_name: str | None = None,
-        priority: str = "normal",
-        idempotency_key: str | None = None,
-    ) -> ScanAccepted:
-        """Submit one label (a path, bytes or URL); answers at once with its id and links."""
-        name = product_name or default_name(image)
-        request = self._build.scan(
-            image,
-            category=category,
-            marketplaces=marketplaces,
-            product_name=name,
-            priority=priority,
-            idempotency_key=idempotency_key,
-        )
-        return self._send(request, ScanAccepted)
+    def _method(self, build: Callable[P, api.Request[T]]) -> Callable[P, T]:
+        def method(*args: P.args, **kwargs: P.kwargs) -> T:
+            return self._send(build(*args, **kwargs))
 
-    def batch(
-        self,
-        images: Sequence[Image],
-        *,
-        category: str,
-        marketplaces: Sequence[str],
-        product_names: Sequence[str] | None = None,
-        priority: str = "normal",
-        idempotency_key: str | None = None,
-    ) -> BatchAccepted:
-        """Submit many labels as one batch: all accepted, or none (``errors`` per item)."""
-        request = self._build.batch(
-            images,
-            category=category,
-            marketplaces=marketplaces,
-            product_names=product_names,
-            priority=priority,
-            idempotency_key=idempotency_key,
-        )
-        return self._send(request, BatchAccepted)
-
-    def get(self, scan_id: str) -> ScanDetail:
-        """The scan's state, progress and, once finished, its result or error."""
-        return self._send(self._build.get(f"/api/scans/{scan_id}"), ScanDetail)
-
-    def status(self, scan_id: str) -> ScanStatus:
-        """The scan's state and progress, without the result."""
-        return self._send(self._build.get(f"/api/scans/{scan_id}/status"), ScanStatus)
+        return method
 
     def wait(self, scan_id: str, timeout: float | None = None) -> ScanDetail:
         """The scan once finished: long polls, or polls with backoff if the API answers at once."""
-        polls = LongPolls(scan_id, timeout)
+        polls = api.LongPolls(scan_id, timeout)
         while True:
-            detail = self._send(polls.request(self._build), ScanDetail)
+            detail = self._send(polls.request())
             pause = polls.pause_after(detail)
             if pause is None:
                 return detail
             time.sleep(pause)
-
-    def batch_status(self, batch_id: str, cursor: str | None = None) -> BatchStatus:
-        """The batch's counts per state, progress, a page of scan ids, and its aggregate."""
-        params: dict[str, str | int] = {"cursor": cursor} if cursor else {}
-        return self._send(self._build.get(f"/api/batches/{batch_id}", **params), BatchStatus)
-
-    def cancel_batch(self, batch_id: str) -> BatchCancelled:
-        """Cancel every scan of the batch that has not finished."""
-        return self._send(self._build.send("DELETE", f"/api/batches/{batch_id}"), BatchCancelled)
-
-    def retry_batch(self, batch_id: str) -> BatchRetried:
-        """Replay the batch's failed scans (the ids of those queued again)."""
-        request = self._build.send("POST", f"/api/batches/{batch_id}/retry")
-        return self._send(request, BatchRetried)
-
-    def cancel(self, scan_id: str) -> CancelResult:
-        """Cancel a scan that has not finished (``ConflictError`` once it has)."""
-        return self._send(self._build.send("DELETE", f"/api/scans/{scan_id}"), CancelResult)
-
-    def retry(self, scan_id: str) -> ScanAccepted:
-        """Replay a failed scan (also how a dead letter is retried)."""
-        return self._send(self._build.send("POST", f"/api/scans/{scan_id}/retry"), ScanAccepted)
-
-    def stats(self) -> QueueStats:
-        """The queue's counts (waiting, active, finished, consumers, rate limiter)."""
-        return self._send(self._build.get("/api/queue/stats"), QueueStats)
-
-    def dead_letters(self, count: int = 50, before: str | None = None) -> DeadLetters:
-        """A page of dead letters, newest first; pass its ``next`` as ``before`` for older."""
-        params: dict[str, str | int] = {"count": count}
-        if before is not None:
-            params["before"] = before
-        return self._send(self._build.get("/api/dead", **params), DeadLetters)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
 from pathlib import Path
 
@@ -235,3 +236,46 @@ async def test_events_keep_the_servers_retry_and_id_only_blocks_across_reconnect
             seen = [e async for e in client.events(scan_id, events_url=f"{server.url}/events")]
     assert asked == [None, "5-0"]
     assert [e.progress.percentage for e in seen if isinstance(e, ScanEvent)] == [40, 100]
+
+
+async def test_both_clients_offer_every_operation_with_its_signature() -> None:
+    """Each one-request operation is a method of both clients with the same parameters
+    and answer type (as help() shows them); the async client's are coroutine functions."""
+    operations = {
+        "scan": "(image: str | os.PathLike[str] | bytes, *, category: str, "
+        "marketplaces: collections.abc.Sequence[str], product_name: str | None = None, "
+        "priority: str = 'normal', idempotency_key: str | None = None) "
+        "-> shared.schemas.ScanAccepted",
+        "batch": "(images: collections.abc.Sequence[str | os.PathLike[str] | bytes], *, "
+        "category: str, marketplaces: collections.abc.Sequence[str], "
+        "product_names: collections.abc.Sequence[str] | None = None, priority: str = 'normal', "
+        "idempotency_key: str | None = None) -> shared.schemas.BatchAccepted",
+        "get": "(scan_id: str) -> shared.schemas.ScanDetail",
+        "status": "(scan_id: str) -> shared.schemas.ScanStatus",
+        "cancel": "(scan_id: str) -> shared.schemas.CancelResult",
+        "retry": "(scan_id: str) -> shared.schemas.ScanAccepted",
+        "batch_status": "(batch_id: str, cursor: str | None = None) -> shared.schemas.BatchStatus",
+        "cancel_batch": "(batch_id: str) -> shared.schemas.BatchCancelled",
+        "retry_batch": "(batch_id: str) -> shared.schemas.BatchRetried",
+        "stats": "() -> shared.schemas.QueueStats",
+        "dead_letters": "(count: int = 50, before: str | None = None) "
+        "-> shared.schemas.DeadLetters",
+    }
+    url = f"http://127.0.0.1:{free_port()}"
+    with Client(url) as sync:
+        async with AsyncClient(url) as asynchronous:
+            for name, signature in operations.items():
+                plain, awaited = getattr(sync, name), getattr(asynchronous, name)
+                assert str(inspect.signature(plain)) == signature
+                assert str(inspect.signature(awaited)) == signature
+                assert plain.__doc__ and plain.__doc__ == awaited.__doc__
+                assert not inspect.iscoroutinefunction(plain), name
+                assert inspect.iscoroutinefunction(awaited), name
+            with pytest.raises(ConnectionLost):
+                sync.stats()
+            with pytest.raises(ConnectionLost):
+                await asynchronous.stats()
+            with pytest.raises(ConnectionLost):  # called on the class, as a method can be
+                Client.status(sync, "a-scan")
+            with pytest.raises(ConnectionLost):
+                await AsyncClient.status(asynchronous, "a-scan")
