@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint bench eval browser prometheus containers cjk-font clean
+.PHONY: install run test lint bench eval jemalloc browser prometheus containers cjk-font clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -15,11 +15,19 @@ $(STAMP): pyproject.toml constraints.txt | $(PY)
 
 install: $(STAMP) ## create .venv and install labelscan with its dev tools
 
-run: $(STAMP) ## embedded Valkey + gateway + analyzer + notifier, logs prefixed; Ctrl-C stops all
+run: $(STAMP) jemalloc ## embedded Valkey + gateway + analyzer + notifier, logs prefixed; Ctrl-C stops all
 	$(PY) -m shared.run
 
-test: $(STAMP) browser prometheus containers cjk-font ## the whole suite against real servers
+test: $(STAMP) jemalloc browser prometheus containers cjk-font ## the whole suite against real servers
 	$(PY) -m pytest
+
+# Debian's jemalloc, which the embedded Valkey preloads: the wheel's server is built with
+# glibc's malloc, and Valkey's own builds use jemalloc (shared/embedded.py says what it
+# saves). Without root or apt the server runs on glibc's malloc, as before.
+jemalloc:
+	@ldconfig -p 2>/dev/null | grep -q libjemalloc.so.2 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjemalloc2 >/dev/null) \
+	  || echo "libjemalloc2 could not be installed: the embedded Valkey uses glibc's malloc"
 
 # Debian's chromium for the browser test (root and apt needed); without it the
 # browser test is skipped and says why.
@@ -66,7 +74,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet --no-deps 'arq>=0.28'
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP) ## benchmarks against peers measured in the same run; results in bench/results/
+bench: $(BENCH_STAMP) jemalloc ## benchmarks against peers measured in the same run; results in bench/results/
 	$(PY) -m bench.run
 
 # The label evaluation against the Claude API (costs money: never in CI); skipped without a key.

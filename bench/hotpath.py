@@ -27,7 +27,7 @@ from redis import Redis
 
 from bench.core import RESULTS, _fill, service_env
 from bench.valkeycost import Cost, cost, snapshot
-from shared.embedded import EmbeddedValkey
+from shared.embedded import EmbeddedValkey, jemalloc
 from shared.logs import configure_logging
 from shared.settings import Settings
 
@@ -47,6 +47,8 @@ class HotPath(msgspec.Struct, frozen=True, kw_only=True):
     aof_bytes_per_scan: float
     """Bytes appended to the append-only file: what every write costs in propagation."""
     seconds: float
+    allocator: str = "jemalloc"
+    """The embedded server's malloc: ``jemalloc`` (preloaded) or ``libc``."""
 
 
 def _server_bytes(url: str) -> tuple[int, int]:
@@ -121,16 +123,25 @@ def main() -> None:
     parser.add_argument("--scans", type=int, default=5_000)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--profile", action="store_true", help="count Python calls (slower)")
+    parser.add_argument(
+        "--libc-malloc", action="store_true", help="run Valkey on glibc's malloc, not jemalloc"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        valkey = EmbeddedValkey(Path(tmp), log_file=Path(tmp) / "valkey.log")
+        preload = not args.libc_malloc and jemalloc() is not None
+        valkey = EmbeddedValkey(
+            Path(tmp), log_file=Path(tmp) / "valkey.log", preload_jemalloc=preload
+        )
         valkey.start()
         # No rewrite mid-run: it would restart the append-only file's size count.
         with Redis.from_url(valkey.url) as admin:
             admin.config_set("auto-aof-rewrite-percentage", 0)
         try:
-            result = measure(
-                valkey.url, scans=args.scans, concurrency=args.concurrency, profile=args.profile
+            result = msgspec.structs.replace(
+                measure(
+                    valkey.url, scans=args.scans, concurrency=args.concurrency, profile=args.profile
+                ),
+                allocator="jemalloc" if preload else "libc",
             )
         finally:
             valkey.stop()
