@@ -7,7 +7,8 @@ prints per scan: Python function calls (``cProfile``; ``--profile`` also prints 
 top functions), commands, script calls, bytes the client sent, bytes appended to the
 append-only file and (noisy on a shared machine) Valkey CPU. Counts, unlike rates, do
 not depend on what else the machine runs, so a change to the hot path is judged here.
-Writes ``bench/results/hotpath.json`` (not with ``--profile``).
+Writes ``bench/results/hotpath.json`` (not with ``--profile``); ``--compare-allocators N``
+runs it N times on glibc's malloc and on jemalloc, interleaved (``allocator.json``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import cProfile
 import os
 import pstats
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -117,6 +119,48 @@ def measure(url: str, *, scans: int, concurrency: int, profile: bool) -> HotPath
     )
 
 
+class Allocators(msgspec.Struct, frozen=True, kw_only=True):
+    """Valkey's CPU per processed scan on each allocator, runs interleaved in one process."""
+
+    runs: int
+    scans: int
+    libc_cpu_us_per_scan: list[float]
+    jemalloc_cpu_us_per_scan: list[float]
+    jemalloc_over_libc: float
+    """Median jemalloc CPU over median libc CPU (below 1: jemalloc costs less)."""
+
+
+def _run_once(scans: int, concurrency: int, profile: bool, preload: bool) -> HotPath:
+    with tempfile.TemporaryDirectory() as tmp:
+        valkey = EmbeddedValkey(
+            Path(tmp), log_file=Path(tmp) / "valkey.log", preload_jemalloc=preload
+        )
+        valkey.start()
+        # No rewrite mid-run: it would restart the append-only file's size count.
+        with Redis.from_url(valkey.url) as admin:
+            admin.config_set("auto-aof-rewrite-percentage", 0)
+        try:
+            result = measure(valkey.url, scans=scans, concurrency=concurrency, profile=profile)
+        finally:
+            valkey.stop()
+    return msgspec.structs.replace(result, allocator="jemalloc" if preload else "libc")
+
+
+def _compare_allocators(scans: int, concurrency: int, runs: int) -> Allocators:
+    cpu: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(runs):
+        for preload in (False, True):  # interleaved: both see the same machine
+            run = _run_once(scans, concurrency, False, preload)
+            cpu[preload].append(run.valkey.cpu_us_per_unit)
+    return Allocators(
+        runs=runs,
+        scans=scans,
+        libc_cpu_us_per_scan=cpu[False],
+        jemalloc_cpu_us_per_scan=cpu[True],
+        jemalloc_over_libc=round(statistics.median(cpu[True]) / statistics.median(cpu[False]), 3),
+    )
+
+
 def main() -> None:
     """Start a Valkey, measure, print the counts as JSON."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -126,29 +170,27 @@ def main() -> None:
     parser.add_argument(
         "--libc-malloc", action="store_true", help="run Valkey on glibc's malloc, not jemalloc"
     )
+    parser.add_argument(
+        "--compare-allocators",
+        type=int,
+        metavar="RUNS",
+        help="RUNS interleaved runs on each allocator; writes bench/results/allocator.json",
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        preload = not args.libc_malloc and jemalloc() is not None
-        valkey = EmbeddedValkey(
-            Path(tmp), log_file=Path(tmp) / "valkey.log", preload_jemalloc=preload
-        )
-        valkey.start()
-        # No rewrite mid-run: it would restart the append-only file's size count.
-        with Redis.from_url(valkey.url) as admin:
-            admin.config_set("auto-aof-rewrite-percentage", 0)
-        try:
-            result = msgspec.structs.replace(
-                measure(
-                    valkey.url, scans=args.scans, concurrency=args.concurrency, profile=args.profile
-                ),
-                allocator="jemalloc" if preload else "libc",
-            )
-        finally:
-            valkey.stop()
+    RESULTS.mkdir(exist_ok=True)
+    if args.compare_allocators:
+        if jemalloc() is None:
+            raise SystemExit("libjemalloc2 is not installed: nothing to compare (make bench)")
+        both = _compare_allocators(args.scans, args.concurrency, args.compare_allocators)
+        out = msgspec.json.format(msgspec.json.encode(both))
+        print(out.decode())
+        (RESULTS / "allocator.json").write_bytes(out)
+        return
+    preload = not args.libc_malloc and jemalloc() is not None
+    result = _run_once(args.scans, args.concurrency, args.profile, preload)
     out = msgspec.json.format(msgspec.json.encode(result))
     print(out.decode())
     if not args.profile:  # a profiled run's CPU time is the profiler's as much as the scans'
-        RESULTS.mkdir(exist_ok=True)
         (RESULTS / "hotpath.json").write_bytes(out)
 
 
