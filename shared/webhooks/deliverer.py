@@ -103,8 +103,8 @@ class Deliverer:
         """Stop reading and sending; leased deliveries go to another deliverer at lease end."""
         tasks, self._tasks = self._tasks, []
         await cancel_and_wait(tasks)
-        # Only now, with the sender loop ended, is the set of attempts final: one it
-        # started while the readers were stopping would outlive a copy taken before.
+        # Only now, with the sender loop ended, is the set of attempts final: the loop
+        # may start one until it ends, and one missing from an earlier copy would run on.
         await cancel_and_wait(self._inflight)
         await self.sender.aclose()
 
