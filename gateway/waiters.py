@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from gateway.metrics import LONG_POLLS
 from shared.connection import RedisClient
+from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger("gateway")
 
@@ -128,11 +129,7 @@ class ScanWaiters:
     async def stop(self) -> None:
         """Stop the readers (the app's shutdown)."""
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            # redis-py can swallow a cancellation that lands mid-command: insist until it ends.
-            while not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=0.1)
+        await cancel_and_wait(tasks)
 
     async def _run(self, index: int) -> None:
         stream = self._streams[index]

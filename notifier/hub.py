@@ -18,6 +18,7 @@ from notifier.events import decode_event
 from notifier.inbox import SHUTDOWN, Subscription
 from notifier.position import encode_position
 from shared.connection import RedisClient
+from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger("notifier")
 
@@ -112,14 +113,8 @@ class Hub:
         self._stopping = True
         self.drain()
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            # redis-py 8 can swallow a cancellation that lands mid-command; insist until it ends
-            # (the loop also checks _stopping, so it exits within one BLOCK at worst).
-            while not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=0.1)
-            if not task.cancelled() and (exc := task.exception()) is not None:
-                log.error("hub task ended with an error", task=task.get_name(), error=repr(exc))
+        # (the readers also check _stopping, so one ends within one BLOCK at worst)
+        await cancel_and_wait(tasks)
 
     def drain(self) -> None:
         """End every stream now and refuse new ones (shutdown: clients resume elsewhere)."""

@@ -143,12 +143,14 @@ class Script(Generic[K, A, R]):
 
 
 class _Call:
-    __slots__ = ("command", "future", "script")
+    __slots__ = ("batch", "command", "future", "script")
 
     def __init__(self, script: Script[Any, Any, Any], command: list[Arg], future: Any) -> None:
         self.script = script
         self.command = command
         self.future = future
+        self.batch: asyncio.Task[None] | None = None
+        """The task sending the call's pipeline, once it is sent."""
 
 
 MAX_IN_FLIGHT = 4
@@ -192,7 +194,7 @@ class ScriptRunner:
     def __init__(self, redis: Redis | RedisCluster) -> None:
         self.redis = redis
         self._pending: list[_Call] = []
-        self._flushing: set[asyncio.Task[None]] = set()
+        self._flushing: dict[asyncio.Task[None], list[_Call]] = {}
 
     async def __call__(self, script: Script[K, A, R], keys: K, args: A) -> R:
         """Run ``script`` and return its typed reply; raises what Redis raised."""
@@ -200,8 +202,34 @@ class ScriptRunner:
         fut: asyncio.Future[Any] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)
-        self._pending.append(_Call(script, script.command(keys, args), fut))
-        return script.reply(await fut)
+        call = _Call(script, script.command(keys, args), fut)
+        self._pending.append(call)
+        try:
+            reply = await fut
+        except asyncio.CancelledError:
+            await self._abandon(call)
+            raise
+        return script.reply(reply)
+
+    async def _abandon(self, call: _Call) -> None:
+        """A cancelled caller's call: dropped if not sent yet; else its pipeline is
+        cancelled once no caller waits for it, and waited for either way.
+
+        A pipeline must not outlive its callers: their owner stops them, then closes
+        the client, and a pipeline still connecting or sending by then opens a
+        connection again on the closed pool, which nothing would ever close.
+        """
+        batch = call.batch
+        if batch is None:
+            self._pending.remove(call)
+            return
+        if all(other.future.done() for other in self._flushing.get(batch, ())):
+            batch.cancel()
+        while not batch.done():
+            try:
+                await asyncio.wait({batch})
+            except asyncio.CancelledError:
+                continue  # cancelled again meanwhile: the caller still raises once it ends
 
     async def run_durable(
         self, script: Script[K, A, R], keys: K, args: A, *, timeout_ms: int = 5000
@@ -276,11 +304,13 @@ class ScriptRunner:
         batch, self._pending = self._pending, []
         if batch:
             task = asyncio.get_running_loop().create_task(self._send(batch))
-            self._flushing.add(task)
+            self._flushing[task] = batch
+            for call in batch:
+                call.batch = task
             task.add_done_callback(self._sent)
 
     def _sent(self, task: asyncio.Task[None]) -> None:
-        self._flushing.discard(task)
+        self._flushing.pop(task, None)
         if self._pending:
             self._flush()
 

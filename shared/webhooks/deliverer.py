@@ -25,6 +25,7 @@ from shared.clock import now_ms
 from shared.connection import RedisClient
 from shared.keys import Keys
 from shared.settings import Settings
+from shared.tasks import cancel_and_wait
 from shared.webhooks import metrics
 from shared.webhooks.deliveries import (
     Delivery,
@@ -100,12 +101,11 @@ class Deliverer:
 
     async def stop(self) -> None:
         """Stop reading and sending; leased deliveries go to another deliverer at lease end."""
-        for task in [*self._tasks, *self._inflight]:
-            # redis-py can swallow a cancellation that lands mid-command: insist until it ends.
-            while not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=0.1)
-        self._tasks.clear()
+        tasks, self._tasks = self._tasks, []
+        await cancel_and_wait(tasks)
+        # Only now, with the sender loop ended, is the set of attempts final: the loop
+        # may start one until it ends, and one missing from an earlier copy would run on.
+        await cancel_and_wait(self._inflight)
         await self.sender.aclose()
 
     # --- stage 2: deliveries -> receivers ----------------------------------------------

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ResponseError
 
 from shared import scripts
@@ -74,5 +75,60 @@ async def test_an_emptied_script_cache_is_loaded_again(settings: Settings, redis
         assert replies == [True, True, True]
         for sid in ids:
             assert await redis.xlen(keys.of_scan(sid).scan_events(sid)) == 1
+    finally:
+        await client.aclose()
+
+
+async def test_a_cancelled_call_leaves_no_connection_behind(
+    settings: Settings, redis: Redis
+) -> None:
+    """A caller cancelled while its pipeline waits for a connection, then its client
+    closed: the script never runs, and the server sees no connection of that client
+    (the pipeline used to outlive its caller and connect again on the closed pool)."""
+    keys = Keys(settings.prefix, settings.partitions)
+    sid = f"{200:032x}"
+    await redis.hset(keys.of_scan(sid).scan(sid), "token", "t")
+    name = f"{settings.prefix}-runner"
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=1, timeout=5, client_name=name
+    )
+    client = Redis.from_pool(pool)
+    run = ScriptRunner(client)
+    held = await pool.get_connection()
+    caller = asyncio.create_task(run(scripts.PROGRESS, *_progress(keys, sid, "t")))
+    await asyncio.sleep(0.2)  # its pipeline waits for the pool's one connection
+    caller.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await caller
+    await client.aclose()
+    await pool.release(held)  # the connection the pipeline waited for comes free
+    await asyncio.sleep(0.3)
+    assert [c for c in await redis.client_list() if c.get("name") == name] == []
+    assert await redis.xlen(keys.of_scan(sid).scan_events(sid)) == 0
+
+
+async def test_a_cancelled_call_leaves_its_batch_to_the_other_callers(
+    settings: Settings, redis: Redis
+) -> None:
+    """Of two calls in one pipeline, cancelling one leaves the other its reply."""
+    keys = Keys(settings.prefix, settings.partitions)
+    ids = [f"{i + 300:032x}" for i in range(2)]
+    for sid in ids:
+        await redis.hset(keys.of_scan(sid).scan(sid), "token", "t")
+    pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=1, timeout=5)
+    client = Redis.from_pool(pool)
+    run = ScriptRunner(client)
+    try:
+        held = await pool.get_connection()
+        gone, kept = (
+            asyncio.create_task(run(scripts.PROGRESS, *_progress(keys, sid, "t"))) for sid in ids
+        )
+        await asyncio.sleep(0.2)  # their pipeline waits for the pool's one connection
+        gone.cancel()
+        await pool.release(held)
+        assert await kept is True
+        with contextlib.suppress(asyncio.CancelledError):
+            await gone
+        assert await redis.xlen(keys.of_scan(ids[1]).scan_events(ids[1])) == 1
     finally:
         await client.aclose()
