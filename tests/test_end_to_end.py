@@ -70,3 +70,49 @@ async def test_json_and_multipart_scans_stream_to_completion(
                     replay = await late.rest(within=5)
                 assert [m.id for m in replay] == ids
     assert emulator.ok_count == 2
+
+
+async def test_an_unusable_answer_ends_each_attempt_after_its_parsing_stage(
+    make_settings: SettingsFactory,
+) -> None:
+    """Claude declines: each attempt shows parsing, then its end (a retry, then the
+    failure at parsing's percentage), both written by the attempt's last script call
+    (the parsing report is held for it)."""
+    async with run_emulator(stop_reason="refusal") as emulator:
+        settings = make_settings(
+            analyzer_backend="claude",
+            anthropic_api_key=Secret("sk-e2e"),
+            anthropic_base_url=emulator.base_url,
+        )
+        async with running_stack(settings) as stack:
+            accepted = await stack.client.post(
+                "/api/scans",
+                json={
+                    "image_base64": base64.b64encode(PNG).decode(),
+                    "category": "electronics",
+                    "marketplaces": ["DE"],
+                    "product_name": "Desk lamp",
+                },
+            )
+            scan_id = accepted.json()["scan_id"]
+            async with open_stream(stack.events, scan_id) as stream:
+                messages = await stream.rest(within=15)
+            detail = (await stack.client.get(f"/api/scans/{scan_id}")).json()
+    events = [msgspec.json.decode(m.data or "", type=ScanEvent) for m in messages]
+    steps = [(e.type, e.progress.stage, e.progress.percentage, e.attempt) for e in events]
+    attempt = [("progress", "fetching", 10), ("progress", "analyzing", 30)]
+    assert steps == [
+        ("queued", "queued", 0, 0),
+        *((*step, 1) for step in attempt),
+        ("progress", "parsing", 90, 1),
+        ("retrying", "retrying", 0, 1),
+        ("queued", "queued", 0, 1),
+        *((*step, 2) for step in attempt),
+        ("progress", "parsing", 90, 2),
+        ("failed", "failed", 90, 2),
+    ]
+    assert detail["state"] == "failed"
+    assert "declined" in detail["error"]["message"]
+    ids = [tuple(map(int, (m.id or "").split("-"))) for m in messages]
+    for end in (4, len(ids) - 1):  # one script wrote both: the same ms, consecutive numbers
+        assert ids[end] == (ids[end - 1][0], ids[end - 1][1] + 1)
