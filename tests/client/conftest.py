@@ -169,6 +169,9 @@ def cli_env(url: str, key: str | None = KEY) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABELSCAN_")}
     env.pop("TERM", None)
     env["LABELSCAN_URL"] = url
+    # This checkout's code, even when the editable install points at another (a git
+    # worktree): the script's own folder, not the cwd, comes first on its import path.
+    env["PYTHONPATH"] = str(ROOT)
     if key is not None:
         env["LABELSCAN_API_KEY"] = key
     return env
