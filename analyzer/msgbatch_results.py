@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from analyzer import metrics
 from analyzer.backends.claude import ClaudeBackend, status_error
 from analyzer.msgbatch_store import BatchedScan, BatchRecord, BatchRegistry
-from analyzer.runner import ScanRunner, StaleAttemptError
+from analyzer.runner import Reports, ScanRunner, StaleAttemptError
 from shared.clock import now_ms
 from shared.errors import (
     BackendError,
@@ -36,7 +36,7 @@ from shared.errors import (
     LabelscanError,
     RetryableError,
 )
-from shared.schemas import Progress, ScanResult, Stage
+from shared.schemas import Progress, ScanResult
 from shared.tracing import extract
 
 log = structlog.get_logger("analyzer")
@@ -129,11 +129,11 @@ class BatchReader:
     async def _complete(self, batch_id: str, scan: BatchedScan, message: Message) -> None:
         claim = scan.claim
 
-        async def report(stage: Stage, percentage: int, text: str) -> None:
-            if not await self.store.progress(
-                claim, Progress(stage=stage, percentage=percentage, message=text)
-            ):
+        async def publish(progress: Progress) -> None:
+            if not await self.store.progress(claim, progress):
                 raise StaleAttemptError
+
+        report = Reports(publish, BATCHED_PCT)
 
         try:
             # A child of the scan's trace (its accept span), like the attempt that collected it.
@@ -155,10 +155,10 @@ class BatchReader:
                 image=scan.image,
                 batch=True,
             )
-            if not await self.store.complete(claim, result):
+            if not await self.store.complete(claim, result, report.held):
                 raise StaleAttemptError
         except LabelscanError as exc:
-            await self.failed(scan, exc)
+            await self.failed(scan, exc, report.held)
             return
         except StaleAttemptError:
             log.info("batched scan no longer owned (cancelled, or settled by another replica)")
@@ -167,10 +167,13 @@ class BatchReader:
         self.runner.finished(claim, "completed", _started(scan))
         log.info("scan completed", verdict=result.analysis.verdict, batch_id=batch_id)
 
-    async def failed(self, scan: BatchedScan, error: LabelscanError) -> None:
-        """Retry or dead-letter the scan as for any failed attempt."""
+    async def failed(
+        self, scan: BatchedScan, error: LabelscanError, held: Progress | None = None
+    ) -> None:
+        """Retry or dead-letter the scan as for any failed attempt (``held``: a progress
+        report still to publish first)."""
         try:
-            await self.runner.failed(scan.claim, error, BATCHED_PCT, _started(scan))
+            await self.runner.failed(scan.claim, error, BATCHED_PCT, _started(scan), held)
         except StaleAttemptError:
             log.info("batched scan no longer owned; its outcome is discarded")
 

@@ -174,9 +174,9 @@ class ScanRunner:
         started = time.monotonic()
         log.info("scan started", backend=self.backend.name)
         # With a stored image the claim already published ANALYZING.
-        report = _Reports(
+        report = Reports(
             functools.partial(self._report, claim),
-            FETCHING if claim.image is None else ANALYZING,
+            (FETCHING if claim.image is None else ANALYZING).percentage,
         )
         lap = metrics.StageClock()
         try:
@@ -400,15 +400,16 @@ class ScanRunner:
             raise StaleAttemptError
 
 
-class _Reports:
-    """One attempt's progress reports (the backend's ``Report``): the percentage reached,
-    for a failure's event, and a report of a HELD stage not yet published."""
+class Reports:
+    """One attempt's progress reports (a backend's ``Report``): the percentage reached,
+    for a failure's event, and a report of a HELD stage not yet published, which the
+    attempt's end (complete, retry or fail) publishes first."""
 
     __slots__ = ("held", "pct", "send")
 
-    def __init__(self, send: Callable[[Progress], Awaitable[None]], reached: Progress) -> None:
+    def __init__(self, send: Callable[[Progress], Awaitable[None]], pct: int) -> None:
         self.send = send
-        self.pct = reached.percentage
+        self.pct = pct
         self.held: Progress | None = None
 
     async def __call__(self, stage: Stage, percentage: int, message: str) -> None:
