@@ -194,6 +194,7 @@ async def test_low_priority_scans_go_in_one_batch_at_half_price(
         assert result["usage"] == normal["usage"], "the same scan reports the same usage"
         stages = [e.progress.stage for e in await history(redis, settings, scan_id)]
         assert stages.count("batched") == 2  # collected, then in the provider's batch
+        assert stages[-2:] == ["parsing", "completed"]  # published by the one last write
         events = await history(redis, settings, scan_id)
         sent = next(e for e in events if batch.id in e.progress.message)
         assert "half price" in sent.progress.message
