@@ -162,12 +162,13 @@ async def _create_scan(request: Request, settings: Settings, span: Span | None) 
         if not outcome.same_body:
             raise idempotency_conflict()
         # The scan may have moved on since the first request: answer where it is now.
-        current = await store.get(outcome.scan_id)
-        state: ScanState = current.state if current is not None else "queued"
+        current = await store.read(outcome.scan_id)
+        state: ScanState = current[1].state if current is not None else "queued"
         replay = accepted(settings, outcome.scan_id, state)
-        if callback_secret is not None and (first := await store.record(outcome.scan_id)):
+        if callback_secret is not None and current is not None:
             # The secret of the scan the first request made, not the one drawn now.
-            replay = msgspec.structs.replace(replay, callback_secret=first.job.callback_secret)
+            secret = current[0].job.callback_secret
+            replay = msgspec.structs.replace(replay, callback_secret=secret)
         return JSONResponse(
             replay,
             status_code=200,

@@ -212,6 +212,11 @@ class ScanStore(StoreBase):
 
     async def get(self, scan_id: str) -> ScanDetail | None:
         """The scan's state, progress, result and error; None when unknown or expired."""
+        found = await self.read(scan_id)
+        return None if found is None else found[1]
+
+    async def read(self, scan_id: str) -> tuple[ScanRecord, ScanDetail] | None:
+        """The scan's hash and, from the same read, its detail (what ``get`` answers)."""
         if not is_scan_id(scan_id):
             return None
         pipe = self.redis.pipeline(transaction=True)  # hash and history agree
@@ -221,7 +226,7 @@ class ScanStore(StoreBase):
         record = decode_record(raw)
         if record is None:
             return None
-        return _detail(scan_id, record, latest_event(tail))
+        return record, _detail(scan_id, record, latest_event(tail))
 
     async def cancel(self, scan_id: str) -> CancelOutcome:
         """Cancel a scan that has not finished."""

@@ -134,10 +134,10 @@ class Outbox:
         tenant = fields.get(b"tenant", b"").decode()
         state = fields.get(b"state", b"").decode()
         at_ms = int(entry_id.split("-", maxsplit=1)[0])
-        detail = await self.scans.get(scan_id)
-        record = await self.scans.record(scan_id)
+        found = await self.scans.read(scan_id)
         created = 0
-        if detail is not None and record is not None:
+        if found is not None:
+            record, detail = found
             targets = [e for e, _ in await self.endpoints.of_tenant(tenant) if e.enabled]
             for n, kind in enumerate(types_of(state)):
                 event = event_id(self.keys.prefix, part.outbox, entry_id, kind)

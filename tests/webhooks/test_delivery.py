@@ -171,6 +171,28 @@ async def test_callback_url_gets_the_scans_end_signed_with_its_own_secret(
         assert request.payload["data"]["scan_id"] == accepted["scan_id"]
 
 
+async def test_a_replayed_request_answers_the_first_callback_secret(
+    make_settings: SettingsFactory,
+) -> None:
+    """The same Idempotency-Key and body again: 200 with the first request's scan and the
+    callback secret its deliveries are signed with, not a new one."""
+    settings = webhook_settings(make_settings)
+    body = {
+        "image_base64": PNG,
+        "category": "toys",
+        "marketplaces": ["US"],
+        "product_name": "callback",
+        "callback_url": "https://127.0.0.1:9/cb",
+    }
+    headers = {"idempotency-key": "replay-callback-1"}
+    async with running_stack(settings) as stack:
+        first = await stack.client.post("/api/scans", json=body, headers=headers)
+        again = await stack.client.post("/api/scans", json=body, headers=headers)
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json()["scan_id"] == first.json()["scan_id"]
+    assert again.json()["callback_secret"] == first.json()["callback_secret"]
+
+
 async def test_every_partitions_outbox_is_delivered(make_settings: SettingsFactory) -> None:
     """With several partitions each has its own outbox; scans of all of them are delivered."""
     settings = webhook_settings(make_settings, partitions=3)
