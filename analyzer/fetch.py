@@ -16,7 +16,7 @@ import httpx
 
 from shared.errors import ImageUnavailableError, InvalidImageError
 from shared.images import inspect_image
-from shared.netguard import GuardedBackend, UnsafeURLError, checked_url, parse_allow_hosts
+from shared.netguard import GuardedPool, UnsafeURLError, checked_url, parse_allow_hosts
 
 _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
@@ -50,14 +50,13 @@ class ImageFetcher:
         self._allow_http = allow_http
         self._origins = parse_allow_hosts(allow_hosts)
         self._max_redirects = max_redirects
-        # httpcore directly, not httpx: its public network_backend hook is what
-        # lets every connection go through the address guard. No proxies from env.
-        self._pool = httpcore.AsyncConnectionPool(
-            network_backend=GuardedBackend(self._origins),
+        self._pool = GuardedPool(
+            self._origins,
+            name="image_url",
+            timeout_s=timeout_s,
             max_connections=16,
-            max_keepalive_connections=8,
-            keepalive_expiry=10.0,
-            retries=0,
+            max_keepalive=8,
+            keepalive_expiry_s=10.0,
         )
 
     async def fetch(self, url: str) -> bytes:
@@ -107,16 +106,7 @@ class ImageFetcher:
 
     async def _get(self, url: httpx.URL) -> tuple[str | None, bytes]:
         """One GET: (redirect location, b"") or (None, body)."""
-        request_url = httpcore.URL(
-            scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
-        )
-        timeouts = dict.fromkeys(("connect", "read", "write", "pool"), self._timeout)
-        async with self._pool.stream(
-            "GET",
-            request_url,
-            headers=[(b"host", url.netloc), *_HEADERS],
-            extensions={"timeout": timeouts},
-        ) as response:
+        async with self._pool.stream("GET", url, _HEADERS) as response:
             status = response.status
             headers = {k.lower(): v for k, v in response.headers}
             if status in _REDIRECT_STATUS:

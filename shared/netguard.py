@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager
 
 import httpcore
 import httpx
@@ -260,6 +261,58 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     async def sleep(self, seconds: float) -> None:
         """Delegate sleeping to the wrapped backend."""
         await self._delegate.sleep(seconds)
+
+
+class GuardedPool:
+    """httpcore's connection pool on a :class:`GuardedBackend`, for the image fetch and
+    the webhook sender alike.
+
+    httpcore directly, not httpx: its public ``network_backend`` hook is what lets
+    every connection go through the address guard, and nothing is read from the
+    environment (no proxies). Requests go to the checked URL itself, with one timeout
+    for each phase (connect, read, write, waiting for a pooled connection).
+    """
+
+    def __init__(
+        self,
+        origins: Origins,
+        *,
+        name: str,
+        timeout_s: float,
+        max_connections: int,
+        max_keepalive: int,
+        keepalive_expiry_s: float,
+    ) -> None:
+        self._timeouts = dict.fromkeys(("connect", "read", "write", "pool"), timeout_s)
+        self._pool = httpcore.AsyncConnectionPool(
+            network_backend=GuardedBackend(origins, name=name),
+            max_connections=max_connections,
+            max_keepalive_connections=max_keepalive,
+            keepalive_expiry=keepalive_expiry_s,
+            retries=0,
+        )
+
+    def stream(
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: list[tuple[bytes, bytes]],
+        content: bytes | None = None,
+    ) -> AbstractAsyncContextManager[httpcore.Response]:
+        """One request to ``url`` (already checked), its ``Host`` header first."""
+        return self._pool.stream(
+            method,
+            httpcore.URL(
+                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+            ),
+            headers=[(b"host", url.netloc), *headers],
+            content=content,
+            extensions={"timeout": self._timeouts},
+        )
+
+    async def aclose(self) -> None:
+        """Close every pooled connection."""
+        await self._pool.aclose()
 
 
 def _canonical_host(host: str) -> str:

@@ -17,7 +17,7 @@ import httpcore
 import httpx
 import msgspec
 
-from shared.netguard import GuardedBackend, UnsafeURLError, checked_url, parse_allow_hosts
+from shared.netguard import GuardedPool, UnsafeURLError, checked_url, parse_allow_hosts
 
 MAX_RESPONSE_BYTES = 64 * 1024
 """What is read of a receiver's answer before the connection is dropped."""
@@ -66,12 +66,13 @@ class Sender:
     ) -> None:
         self._timeout = timeout_s
         self._origins = parse_allow_hosts(allow_hosts)
-        self._pool = httpcore.AsyncConnectionPool(
-            network_backend=GuardedBackend(self._origins, name="url"),
+        self._pool = GuardedPool(
+            self._origins,
+            name="url",
+            timeout_s=timeout_s,
             max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=30.0,
-            retries=0,
+            max_keepalive=max_connections,
+            keepalive_expiry_s=30.0,
         )
 
     def check(self, url: str) -> httpx.URL:
@@ -125,22 +126,16 @@ class Sender:
     async def _post(
         self, url: httpx.URL, headers: list[tuple[bytes, bytes]], body: bytes
     ) -> tuple[int, bytes | None]:
-        request_url = httpcore.URL(
-            scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
-        )
-        timeouts = dict.fromkeys(("connect", "read", "write", "pool"), self._timeout)
         async with self._pool.stream(
             "POST",
-            request_url,
-            headers=[
-                (b"host", url.netloc),
+            url,
+            [
                 (b"user-agent", _USER_AGENT),
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 *headers,
             ],
-            content=body,
-            extensions={"timeout": timeouts},
+            body,
         ) as response:
             after = next((v for k, v in response.headers if k.lower() == b"retry-after"), None)
             read = 0
