@@ -91,10 +91,11 @@ local function list_scans(list_keys, now_ms, scan_ids, horizon_ms, index_max)
   end
 end
 
--- A finished scan marked for webhooks is appended to its partition's outbox in
--- the same call that makes its end visible, so no delivery is ever lost.
-local function to_outbox(scan_key, outbox_key, scan_id, tenant, state)
-  if redis.call('HEXISTS', scan_key, F.webhook) == 1 then
+-- A finished scan marked for webhooks (`webhook`: its hash's field, read by the
+-- caller with the fields it needs anyway) is appended to its partition's outbox
+-- in the same call that makes its end visible, so no delivery is ever lost.
+local function to_outbox(webhook, outbox_key, scan_id, tenant, state)
+  if webhook then
     redis.call('XADD', outbox_key, '*', 'scan_id', scan_id, 'tenant', tenant, 'state', state)
   end
 end

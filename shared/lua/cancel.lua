@@ -3,8 +3,8 @@
 -- the control channel to stop its task.
 -- Returns {'ok', previous_state}, {'terminal', state}, {'missing'} or
 -- {'recount'} when the event was built for another attempt count.
-local state, made, entry_id = unpack(redis.call('HMGET', scan_key, F.state, F.attempts,
-  F.entry_id))
+local state, made, entry_id, webhook = unpack(redis.call('HMGET', scan_key, F.state,
+  F.attempts, F.entry_id, F.webhook))
 if not state then
   return {'missing'}
 end
@@ -25,7 +25,7 @@ end
 redis.call('HSET', scan_key, F.state, 'cancelled')
 redis.call('HDEL', scan_key, F.token, F.owner, F.due_ms, F.entry_id, F.deferred)
 emit(scan_key, events_key, history_key, scan_id, tenant, event, maxlen, scan_maxlen)
-to_outbox(scan_key, outbox_key, scan_id, tenant, 'cancelled')
+to_outbox(webhook, outbox_key, scan_id, tenant, 'cancelled')
 redis.call('HINCRBY', stats_key, 'cancelled', 1)
 local batch_ended = batch_note(batch_key, batch_events_key, batch_scans_key, events_key, batch_id, 'cancelled', 1,
   event, now_ms, maxlen, history_ttl)

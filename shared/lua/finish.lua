@@ -4,7 +4,8 @@
 -- Only the attempt holding the token may do this: a stale worker's late
 -- answer changes nothing (and must not ack: the entry may belong to another
 -- consumer now).
-if redis.call('HGET', scan_key, F.token) ~= token then
+local owner_token, webhook = unpack(redis.call('HMGET', scan_key, F.token, F.webhook))
+if owner_token ~= token then
   return 0
 end
 leave_active(tenant_active_key, tenant)
@@ -18,7 +19,7 @@ if held ~= '' then
   emit(scan_key, events_key, history_key, scan_id, tenant, held, maxlen, scan_maxlen)
 end
 emit(scan_key, events_key, history_key, scan_id, tenant, event, maxlen, scan_maxlen)
-to_outbox(scan_key, outbox_key, scan_id, tenant, state)
+to_outbox(webhook, outbox_key, scan_id, tenant, state)
 redis.call('XACK', stream_key, group, entry_id)
 redis.call('XDEL', stream_key, entry_id)
 redis.call('HINCRBY', stats_key, state, 1)

@@ -1,10 +1,11 @@
 -- A retryable failure: acknowledge the entry and schedule the next attempt,
 -- in one step, so the scan is always either in a stream or in the schedule.
-if redis.call('HGET', scan_key, F.token) ~= token then
+local owner_token, history = unpack(redis.call('HMGET', scan_key, F.token, F.history))
+if owner_token ~= token then
   return 0
 end
 leave_active(tenant_active_key, tenant)
-local history = redis.call('HGET', scan_key, F.history) or ''
+history = history or ''
 redis.call('HSET', scan_key, F.state, 'retrying', F.error, error, F.due_ms, due_ms,
   F.history, history .. error .. '\n')
 redis.call('HDEL', scan_key, F.token, F.owner, F.entry_id)
