@@ -14,9 +14,12 @@ local span = math.floor(window / 1000) + 1
 local second = math.floor(now / 1000)
 local pending_second = math.floor((now + window) / 1000)
 
-local paused = tonumber(redis.call('HGET', state_key, 'paused_until') or '0')
+-- A pause's wait names its cause (a 429, a limit the API reports spent), so the
+-- waiting scan's event says why, as a limit's wait does.
+local paused, cause = unpack(redis.call('HMGET', state_key, 'paused_until', 'pause_reason'))
+paused = tonumber(paused or '0')
 if paused > now then
-  return {paused - now, 'paused'}
+  return {paused - now, 'paused: ' .. (cause or 'by the fleet')}
 end
 
 local function token_wait(key, limit, need)
