@@ -11,12 +11,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.auth import Guard
-from gateway.webhooks import hooks_of, page_query
+from gateway.webhooks import delivery_of, hooks_of, page_query
 from shared.http.errors import ApiError, not_found
 from shared.http.responses import JSONResponse
 from shared.record import ScanRecord
 from shared.store import ScanStore
-from shared.webhooks.deliveries import callback_owner, is_delivery_id, view
+from shared.webhooks.deliveries import callback_owner, view
 
 CLOCK_SLACK_MS = 60_000
 """A scan's creation time is read from the creating gateway's clock, its deliveries' from
@@ -56,15 +56,13 @@ async def redeliver(request: Request) -> Response:
     """``POST /api/scans/{scan_id}/callback/deliveries/{delivery_id}/redeliver``: send it
     again now, with the same ``webhook-id``, signed with the scan's callback secret."""
     record = await _scan(request)
-    ref: str = request.path_params["delivery_id"]
-    store = hooks_of(request).deliveries
-    found = await store.load(ref) if is_delivery_id(ref) else None
-    if (
-        found is None
-        or found.doc.scan_id != request.path_params["scan_id"]
-        or found.doc.callback_url is None
-        or found.doc.tenant != record.tenant
-    ):
-        raise not_found("delivery")
-    state = await store.redeliver(found)
+    found = await delivery_of(
+        request,
+        lambda doc: (
+            doc.scan_id == request.path_params["scan_id"]
+            and doc.callback_url is not None
+            and doc.tenant == record.tenant
+        ),
+    )
+    state = await hooks_of(request).deliveries.redeliver(found)
     return JSONResponse(view(found.doc, state), status_code=202)

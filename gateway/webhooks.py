@@ -7,6 +7,7 @@ missing one (404); operators (admin tenants) see every tenant's.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TypeVar
 
 import msgspec
@@ -23,6 +24,7 @@ from shared.keys import Keys
 from shared.netguard import UnsafeURLError, checked_url, parse_allow_hosts
 from shared.settings import Settings
 from shared.webhooks.deliveries import (
+    Delivery,
     DeliveryStore,
     delivery_ttl_s,
     is_delivery_id,
@@ -32,6 +34,7 @@ from shared.webhooks.deliveries import (
 from shared.webhooks.endpoints import EndpointStore
 from shared.webhooks.endpoints import view as endpoint_view
 from shared.webhooks.models import (
+    DeliveryDoc,
     Endpoint,
     EndpointCreate,
     EndpointCreated,
@@ -206,6 +209,16 @@ def _limit(raw: str | None) -> int:
     return int(raw)
 
 
+async def delivery_of(request: Request, belongs: Callable[[DeliveryDoc], bool]) -> Delivery:
+    """The path's ``delivery_id`` when ``belongs`` accepts it; 404 when unknown, expired
+    or not the caller's to see."""
+    ref: str = request.path_params["delivery_id"]
+    found = await hooks_of(request).deliveries.load(ref) if is_delivery_id(ref) else None
+    if found is None or not belongs(found.doc):
+        raise not_found("delivery")
+    return found
+
+
 def page_query(request: Request) -> tuple[str | None, int]:
     """The ``cursor`` and ``limit`` of a delivery log's page (422 naming a bad one)."""
     cursor = request.query_params.get("cursor") or None
@@ -228,14 +241,10 @@ async def redeliver(request: Request) -> Response:
     """``POST /api/webhooks/{id}/deliveries/{delivery_id}/redeliver``: send it again now,
     with the same ``webhook-id``."""
     _, endpoint, _ = await _owned(request)
-    ref: str = request.path_params["delivery_id"]
-    store = hooks_of(request).deliveries
-    found = await store.load(ref) if is_delivery_id(ref) else None
-    if found is None or found.doc.endpoint_id != endpoint.id:
-        raise not_found("delivery")
+    found = await delivery_of(request, lambda doc: doc.endpoint_id == endpoint.id)
     if not endpoint.enabled:
         raise ApiError(
             409, "endpoint_disabled", "enable the endpoint (PATCH enabled: true) first", "enabled"
         )
-    state = await store.redeliver(found)
+    state = await hooks_of(request).deliveries.redeliver(found)
     return JSONResponse(view(found.doc, state), status_code=202)
